@@ -1,0 +1,836 @@
+"""Load event exports into the store: detect the format, read with DuckDB, validate, dedupe.
+
+Every format is first turned into one row of JSON text per record (a line, an array element, a
+CSV or Parquet row), numbered by its position in the file. From there one SQL pipeline expands
+trace documents and search responses into events, checks them against model.py's rules, sends
+failures to `rejects` with the reason, and inserts the rest unless an event with the same
+identity is already stored. No Python code runs per row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from eventlens import model
+from eventlens.store import Store
+
+SNIFF_BYTES = 256 * 1024
+MAX_LINE_BYTES = 64 * 1024 * 1024
+RAW_KEEP_CHARS = 10_000  # how much of a rejected record the rejects table keeps
+DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
+
+# The fields a record may carry, each kept as JSON text so types can be checked afterwards.
+_FIELDS = (
+    "trace_id",
+    "event_type",
+    "type",
+    "metrics",
+    "event_details",
+    "details",
+    "timestamp",
+    "timestamps",
+    "started_at",
+    "event_id",
+    "events",
+    "traces",
+)
+_SPEC = json.dumps({name: "JSON" for name in _FIELDS})
+_NUMBER_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+)
+
+
+_TEMP_VIEWS = ("_ev",)
+_TEMP_TABLES = ("_cells", "_src", "_rec", "_norm", "_csv_errors", "_csv_scans")
+_NUMBER_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+class NotAnExport(Exception):
+    """A file that holds no event export; its message says what it is instead."""
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What a file holds: its record layout and whether it is gzip-compressed."""
+
+    kind: str  # jsonl | json-array | json-document | csv | parquet
+    gzip: bool = False
+
+    @property
+    def label(self) -> str:
+        """A short name for summaries, e.g. 'jsonl+gzip'."""
+        return self.kind + ("+gzip" if self.gzip else "")
+
+    @property
+    def unit(self) -> str:
+        """What a record's number counts in this layout."""
+        return {"jsonl": "line", "csv": "line", "json-array": "element", "parquet": "row"}.get(
+            self.kind, "document"
+        )
+
+
+@dataclass
+class FileResult:
+    """What loading one file did."""
+
+    path: str
+    format: str | None = None
+    loaded: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    error: str | None = None
+    top_reasons: list[tuple[str, int]] = field(default_factory=list)
+    first_event: str | None = None
+    last_event: str | None = None
+    event_types: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        out = asdict(self)
+        out["top_reasons"] = [{"reason": r, "count": n} for r, n in self.top_reasons]
+        return out
+
+
+@dataclass
+class LoadResult:
+    """What loading several files into one dataset did."""
+
+    dataset: str
+    files: list[FileResult]
+
+    @property
+    def loaded(self) -> int:
+        return sum(f.loaded for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def failed_files(self) -> list[FileResult]:
+        return [f for f in self.files if f.error]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with integer totals and one entry per file."""
+        return {
+            "dataset": self.dataset,
+            "loaded": self.loaded,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "files": [f.as_dict() for f in self.files],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+# ---------------------------------------------------------------------------------------------
+
+
+def detect(path: str | os.PathLike[str]) -> Detected:
+    """Tell a file's format from its content (the extension only breaks ties)."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if not head:
+        raise NotAnExport("the file is empty")
+    compressed = head[:2] == b"\x1f\x8b"
+    if compressed:
+        try:
+            with gzip.open(path, "rb") as gz:
+                head = gz.read(SNIFF_BYTES)
+        except (OSError, EOFError) as exc:
+            raise NotAnExport(
+                f"it looks gzip-compressed but cannot be decompressed ({exc})"
+            ) from None
+        if not head:
+            raise NotAnExport("the file is empty once decompressed")
+    if head[:4] == b"PAR1":
+        if compressed:
+            raise NotAnExport("a gzip-compressed Parquet file is not supported; decompress it")
+        return Detected("parquet")
+    if str(path).lower().endswith(".parquet"):
+        raise NotAnExport("the name says Parquet but the content is not a Parquet file")
+    text = _decode(head)
+    if text is None:
+        raise NotAnExport("it is binary data, not JSON, CSV or Parquet")
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if not stripped:
+        raise NotAnExport("the file holds only blank lines")
+    if stripped[0] == "[" and stripped[1:].lstrip()[:1] in ("{", "[", "]", '"', ""):
+        return Detected("json-array", compressed)
+    if stripped[0] == "{":
+        return Detected(_jsonl_or_document(stripped), compressed)
+    first_line = stripped.split("\n", 1)[0]
+    if any(sep in first_line for sep in (",", "\t", ";", "|")):
+        return Detected("csv", compressed)
+    raise NotAnExport(
+        "it is not an event export: not JSON, not JSON lines, not CSV with a header, not Parquet"
+    )
+
+
+def _decode(head: bytes) -> str | None:
+    """The sniffed bytes as text, or None when they are binary."""
+    if b"\x00" in head:
+        return None
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # The sniff may cut a multi-byte character at its end; anything earlier is binary.
+        if exc.start >= len(head) - 4:
+            return head[: exc.start].decode("utf-8")
+        return None
+
+
+def _jsonl_or_document(text: str) -> str:
+    """JSON lines have an object per line; a document spreads one object over many lines."""
+    lines = [ln for ln in text.split("\n")[:3] if ln.strip()]
+    if len(lines) >= 2 and not lines[1].lstrip().startswith("{"):
+        # The second line continues the first: pretty-printed, unless line one stands alone.
+        try:
+            json.loads(lines[0])
+        except ValueError:
+            return "json-document"
+    return "jsonl"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def default_dataset_name(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """A dataset name from the first file's name without its extensions."""
+    name = Path(paths[0]).name if paths else "events"
+    name = re.sub(r"(\.(gz|jsonl|ndjson|json|csv|tsv|parquet|txt))+$", "", name, flags=re.I)
+    return name or "events"
+
+
+def load_files(
+    store: Store,
+    paths: Iterable[str | os.PathLike[str]],
+    dataset: str | None = None,
+    display_names: Sequence[str] | None = None,
+) -> LoadResult:
+    """Load files into one dataset; a bad file or row is reported, never raised."""
+    paths = [str(p) for p in paths]
+    dataset = (dataset or default_dataset_name(paths)).strip()
+    names = list(display_names) if display_names else paths
+    results = [_load_one(store, p, name, dataset) for p, name in zip(paths, names, strict=True)]
+    _update_dataset(store, dataset)
+    return LoadResult(dataset, results)
+
+
+def _load_one(store: Store, path: str, name: str, dataset: str) -> FileResult:
+    result = FileResult(path=name)
+    started = time.perf_counter()
+    try:
+        if not os.path.isfile(path):
+            raise NotAnExport("no such file" if not os.path.exists(path) else "not a file")
+        detected = detect(path)
+        result.format = detected.label
+        digest = file_sha256(path)
+        with store.write_lock, store.cursor() as cur:
+            _FileLoad(cur, path, name, digest, dataset, detected, result).run()
+    except NotAnExport as exc:
+        result = _failed(result, f"{name}: {exc}")
+    except OSError as exc:
+        result = _failed(result, f"{name}: cannot read it ({exc.strerror or exc})")
+    except duckdb.Error as exc:
+        result = _failed(result, f"{name}: {_duckdb_message(exc, result.format)}")
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _failed(result: FileResult, error: str) -> FileResult:
+    """A file that loaded nothing (its transaction was rolled back), with the reason."""
+    return FileResult(path=result.path, format=result.format, error=error)
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _duckdb_message(exc: Exception, fmt: str | None) -> str:
+    """DuckDB's error as one plain sentence, without its error-class prefix."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^[A-Za-z ]+Error: ", "", text)
+    if "maximum line size" in text.lower():
+        return f"a line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB"
+    what = {"json-array": "a JSON array", "json-document": "JSON", "csv": "CSV"}.get(
+        (fmt or "").split("+")[0], fmt or "an export"
+    )
+    return f"it could not be read as {what} ({text})"
+
+
+class _FileLoad:
+    """One file's trip through the pipeline, on one cursor inside one transaction."""
+
+    def __init__(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        path: str,
+        name: str,
+        digest: str,
+        dataset: str,
+        detected: Detected,
+        result: FileResult,
+    ):
+        self.cur, self.path, self.name, self.digest = cur, path, name, digest
+        self.dataset, self.detected, self.result = dataset, detected, result
+        self.csv_rejects: list[tuple[int, str, str]] = []  # (line, reason, raw)
+        self.csv_skipped: list[int] = []
+
+    def run(self) -> None:
+        cur = self.cur
+        try:
+            # Staging happens outside the transaction: committed temp tables number their rows
+            # from 0 in file order, which is what gives every record its line number.
+            self._stage_records()
+            self._expand_and_normalise()
+            self._check_is_export()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                self._write_rejects()
+                self._insert_events()
+                self._record_file()
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        finally:
+            for view in _TEMP_VIEWS:
+                cur.execute(f"DROP VIEW IF EXISTS {view}")
+            for table in _TEMP_TABLES:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    # -- 1. one JSON record per line / element / row -------------------------------------------
+
+    def _stage_records(self) -> None:
+        """Create _rec(rec, raw, status, f): each record's number, JSON text and fields."""
+        kind, comp = self.detected.kind, "gzip" if self.detected.gzip else "none"
+        cur, p = self.cur, self.path
+        if kind == "jsonl":
+            # Each line as text, so a malformed line is kept (and reported) with its number.
+            cur.execute(
+                "CREATE TEMP TABLE _src AS SELECT raw FROM read_csv(?, columns={'raw': 'VARCHAR'},"
+                " header=false, delim='\x01', quote='', escape='', auto_detect=false,"
+                f" strict_mode=false, max_line_size={MAX_LINE_BYTES}, compression=?)",
+                [p, comp],
+            )
+            offset = 1
+        elif kind in ("json-array", "json-document"):
+            layout = "array" if kind == "json-array" else "unstructured"
+            cur.execute(
+                "CREATE TEMP TABLE _src AS SELECT json::VARCHAR AS raw FROM read_json_objects(?,"
+                f" format='{layout}', compression=?, maximum_object_size=1073741824)",
+                [p, comp],
+            )
+            offset = 1
+        elif kind == "csv":
+            cur.execute(
+                "CREATE TEMP TABLE _cells AS SELECT * FROM read_csv(?, header=true,"
+                " all_varchar=true, store_rejects=true, rejects_table='_csv_errors',"
+                " rejects_scan='_csv_scans', compression=?)",
+                [p, comp],
+            )
+            self._csv_structure_rejects()
+            self._columns_to_json("_cells", text_cells=True)
+            offset = 2  # the header is line 1
+        else:
+            cur.execute("CREATE TEMP TABLE _cells AS SELECT * FROM read_parquet(?)", [p])
+            self._columns_to_json("_cells", text_cells=False)
+            offset = 1
+        line_expr = f"rowid + {offset}"
+        if kind == "csv" and self.csv_skipped:
+            # Lines DuckDB skipped as malformed shift the numbering of the rows after them.
+            line_expr += " + len(list_filter(?::BIGINT[], lambda t: t <= rowid))"
+        # _src keeps the text; _rec keeps each record's number, state and fields, and points
+        # back to its text by rid so the text is copied only for the records that are rejected.
+        cur.execute(
+            f"""
+            CREATE TEMP TABLE _rec AS
+            SELECT rec, rid, status,
+                   CASE WHEN status = 'ok' THEN json_transform(raw, '{_SPEC}') END AS f
+            FROM (
+                SELECT {line_expr} AS rec, rowid AS rid, raw,
+                       CASE WHEN raw IS NULL OR trim(raw) = '' THEN 'blank'
+                            WHEN NOT json_valid(raw) THEN 'invalid'
+                            WHEN ltrim(raw, ' \t\r\ufeff')[1] <> '{{' THEN 'not_object'
+                            ELSE 'ok' END AS status
+                FROM _src
+            )
+            """,
+            [self.csv_skipped] if kind == "csv" and self.csv_skipped else None,
+        )
+
+    def _csv_structure_rejects(self) -> None:
+        """Rows DuckDB's CSV reader could not split into the header's columns."""
+        rows = self.cur.execute(
+            "SELECT line, error_type, error_message, csv_line FROM _csv_errors ORDER BY line"
+        ).fetchall()
+        self.csv_rejects = [
+            (line, f"CSV: {_csv_error_words(kind, msg)}", raw) for line, kind, msg, raw in rows
+        ]
+        # Thresholds so that good row i sits at line i + 2 + (#skipped lines before it).
+        self.csv_skipped = [int(line) - j - 2 for j, (line, *_rest) in enumerate(rows)]
+
+    def _columns_to_json(self, table: str, *, text_cells: bool) -> None:
+        """Create _src(raw) from a CSV or Parquet table, one JSON object per row."""
+        columns = self.cur.execute(
+            "SELECT column_name, column_type FROM (DESCRIBE " + table + ")"
+        ).fetchall()
+        sql, params = columns_json_sql(columns, text_cells=text_cells)
+        if sql is None:
+            names = ", ".join(c for c, _ in columns[:12])
+            raise NotAnExport(
+                "it is not an event export: no trace_id, event_type or metrics column "
+                f"(columns: {names})"
+            )
+        self.cur.execute(f"CREATE TEMP TABLE _src AS SELECT {sql} AS raw FROM {table}", params)
+        self.cur.execute(f"DROP TABLE {table}")
+
+    # -- 2. events out of records, normalised and checked --------------------------------------
+
+    def _expand_and_normalise(self) -> None:
+        unit = self.detected.unit
+        cur = self.cur
+        # Plain events, then events nested in trace documents or search rows, then in a
+        # search response's traces. ev_raw holds a nested event's own text (NULL: the record's).
+        cur.execute(
+            f"""
+            CREATE TEMP VIEW _ev AS
+            SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc, NULL::JSON AS ctx_trace,
+                   NULL::VARCHAR AS ev_raw, f
+            FROM _rec
+            WHERE status = 'ok' AND NOT (json_type(f.events) = 'ARRAY' AND f.event_type IS NULL)
+                  AND json_type(f.traces) IS DISTINCT FROM 'ARRAY'
+            UNION ALL
+            SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub, ctx_trace, ev,
+                   json_transform(ev, '{_SPEC}')
+            FROM (
+                SELECT rec, rid, f.trace_id AS ctx_trace, unnest(evs)::VARCHAR AS ev,
+                       generate_subscripts(evs, 1) AS sub
+                FROM (SELECT rec, rid, f, json_extract(f.events, '$[*]') AS evs FROM _rec
+                      WHERE status = 'ok' AND json_type(f.events) = 'ARRAY'
+                            AND f.event_type IS NULL)
+            )
+            UNION ALL
+            SELECT rec, rid, tno * 1000000 + sub,
+                   '{unit} ' || rec || ', trace ' || tno || ', event ' || sub,
+                   ctx_trace, ev, json_transform(ev, '{_SPEC}')
+            FROM (
+                SELECT rec, rid, tno, json_extract(tr, '$.trace_id') AS ctx_trace,
+                       unnest(evs)::VARCHAR AS ev, generate_subscripts(evs, 1) AS sub
+                FROM (
+                    SELECT rec, rid, tno, tr, json_extract(tr, '$.events[*]') AS evs
+                    FROM (
+                        SELECT rec, rid, unnest(trs) AS tr, generate_subscripts(trs, 1) AS tno
+                        FROM (SELECT rec, rid, json_extract(f.traces, '$[*]') AS trs FROM _rec
+                              WHERE status = 'ok' AND json_type(f.traces) = 'ARRAY')
+                    )
+                )
+            )
+            """
+        )
+        # Clean events pass the cheap check; only the others pay for the full one.
+        cur.execute(
+            f"""
+            CREATE TEMP TABLE _norm AS
+            SELECT *,
+                   CASE WHEN problem IS NULL THEN md5_number(
+                       CASE WHEN json_type(j_event_id) = 'VARCHAR'
+                       THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
+                       -- No event_id: the event's fields as the file wrote them.
+                       ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
+                            j_timestamp, j_metrics, j_details) END) END AS event_key,
+                   CASE WHEN problem IS NULL AND json_type(j_timestamp) IN {_NUMBER_JSON}
+                        THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ
+                   END AS timestamp
+            FROM (
+            SELECT *, CASE WHEN quick THEN NULL ELSE {model.sql_problems()} END AS problem
+            FROM (
+            SELECT *,
+                   CASE WHEN quick THEN NULL ELSE {_entries_sql("j_metrics")} END
+                       AS metric_entries,
+                   CASE WHEN quick THEN NULL ELSE {_entries_sql("j_details")} END
+                       AS detail_entries
+            FROM (
+                SELECT *, {model.sql_quick_valid()} AS quick,
+                       CASE WHEN json_type(j_event_type) = 'VARCHAR'
+                            THEN j_event_type ->> '$' END AS event_type
+                FROM (
+                    SELECT rec, rid, sub, loc, ev_raw,
+                           coalesce(f.trace_id, ctx_trace) AS j_trace_id,
+                           coalesce(f.event_type, f.type) AS j_event_type,
+                           f.metrics AS j_metrics,
+                           coalesce(f.event_details, f.details) AS j_details,
+                           coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'),
+                                    f.started_at) AS j_timestamp,
+                           f.event_id AS j_event_id,
+                           coalesce(f.trace_id, f.event_type, f.type, f.metrics,
+                                    f.event_details, f.details) IS NOT NULL AS has_event_fields
+                    FROM _ev
+                )
+            )
+            )
+            )
+            """
+        )
+
+    def _check_is_export(self) -> None:
+        """A file none of whose records looks like an event is not an event export."""
+        events, eventish, records, bad_json = self.cur.execute(
+            "SELECT (SELECT count(*) FROM _norm),"
+            " (SELECT count(*) FROM _norm WHERE has_event_fields),"
+            " (SELECT count(*) FROM _rec WHERE status <> 'blank'),"
+            " (SELECT count(*) FROM _rec WHERE status = 'invalid')"
+        ).fetchone()
+        if records == 0:
+            raise NotAnExport("it holds no records")
+        if eventish == 0 and bad_json == records:
+            raise NotAnExport(f"it is not an event export: none of its {records} records is JSON")
+        if eventish == 0 and not self.csv_rejects:
+            if events == 0 and bad_json == 0:
+                raise NotAnExport(
+                    "it is not an event export: no record holds an event or a trace with events"
+                )
+            if events and bad_json == 0:
+                keys = self._sample_keys()
+                raise NotAnExport(
+                    "it is not an event export: no record has trace_id, event_type or metrics"
+                    + (f" (the first record's keys: {keys})" if keys else "")
+                )
+
+    def _sample_keys(self) -> str:
+        raw = self.cur.execute(
+            "SELECT raw FROM _src WHERE rowid = (SELECT min(rid) FROM _rec WHERE status = 'ok')"
+        ).fetchone()
+        try:
+            return ", ".join(list(json.loads(raw[0]))[:10]) if raw else ""
+        except (ValueError, TypeError):
+            return ""
+
+    # -- 3. rejects ----------------------------------------------------------------------------
+
+    def _write_rejects(self) -> None:
+        cur, unit = self.cur, self.detected.unit
+        base = [self.dataset, self.name, self.digest]
+        # Loading the same file again replaces its earlier rejects instead of doubling them.
+        cur.execute(
+            "DELETE FROM rejects WHERE dataset = ? AND file_hash = ?", [self.dataset, self.digest]
+        )
+        keep = RAW_KEEP_CHARS
+        cur.execute(
+            f"""
+            INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)
+            SELECT ?, ?, ?, n.rec, n.loc, n.problem, left(coalesce(n.ev_raw, s.raw), {keep})
+            FROM _norm n LEFT JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid
+            WHERE n.problem IS NOT NULL
+            UNION ALL
+            SELECT ?, ?, ?, r.rec, '{unit} ' || r.rec,
+                   'expected a JSON object (one event), got ' ||
+                   CASE json_type(s.raw) WHEN 'ARRAY' THEN 'an array'
+                        WHEN 'VARCHAR' THEN 'a string' WHEN 'NULL' THEN 'null'
+                        WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END,
+                   left(s.raw, {keep})
+            FROM _rec r JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = r.rid
+            WHERE r.status = 'not_object'
+            """,
+            base + base,
+        )
+        invalid = (
+            "SELECT r.rec, s.raw FROM _rec r JOIN (SELECT rowid AS rid, raw FROM _src) s"
+            " ON s.rid = r.rid WHERE r.status = 'invalid'"
+        )
+        bad = cur.execute(f"{invalid} ORDER BY r.rec LIMIT {DETAILED_JSON_ERRORS}").fetchall()
+        rows = [(rec, f"{unit} {rec}", _json_error(raw), raw) for rec, raw in bad]
+        rows += [(line, f"line {line}", why, raw) for line, why, raw in self.csv_rejects]
+        if rows:
+            cur.executemany(
+                "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, left(?, ?))",
+                [(*base, line, loc, why, raw, keep) for line, loc, why, raw in rows],
+            )
+        if len(bad) == DETAILED_JSON_ERRORS:
+            cur.execute(
+                "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
+                f" SELECT ?, ?, ?, rec, '{unit} ' || rec, 'not valid JSON', left(raw, {keep})"
+                f" FROM ({invalid}) WHERE rec > ?",
+                [*base, bad[-1][0]],
+            )
+        where = [self.dataset, self.digest]
+        self.result.rejected = int(
+            cur.execute(
+                "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
+            ).fetchone()[0]
+        )
+        # One reject may break several rules; count each rule on its own.
+        self.result.top_reasons = [
+            (str(reason), int(n))
+            for reason, n in cur.execute(
+                "SELECT part, count(*) AS n FROM (SELECT unnest(string_split(reason, '; '))"
+                " AS part FROM rejects WHERE dataset = ? AND file_hash = ?)"
+                " GROUP BY part ORDER BY n DESC, part LIMIT 5",
+                where,
+            ).fetchall()
+        ]
+
+    # -- 4. events -----------------------------------------------------------------------------
+
+    def _insert_events(self) -> None:
+        cur = self.cur
+        valid, distinct, first, last = cur.execute(
+            "SELECT count(*), count(DISTINCT event_key), min(timestamp), max(timestamp)"
+            " FROM _norm WHERE problem IS NULL"
+        ).fetchone()
+        # Repeats inside the file are rare; pay for the window only when there are some.
+        first_copy = (
+            "QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY rec, sub) = 1"
+            if distinct < valid
+            else ""
+        )
+        # Maps are built here, once, for the rows that are inserted.
+        inserted = cur.execute(
+            f"""
+            INSERT INTO events
+            SELECT event_key, j_event_id ->> '$', j_trace_id ->> '$', event_type, timestamp,
+                   CASE WHEN quick THEN CAST(j_metrics AS MAP(VARCHAR, DOUBLE))
+                        ELSE map_from_entries(list_transform(metric_entries,
+                             lambda e: {{'key': e.key, 'value': e.value::DOUBLE}})) END,
+                   CASE WHEN quick THEN coalesce(TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)),
+                                                 MAP()::MAP(VARCHAR, VARCHAR))
+                        ELSE map_from_entries(list_transform(coalesce(detail_entries, []),
+                             lambda e: {{'key': e.key, 'value': e.value ->> '$'}}))
+                             ::MAP(VARCHAR, VARCHAR) END,
+                   ?, ?, rec
+            FROM _norm v
+            WHERE problem IS NULL
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
+            {first_copy}
+            """,
+            [self.dataset, self.name],
+        ).fetchone()[0]
+        types = cur.execute(
+            "SELECT event_type, count(*) AS n FROM _norm WHERE problem IS NULL"
+            " GROUP BY event_type ORDER BY n DESC, event_type"
+        ).fetchall()
+        self.result.loaded = int(inserted)
+        self.result.duplicates = int(valid) - int(inserted)
+        self.result.first_event = _iso(first)
+        self.result.last_event = _iso(last)
+        self.result.event_types = {str(k): int(n) for k, n in types}
+
+    def _record_file(self) -> None:
+        r = self.result
+        self.cur.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
+            [self.dataset, self.name, self.digest, r.format, r.loaded, r.rejected, r.duplicates],
+        )
+
+
+def columns_json_sql(
+    columns: Sequence[tuple[str, str]], *, text_cells: bool
+) -> tuple[str | None, list[Any]]:
+    """SQL building one JSON event per row from CSV or Parquet columns (None: no event columns).
+
+    Column names come from the file, so they are quoted as identifiers; metric and detail keys are
+    bound as parameters. CSV cells are text: a numeric cell becomes a number, an empty cell is
+    absent. Parquet cells keep their types, so a string metric is rejected as LangWatch would.
+    """
+    by_name = {name.lower(): (name, dtype) for name, dtype in columns}
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def col(*names: str) -> tuple[str, str] | None:
+        return next((by_name[n] for n in names if n in by_name), None)
+
+    for key, names in (
+        ("trace_id", ("trace_id",)),
+        ("event_type", ("event_type", "type")),
+        ("event_id", ("event_id",)),
+    ):
+        found = col(*names)
+        if found:
+            parts.append(f"'{key}', {_scalar_json(found, text_cells, numeric=False)}")
+    ts = col("timestamp", "timestamps.started_at", "started_at")
+    if ts:
+        parts.append(f"'timestamp', {_timestamp_json(ts, text_cells)}")
+    for key, names, prefixes, numeric in (
+        ("metrics", ("metrics",), ("metrics.",), True),
+        ("event_details", ("event_details", "details"), ("event_details.", "details."), False),
+    ):
+        whole = col(*names)
+        flat = [
+            (name[len(p) :], (name, dtype))
+            for name, dtype in columns
+            for p in prefixes
+            if name.lower().startswith(p) and len(name) > len(p)
+        ]
+        if whole:
+            parts.append(f"'{key}', {_object_json(whole)}")
+        elif flat:
+            entries = ", ".join(
+                f"{{'key': ?, 'value': {_scalar_json(c, text_cells, numeric=numeric)}}}"
+                for _, c in flat
+            )
+            params.extend(k for k, _ in flat)
+            parts.append(
+                f"'{key}', to_json(map_from_entries(list_filter([{entries}],"
+                " lambda e: e.value IS NOT NULL)))"
+            )
+        elif key == "metrics":
+            # A flat file without metric columns has no metrics: {} rather than missing.
+            parts.append("'metrics', '{}'::JSON")
+    if not any(p.startswith(("'trace_id'", "'event_type'")) for p in parts):
+        return None, []
+    return "json_object(" + ", ".join(parts) + ")::VARCHAR", params
+
+
+def _ident(name: str) -> str:
+    """A column name from a file, quoted as a SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _scalar_json(column: tuple[str, str], text_cells: bool, *, numeric: bool) -> str:
+    name, dtype = column
+    c = _ident(name)
+    if not text_cells:
+        return f"to_json({c})"
+    blank = f"nullif(trim({c}), '') IS NULL"
+    if numeric:
+        num = f"TRY_CAST(trim({c}) AS DOUBLE)"
+        return (
+            f"CASE WHEN {blank} THEN NULL WHEN isfinite({num}) THEN to_json({num}) "
+            f"ELSE to_json({c}) END"
+        )
+    return f"CASE WHEN {blank} THEN NULL ELSE to_json({c}) END"
+
+
+def _timestamp_json(column: tuple[str, str], text_cells: bool) -> str:
+    name, dtype = column
+    c = _ident(name)
+    if dtype.upper().startswith(("TIMESTAMP", "DATE")):
+        return f"to_json(epoch_ms({c}::TIMESTAMPTZ))"
+    if not text_cells or dtype.upper() != "VARCHAR":
+        return f"to_json({c})"
+    t = f"trim({c})"
+    return (
+        f"CASE WHEN nullif({t}, '') IS NULL THEN NULL "
+        f"WHEN TRY_CAST({t} AS DOUBLE) IS NOT NULL THEN to_json(TRY_CAST({t} AS DOUBLE)) "
+        f"WHEN TRY_CAST({t} AS TIMESTAMPTZ) IS NOT NULL "
+        f"THEN to_json(epoch_ms(TRY_CAST({t} AS TIMESTAMPTZ))) ELSE to_json({c}) END"
+    )
+
+
+def _object_json(column: tuple[str, str]) -> str:
+    """A metrics/details column: JSON text, or a MAP/STRUCT whose null entries mean absent."""
+    name, dtype = column
+    c = _ident(name)
+    if dtype.upper() in ("VARCHAR", "JSON"):
+        return (
+            f"CASE WHEN nullif(trim({c}), '') IS NULL THEN NULL "
+            f"WHEN json_valid({c}) THEN {c}::JSON ELSE to_json({c}) END"
+        )
+    if dtype.upper().startswith(("MAP", "STRUCT")):
+        return (
+            f"to_json(map_from_entries(list_filter(map_entries(TRY_CAST(to_json({c}) AS"
+            " MAP(VARCHAR, JSON))), lambda e: json_type(e.value) <> 'NULL')))"
+        )
+    return f"to_json({c})"
+
+
+def _entries_sql(col: str) -> str:
+    """A metrics/details JSON value as key/value entries: an object, or the older list form."""
+    entries = (
+        f"CASE json_type({col}) "
+        f"WHEN 'OBJECT' THEN map_entries(TRY_CAST({col} AS MAP(VARCHAR, JSON))) "
+        f"WHEN 'ARRAY' THEN TRY_CAST({col} AS STRUCT(key VARCHAR, value JSON)[]) END"
+    )
+    # Entries without a key, or with a key twice, cannot form a map: treat as malformed.
+    return (
+        f"CASE WHEN list_bool_or(list_transform({entries}, lambda e: e.key IS NULL)) "
+        f"OR len(list_distinct(list_transform({entries}, lambda e: e.key))) <> len({entries}) "
+        f"THEN NULL ELSE {entries} END"
+    )
+
+
+def _json_error(raw: str) -> str:
+    """Why a line is not JSON, in the words of Python's parser."""
+    try:
+        json.loads(raw)
+    except ValueError as exc:
+        msg = getattr(exc, "msg", str(exc))
+        col = getattr(exc, "colno", None)
+        return f"not valid JSON: {msg}" + (f" (column {col})" if col else "")
+    return "not valid JSON"
+
+
+def _csv_error_words(kind: str, message: str) -> str:
+    return {
+        "MISSING COLUMNS": "the line has fewer columns than the header",
+        "TOO MANY COLUMNS": "the line has more columns than the header",
+        "UNQUOTED VALUE": "a value has a stray quote",
+        "LINE SIZE OVER MAXIMUM": "the line is too long",
+        "INVALID ENCODING": "the line is not valid UTF-8",
+    }.get(kind, message.splitlines()[0] if message else kind.lower())
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _update_dataset(store: Store, dataset: str) -> None:
+    """Refresh a dataset's catalogue row from its files and events."""
+    with store.write_lock, store.cursor() as cur:
+        row = cur.execute(
+            "SELECT list(DISTINCT path ORDER BY path), list(sha256 ORDER BY sha256),"
+            " sum(duplicates) FROM files WHERE dataset = ?",
+            [dataset],
+        ).fetchone()
+        if not row or not row[0]:
+            return
+        files, hashes, duplicates = row
+        content_hash = hashlib.sha256("\n".join(sorted(set(hashes))).encode()).hexdigest()
+        cur.execute(
+            """
+            INSERT OR REPLACE INTO datasets
+            SELECT ?, ?, ?, now(),
+                   (SELECT count(*) FROM events WHERE dataset = ?),
+                   (SELECT count(*) FROM rejects WHERE dataset = ?), ?
+            """,
+            [dataset, files, content_hash, dataset, dataset, int(duplicates or 0)],
+        )

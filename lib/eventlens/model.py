@@ -1,0 +1,369 @@
+"""The LangWatch custom event and its validation rules, in one place.
+
+The rules mirror LangWatch's `trackEventRESTParamsValidatorSchema` and its predefined-event schema
+(see shared/LANGWATCH_API.md). They exist twice in executable form, generated from the same data:
+`validate_body` checks one Python dict (form, client, sandbox, replay) and `sql_problems` builds
+the equivalent DuckDB expression for ingest, so a file and a form reject the same event for the
+same reason, worded the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED_FIELDS = ("trace_id", "event_type", "metrics")
+OPTIONAL_FIELDS = ("event_details", "timestamp", "event_id")
+BODY_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+
+# Largest epoch-ms value DuckDB's TIMESTAMPTZ holds comfortably (year 9999).
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+MIN_TIMESTAMP_MS = -62_135_596_800_000  # year 1
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """A predefined event type's required metric and its allowed range."""
+
+    event_type: str
+    metric: str
+    low: float
+    high: float | None
+    low_inclusive: bool
+    detail: str | None
+    meaning: str
+
+    @property
+    def range_text(self) -> str:
+        """The allowed range in words, e.g. 'a number from -1 to 1'."""
+        if self.high is None:
+            op = "at least" if self.low_inclusive else "greater than"
+            return f"a number {op} {_num(self.low)}"
+        return f"a number from {_num(self.low)} to {_num(self.high)}"
+
+    def accepts(self, value: float) -> bool:
+        """Whether a metric value is inside the allowed range."""
+        above = value >= self.low if self.low_inclusive else value > self.low
+        return above and (self.high is None or value <= self.high)
+
+
+PREDEFINED_RULES: dict[str, MetricRule] = {
+    r.event_type: r
+    for r in (
+        MetricRule(
+            "thumbs_up_down",
+            "vote",
+            -1,
+            1,
+            True,
+            "feedback",
+            "a user's vote: 1 up, -1 down (0 undoes a vote)",
+        ),
+        MetricRule(
+            "selected_text",
+            "text_length",
+            0,
+            None,
+            False,
+            "selected_text",
+            "the user selected some output text",
+        ),
+        MetricRule(
+            "waited_to_finish",
+            "finished",
+            0,
+            1,
+            True,
+            None,
+            "0 when output starts streaming, 1 when the user waited for it to finish",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failed rule: the field it concerns and what is wrong, in words."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _num(value: float) -> str:
+    """A number without a pointless '.0'."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def json_type_name(value: Any) -> str:
+    """The JSON type name of a Python value, as messages print it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The messages below are shared word for word with sql_problems.
+MSG_REQUIRED = "is required"
+MSG_METRICS_REQUIRED = "is required (an object of numbers; {} when there are none)"
+MSG_STRING = "must be a string, got {got}"
+MSG_METRICS_OBJECT = "must be an object of numbers, got {got}"
+MSG_METRIC_NUMBER = "must be a number, got {got}"
+MSG_DETAILS_OBJECT = "must be an object of strings, got {got}"
+MSG_DETAIL_STRING = "must be a string or null, got {got}"
+MSG_TIMESTAMP = "must be a number (epoch milliseconds), got {got}"
+MSG_TIMESTAMP_RANGE = "is outside the years 1 to 9999 (expected epoch milliseconds)"
+MSG_PREDEFINED_MISSING = "is required for {type} ({range})"
+MSG_PREDEFINED_RANGE = "must be {range} for {type}, got {value}"
+
+
+def validate_body(body: Any) -> list[Problem]:
+    """Every rule a track_event request body breaks; an empty list means LangWatch accepts it."""
+    if not isinstance(body, dict):
+        return [Problem("body", f"must be a JSON object, got {json_type_name(body)}")]
+    problems: list[Problem] = []
+    for name in ("trace_id", "event_type"):
+        if name not in body or body[name] is None:
+            problems.append(Problem(name, MSG_REQUIRED))
+        elif not isinstance(body[name], str):
+            problems.append(Problem(name, MSG_STRING.format(got=json_type_name(body[name]))))
+    metrics = body.get("metrics")
+    if metrics is None:
+        problems.append(Problem("metrics", MSG_METRICS_REQUIRED))
+    elif not isinstance(metrics, dict):
+        problems.append(Problem("metrics", MSG_METRICS_OBJECT.format(got=json_type_name(metrics))))
+    else:
+        for key, value in metrics.items():
+            if not _is_number(value):
+                got = json_type_name(value)
+                problems.append(Problem(f"metrics.{key}", MSG_METRIC_NUMBER.format(got=got)))
+    details = body.get("event_details")
+    if details is not None and not isinstance(details, dict):
+        got = json_type_name(details)
+        problems.append(Problem("event_details", MSG_DETAILS_OBJECT.format(got=got)))
+    elif isinstance(details, dict):
+        for key, value in details.items():
+            if value is not None and not isinstance(value, str):
+                got = json_type_name(value)
+                problems.append(Problem(f"event_details.{key}", MSG_DETAIL_STRING.format(got=got)))
+    timestamp = body.get("timestamp")
+    if timestamp is not None:
+        if not _is_number(timestamp):
+            got = json_type_name(timestamp)
+            problems.append(Problem("timestamp", MSG_TIMESTAMP.format(got=got)))
+        elif not MIN_TIMESTAMP_MS <= timestamp <= MAX_TIMESTAMP_MS:
+            problems.append(Problem("timestamp", MSG_TIMESTAMP_RANGE))
+    event_id = body.get("event_id")
+    if event_id is not None and not isinstance(event_id, str):
+        problems.append(Problem("event_id", MSG_STRING.format(got=json_type_name(event_id))))
+    problems.extend(_predefined_problems(body))
+    return problems
+
+
+def _predefined_problems(body: dict[str, Any]) -> list[Problem]:
+    rule = PREDEFINED_RULES.get(body.get("event_type"))  # type: ignore[arg-type]
+    metrics = body.get("metrics")
+    if rule is None or not isinstance(metrics, dict):
+        return []
+    field = f"metrics.{rule.metric}"
+    value = metrics.get(rule.metric)
+    if value is None:
+        msg = MSG_PREDEFINED_MISSING.format(type=rule.event_type, range=rule.range_text)
+        return [Problem(field, msg)]
+    if _is_number(value) and not rule.accepts(value):
+        msg = MSG_PREDEFINED_RANGE.format(
+            range=rule.range_text, type=rule.event_type, value=_num(value)
+        )
+        return [Problem(field, msg)]
+    return []
+
+
+def reason(problems: list[Problem]) -> str:
+    """All problems as one sentence for a rejects row or an error message."""
+    return "; ".join(str(p) for p in problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same rules as DuckDB SQL, over a normalised record (see ingest.NORMALISED_COLUMNS):
+#   j_trace_id, j_event_type, j_metrics, j_details, j_timestamp, j_event_id: JSON text or NULL
+#   event_type: VARCHAR (NULL unless j_event_type is a string)
+#   metric_entries: STRUCT(key VARCHAR, value JSON)[]; detail_entries: likewise
+# ---------------------------------------------------------------------------------------------
+
+_SQL_TYPE_NAME = (
+    "CASE json_type({x}) WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' "
+    "WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' "
+    "ELSE 'number' END"
+)
+_SQL_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def _sql_str(text: str) -> str:
+    """A SQL string literal of trusted, constant text (rule messages, never user data)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_msg(field_sql: str, template: str, got_sql: str | None = None) -> str:
+    """SQL that renders `field: message`, filling {got} from a SQL expression."""
+    if got_sql is None:
+        return f"{field_sql} || {_sql_str(': ' + template)}"
+    before, after = template.split("{got}")
+    return f"{field_sql} || {_sql_str(': ' + before)} || {got_sql} || {_sql_str(after)}"
+
+
+def _json_is_null(x: str) -> str:
+    return f"({x} IS NULL OR json_type({x}) = 'NULL')"
+
+
+def sql_problems() -> str:
+    """A DuckDB expression giving the same reasons as validate_body, or NULL when valid."""
+    tn = _SQL_TYPE_NAME.format
+    parts: list[str] = []
+    for name, col in (("trace_id", "j_trace_id"), ("event_type", "j_event_type")):
+        parts.append(
+            f"CASE WHEN {_json_is_null(col)} THEN {_sql_str(name + ': ' + MSG_REQUIRED)} "
+            f"WHEN json_type({col}) <> 'VARCHAR' THEN "
+            f"{_sql_msg(_sql_str(name), MSG_STRING, tn(x=col))} END"
+        )
+    parts.append(
+        f"CASE WHEN {_json_is_null('j_metrics')} THEN "
+        f"{_sql_str('metrics: ' + MSG_METRICS_REQUIRED)} "
+        f"WHEN json_type(j_metrics) NOT IN ('OBJECT', 'ARRAY') OR metric_entries IS NULL THEN "
+        f"{_sql_msg(_sql_str('metrics'), MSG_METRICS_OBJECT, tn(x='j_metrics'))} END"
+    )
+    parts.append(
+        _sql_each_entry(
+            "metric_entries",
+            f"json_type(e.value) NOT IN {_SQL_NUMBER_TYPES}",
+            "'metrics.' || e.key",
+            MSG_METRIC_NUMBER,
+        )
+    )
+    parts.append(
+        f"CASE WHEN NOT {_json_is_null('j_details')} AND "
+        "(json_type(j_details) NOT IN ('OBJECT', 'ARRAY') OR detail_entries IS NULL) THEN "
+        f"{_sql_msg(_sql_str('event_details'), MSG_DETAILS_OBJECT, tn(x='j_details'))} END"
+    )
+    parts.append(
+        _sql_each_entry(
+            "detail_entries",
+            "json_type(e.value) NOT IN ('VARCHAR', 'NULL')",
+            "'event_details.' || e.key",
+            MSG_DETAIL_STRING,
+        )
+    )
+    parts.append(
+        f"CASE WHEN NOT {_json_is_null('j_timestamp')} AND "
+        f"json_type(j_timestamp) NOT IN {_SQL_NUMBER_TYPES} THEN "
+        f"{_sql_msg(_sql_str('timestamp'), MSG_TIMESTAMP, tn(x='j_timestamp'))} "
+        f"WHEN json_type(j_timestamp) IN {_SQL_NUMBER_TYPES} AND "
+        f"NOT (j_timestamp::DOUBLE BETWEEN {MIN_TIMESTAMP_MS} AND {MAX_TIMESTAMP_MS}) THEN "
+        f"{_sql_str('timestamp: ' + MSG_TIMESTAMP_RANGE)} END"
+    )
+    parts.append(
+        f"CASE WHEN NOT {_json_is_null('j_event_id')} AND json_type(j_event_id) <> 'VARCHAR' "
+        f"THEN {_sql_msg(_sql_str('event_id'), MSG_STRING, tn(x='j_event_id'))} END"
+    )
+    parts.extend(_sql_predefined(rule) for rule in PREDEFINED_RULES.values())
+    return "NULLIF(concat_ws('; ', " + ", ".join(parts) + "), '')"
+
+
+def _sql_each_entry(entries: str, bad: str, field_sql: str, template: str) -> str:
+    """SQL naming every entry of a key/value list that breaks a rule, or NULL when none does."""
+    message = _sql_msg(field_sql, template, _SQL_TYPE_NAME.format(x="e.value"))
+    return (
+        f"NULLIF(array_to_string(list_transform(list_filter({entries}, lambda e: {bad}), "
+        f"lambda e: {message}), '; '), '')"
+    )
+
+
+def _sql_predefined(rule: MetricRule) -> str:
+    """SQL for one predefined type's metric rule, worded as _predefined_problems words it."""
+    v = (
+        "list_extract(list_transform(list_filter(metric_entries, "
+        f"lambda e: e.key = {_sql_str(rule.metric)}), lambda e: e.value), 1)"
+    )
+    low_op = ">=" if rule.low_inclusive else ">"
+    in_range = f"{v}::DOUBLE {low_op} {rule.low}"
+    if rule.high is not None:
+        in_range += f" AND {v}::DOUBLE <= {rule.high}"
+    field = f"metrics.{rule.metric}"
+    missing = MSG_PREDEFINED_MISSING.format(type=rule.event_type, range=rule.range_text)
+    before, after = MSG_PREDEFINED_RANGE.format(
+        range=rule.range_text, type=rule.event_type, value="\x00"
+    ).split("\x00")
+    # Print the offending number as _num does: integers without '.0'.
+    num_text = (
+        f"CASE WHEN {v}::DOUBLE = trunc({v}::DOUBLE) THEN ({v}::DOUBLE)::HUGEINT::VARCHAR "
+        f"ELSE {v}::DOUBLE::VARCHAR END"
+    )
+    return (
+        f"CASE WHEN event_type = {_sql_str(rule.event_type)} AND metric_entries IS NOT NULL THEN "
+        f"CASE WHEN {v} IS NULL OR json_type({v}) = 'NULL' "
+        f"THEN {_sql_str(field + ': ' + missing)} "
+        f"WHEN json_type({v}) IN {_SQL_NUMBER_TYPES} AND NOT ({in_range}) THEN "
+        f"{_sql_str(field + ': ' + before)} || {num_text} || {_sql_str(after)} END END"
+    )
+
+
+def sql_quick_valid() -> str:
+    """A cheap DuckDB predicate: true only for events that sql_problems would pass.
+
+    It reads JSON types from the first character of each field's JSON text and one wildcard
+    type scan per object, so the common, clean event skips the full check. Anything unusual
+    (a predefined type, the list form, an odd type) is left to sql_problems.
+    """
+    number_start = "('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+
+    def first(col: str) -> str:
+        return f"left({col}::VARCHAR, 1)"
+
+    def absent(col: str) -> str:
+        return f"{col} IS NULL OR {col}::VARCHAR = 'null'"
+
+    ts_range = f"TRY_CAST(j_timestamp AS DOUBLE) BETWEEN {MIN_TIMESTAMP_MS} AND {MAX_TIMESTAMP_MS}"
+    return (
+        f"({first('j_trace_id')} = '\"' AND {first('j_event_type')} = '\"' "
+        f"AND {_sql_quick_predefined()} "
+        f"AND {first('j_metrics')} = '{{' "
+        "AND list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], json_type(j_metrics, '$.*')) "
+        f"AND ({absent('j_details')} OR ({first('j_details')} = '{{' "
+        "AND list_has_all(['VARCHAR', 'NULL'], json_type(j_details, '$.*')))) "
+        f"AND ({absent('j_timestamp')} OR ({first('j_timestamp')} IN {number_start} "
+        f"AND {ts_range})) "
+        f"AND ({absent('j_event_id')} OR {first('j_event_id')} = '\"'))"
+    )
+
+
+def _sql_quick_predefined() -> str:
+    """True when the event is not a predefined type, or its required metric is in range."""
+    whens = []
+    for rule in PREDEFINED_RULES.values():
+        v = f"TRY_CAST(json_extract_string(j_metrics, {_sql_str('$.' + rule.metric)}) AS DOUBLE)"
+        check = f"{v} {'>=' if rule.low_inclusive else '>'} {rule.low}"
+        if rule.high is not None:
+            check += f" AND {v} <= {rule.high}"
+        whens.append(f"WHEN {_sql_str(_json_quote(rule.event_type))} THEN coalesce({check}, false)")
+    return f"(CASE j_event_type::VARCHAR {' '.join(whens)} ELSE true END)"
+
+
+def _json_quote(text: str) -> str:
+    """A plain string as the JSON text json_transform hands back for it."""
+    return json.dumps(text)

@@ -1,0 +1,190 @@
+"""The DuckDB event store: one database file, its schema, and thread-safe access."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+DEFAULT_DB = "eventlens.duckdb"
+DB_ENV = "EVENTLENS_DB"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_key UHUGEINT NOT NULL,      -- identity: (trace_id, event_id), else a content hash
+    event_id VARCHAR,
+    trace_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    timestamp TIMESTAMPTZ,            -- UTC, millisecond precision
+    metrics MAP(VARCHAR, DOUBLE) NOT NULL,
+    event_details MAP(VARCHAR, VARCHAR),
+    dataset VARCHAR NOT NULL,
+    source_file VARCHAR,
+    source_line BIGINT
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    dataset VARCHAR NOT NULL,
+    file VARCHAR,
+    file_hash VARCHAR,
+    line BIGINT,                      -- line, element or row number, 1-based
+    location VARCHAR,                 -- the same in words: 'line 12', 'element 3, event 2'
+    reason VARCHAR NOT NULL,
+    raw VARCHAR,
+    rejected_at TIMESTAMPTZ DEFAULT current_timestamp
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name VARCHAR PRIMARY KEY,
+    files VARCHAR[] NOT NULL,
+    content_hash VARCHAR NOT NULL,    -- sha256 over the sha256 of each loaded file
+    loaded_at TIMESTAMPTZ NOT NULL,
+    events BIGINT NOT NULL,
+    rejects BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    dataset VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    format VARCHAR,
+    loaded_at TIMESTAMPTZ NOT NULL,
+    loaded BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL
+);
+"""
+
+
+class StoreError(Exception):
+    """A store problem worded for a person (locked file, unreadable path)."""
+
+
+def resolve_db_path(path: str | os.PathLike[str] | None = None) -> str:
+    """The database to use: an explicit path, else $EVENTLENS_DB, else ./eventlens.duckdb."""
+    if path is not None and str(path) != "":
+        return str(path)
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+class Store:
+    """A DuckDB database of events; each call takes its own cursor, so threads may share it."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+        self.path = resolve_db_path(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(_open_error(self.path, exc)) from None
+        # A write lock per store: DuckDB allows one writer at a time per table anyway, and
+        # serialising loads gives clear counts instead of transaction conflicts.
+        self.write_lock = threading.RLock()
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
+        if not read_only:
+            self._con.execute(SCHEMA)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor on the shared database; use one per call, never across threads."""
+        return self._con.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        """Run a statement whose result is not needed."""
+        with self.cursor() as cur:
+            cur.execute(sql, params)
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
+        """Run a query and return all its rows."""
+        with self.cursor() as cur:
+            return cur.execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        """Run a query and return the first column of its first row (None when empty)."""
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run a query and return its result as a DataFrame."""
+        with self.cursor() as cur:
+            return cur.execute(sql, params).df()
+
+    def close(self) -> None:
+        """Close the database (checkpointing it to the file)."""
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- catalogue -----------------------------------------------------------------------------
+
+    def event_count(self) -> int:
+        """How many events the store holds."""
+        return int(self.scalar("SELECT count(*) FROM events"))
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no events and no datasets."""
+        return self.event_count() == 0 and not self.scalar("SELECT count(*) FROM datasets")
+
+    def datasets(self) -> pd.DataFrame:
+        """Datasets with their files, counts and time range, newest first."""
+        return self.df(
+            """
+            SELECT d.name AS dataset, e.events, d.rejects, d.duplicates,
+                   e.traces, e.event_types, e.first_event, e.last_event,
+                   d.files, d.loaded_at, d.content_hash
+            FROM datasets d
+            LEFT JOIN (
+                SELECT dataset, count(*) AS events, count(DISTINCT trace_id) AS traces,
+                       count(DISTINCT event_type) AS event_types,
+                       min(timestamp) AS first_event, max(timestamp) AS last_event
+                FROM events GROUP BY dataset
+            ) e ON e.dataset = d.name
+            ORDER BY d.loaded_at DESC, d.name
+            """
+        ).fillna({"events": 0, "traces": 0, "event_types": 0})
+
+    def delete_dataset(self, name: str) -> int:
+        """Delete a dataset's events, rejects and catalogue rows; returns the events removed."""
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                removed = cur.execute(
+                    "SELECT count(*) FROM events WHERE dataset = ?", [name]
+                ).fetchone()[0]
+                for table in ("events", "rejects", "files"):
+                    # Table names are constants from this loop, never user input.
+                    cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
+                cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+        return int(removed)
+
+    def rejects(self, dataset: str | None = None, limit: int = 10_000) -> pd.DataFrame:
+        """Rejected rows with their reasons, optionally for one dataset."""
+        return self.df(
+            """
+            SELECT dataset, file, location, reason, raw, line
+            FROM rejects WHERE ? IS NULL OR dataset = ?
+            ORDER BY rejected_at DESC, file, line LIMIT ?
+            """,
+            [dataset, dataset, limit],
+        )
+
+
+def _open_error(path: str, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower():
+        return (
+            f"The database {path} is in use by another eventlens process (is the app running?). "
+            "Stop it, or choose another file with --db or EVENTLENS_DB."
+        )
+    return f"Cannot open the database {path}: {text.splitlines()[0]}"

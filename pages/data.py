@@ -1,0 +1,217 @@
+"""Data: load exports, see and delete datasets, profile event types, read the rejects."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from eventlens import analytics
+from eventlens.ingest import LoadResult, default_dataset_name, load_files
+from eventlens.ui.format import human_bytes, md_escape
+from eventlens.ui.state import get_store
+
+FORMATS_HELP = (
+    "JSONL / NDJSON or a JSON array of track_event bodies, LangWatch stored events, trace "
+    "documents (GET /api/traces/{id}), search responses, CSV (flat `metrics.<key>` columns or "
+    "JSON-text columns), Parquet; gzip-compressed too. The format is read from the content."
+)
+
+store = get_store()
+st.title("Data")
+st.caption("Load LangWatch event exports into the local DuckDB store and check what arrived.")
+
+
+def show_load_result(result: LoadResult) -> None:
+    """Per-file counts, then each failed file and the top reject reasons, in plain words."""
+    st.session_state["last_load"] = result
+    rows = [
+        {
+            "file": f.path,
+            "format": f.format or "?",
+            "loaded": f.loaded,
+            "rejected": f.rejected,
+            "duplicates": f.duplicates,
+            "first event": f.first_event,
+            "last event": f.last_event,
+            "problem": f.error or "",
+        }
+        for f in result.files
+    ]
+    summary = (
+        f"Dataset **{md_escape(result.dataset)}**: {result.loaded:,} loaded, "
+        f"{result.rejected:,} rejected, {result.duplicates:,} duplicates."
+    )
+    (st.warning if result.failed_files or result.rejected else st.success)(summary)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    for f in result.failed_files:
+        st.error(md_escape(f.error), icon=":material/block:")
+    reasons = [(f.path, r, n) for f in result.files for r, n in f.top_reasons]
+    if reasons:
+        st.caption("Most common reject reasons (all rejects are listed below under Rejects):")
+        st.dataframe(
+            pd.DataFrame(reasons, columns=["file", "reason", "rows"]),
+            hide_index=True,
+            use_container_width=True,
+        )
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+limit = human_bytes(st.get_option("server.maxUploadSize") * 1024 * 1024)
+with st.container(border=True):
+    st.subheader("Load files")
+    upload_tab, path_tab = st.tabs(["Upload", "From a path on the server"])
+    with upload_tab:
+        uploads = st.file_uploader(
+            f"Event exports (several at once; up to {limit} each)",
+            accept_multiple_files=True,
+            help=FORMATS_HELP,
+            key="uploads",
+        )
+        default_name = default_dataset_name([u.name for u in uploads]) if uploads else ""
+        upload_dataset = st.text_input(
+            "Dataset name",
+            value=default_name,
+            key="upload_dataset",
+            help="Files loaded under the same name form one dataset.",
+        )
+        if st.button("Load uploaded files", type="primary", disabled=not uploads):
+            if not upload_dataset.strip():
+                st.error("Give the dataset a name before loading.")
+            else:
+                with tempfile.TemporaryDirectory() as tmp, st.spinner("Loading…"):
+                    paths = []
+                    for i, up in enumerate(uploads):
+                        # Index prefix: two uploads may share a name; the name is never a path.
+                        path = Path(tmp) / f"{i}-{Path(up.name).name}"
+                        path.write_bytes(up.getbuffer())
+                        paths.append(path)
+                    result = load_files(store, paths, upload_dataset, [u.name for u in uploads])
+                show_load_result(result)
+    with path_tab:
+        server_path = st.text_input(
+            "File or folder on the machine running eventlens",
+            placeholder="/data/exports/events-2025-11.jsonl.gz",
+            help="A folder loads every file directly inside it. " + FORMATS_HELP,
+        )
+        path_dataset = st.text_input(
+            "Dataset name",
+            value=default_dataset_name([server_path]) if server_path.strip() else "",
+            key="path_dataset",
+        )
+        if st.button("Load from path", disabled=not server_path.strip()):
+            target = Path(server_path.strip()).expanduser()
+            if not target.exists():
+                st.error(f"Nothing exists at {md_escape(target)}.")
+            elif not path_dataset.strip():
+                st.error("Give the dataset a name before loading.")
+            else:
+                files = (
+                    sorted(p for p in target.iterdir() if p.is_file())
+                    if target.is_dir()
+                    else [target]
+                )
+                if not files:
+                    st.error(f"The folder {md_escape(target)} holds no files.")
+                else:
+                    with st.spinner(f"Loading {len(files)} file(s)…"):
+                        result = load_files(store, files, path_dataset)
+                    show_load_result(result)
+
+# -- datasets -----------------------------------------------------------------------------------
+
+st.subheader("Datasets")
+datasets = store.datasets()
+if datasets.empty:
+    st.info("No datasets yet. Load an export above.")
+else:
+    shown = datasets.rename(
+        columns={
+            "event_types": "event types",
+            "first_event": "first event",
+            "last_event": "last event",
+            "loaded_at": "loaded at",
+        }
+    ).drop(columns=["content_hash"])
+    shown["files"] = shown["files"].map(lambda f: ", ".join(f))
+    st.dataframe(shown, hide_index=True, use_container_width=True)
+    with st.expander("Delete a dataset"):
+        doomed = st.selectbox("Dataset", datasets["dataset"].tolist(), key="delete_choice")
+        sure = st.checkbox(
+            "I understand this removes its events and rejects from the store", key="delete_sure"
+        )
+        if st.button("Delete dataset", disabled=not sure, type="secondary"):
+            removed = store.delete_dataset(doomed)
+            st.session_state["deleted"] = f"Deleted {doomed}: {removed:,} events removed."
+            st.session_state.pop("delete_sure", None)
+            st.rerun()
+if msg := st.session_state.pop("deleted", None):
+    st.success(md_escape(msg))
+
+# -- profile ------------------------------------------------------------------------------------
+
+st.subheader("Profile by event type")
+names = datasets["dataset"].tolist() if not datasets.empty else []
+scope = st.selectbox("Dataset", ["All datasets", *names], key="profile_dataset")
+dataset = None if scope == "All datasets" else scope
+totals = analytics.overview(store, dataset)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Events", f"{totals['events']:,}")
+c2.metric("Traces", f"{totals['traces']:,}")
+c3.metric("Event types", totals["event_types"])
+c4.metric("Rejected rows", f"{totals['rejects']:,}")
+profile = analytics.event_type_profile(store, dataset)
+if profile.empty:
+    st.info("No events in this selection.")
+else:
+    profile["metric_keys"] = profile["metric_keys"].map(", ".join)
+    profile["detail_keys"] = profile["detail_keys"].map(", ".join)
+    st.dataframe(
+        profile.rename(columns=lambda c: c.replace("_", " ")),
+        hide_index=True,
+        use_container_width=True,
+    )
+    event_type = st.selectbox(
+        "Event type to profile", profile["event_type"].tolist(), key="profile_type"
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Metrics**")
+        metrics = analytics.metric_profile(store, event_type, dataset)
+        if metrics.empty:
+            st.caption("This event type carries no metrics.")
+        else:
+            st.dataframe(metrics, hide_index=True, use_container_width=True)
+    with right:
+        st.markdown("**Event details**")
+        details = analytics.detail_profile(store, event_type, dataset)
+        if details.empty:
+            st.caption("This event type carries no details.")
+        else:
+            st.dataframe(
+                details.rename(columns=lambda c: c.replace("_", " ")),
+                hide_index=True,
+                use_container_width=True,
+            )
+
+# -- rejects ------------------------------------------------------------------------------------
+
+st.subheader("Rejects")
+rejects = store.rejects(dataset)
+if rejects.empty:
+    st.caption("No rejected rows" + (" in this dataset." if dataset else "."))
+else:
+    st.caption(
+        f"{totals['rejects']:,} rows did not pass LangWatch's rules"
+        + (" (the newest 10,000 are shown)." if totals["rejects"] > 10_000 else ".")
+        + " The other rows of the same files loaded."
+    )
+    st.dataframe(
+        rejects.drop(columns=["line"]),
+        hide_index=True,
+        use_container_width=True,
+        column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
+    )
