@@ -22,11 +22,16 @@ FORMATS_HELP = (
 store = get_store()
 st.title("Data")
 st.caption("Load LangWatch event exports into the local DuckDB store and check what arrived.")
+everything = analytics.overview(store)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Events", f"{everything['events']:,}")
+c2.metric("Traces", f"{everything['traces']:,}")
+c3.metric("Event types", everything["event_types"])
+c4.metric("Rejected rows", f"{everything['rejects']:,}")
 
 
 def show_load_result(result: LoadResult) -> None:
     """Per-file counts, then each failed file and the top reject reasons, in plain words."""
-    st.session_state["last_load"] = result
     rows = [
         {
             "file": f.path,
@@ -45,7 +50,7 @@ def show_load_result(result: LoadResult) -> None:
         f"{result.rejected:,} rejected, {result.duplicates:,} duplicates."
     )
     (st.warning if result.failed_files or result.rejected else st.success)(summary)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     for f in result.failed_files:
         st.error(md_escape(f.error), icon=":material/block:")
     reasons = [(f.path, r, n) for f in result.files for r, n in f.top_reasons]
@@ -54,7 +59,7 @@ def show_load_result(result: LoadResult) -> None:
         st.dataframe(
             pd.DataFrame(reasons, columns=["file", "reason", "rows"]),
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
 
 
@@ -71,26 +76,24 @@ with st.container(border=True):
             help=FORMATS_HELP,
             key="uploads",
         )
-        default_name = default_dataset_name([u.name for u in uploads]) if uploads else ""
         upload_dataset = st.text_input(
             "Dataset name",
-            value=default_name,
             key="upload_dataset",
+            placeholder="default: the first file's name",
             help="Files loaded under the same name form one dataset.",
         )
         if st.button("Load uploaded files", type="primary", disabled=not uploads):
-            if not upload_dataset.strip():
-                st.error("Give the dataset a name before loading.")
-            else:
-                with tempfile.TemporaryDirectory() as tmp, st.spinner("Loading…"):
-                    paths = []
-                    for i, up in enumerate(uploads):
-                        # Index prefix: two uploads may share a name; the name is never a path.
-                        path = Path(tmp) / f"{i}-{Path(up.name).name}"
-                        path.write_bytes(up.getbuffer())
-                        paths.append(path)
-                    result = load_files(store, paths, upload_dataset, [u.name for u in uploads])
-                show_load_result(result)
+            dataset_name = upload_dataset.strip() or default_dataset_name([uploads[0].name])
+            with tempfile.TemporaryDirectory() as tmp, st.spinner("Loading…"):
+                paths = []
+                for i, up in enumerate(uploads):
+                    # Index prefix: two uploads may share a name; the name is never a path.
+                    path = Path(tmp) / f"{i}-{Path(up.name).name}"
+                    path.write_bytes(up.getbuffer())
+                    paths.append(path)
+                result = load_files(store, paths, dataset_name, [u.name for u in uploads])
+            st.session_state["last_load"] = result
+            st.rerun()  # so every count on the page includes the new rows
     with path_tab:
         server_path = st.text_input(
             "File or folder on the machine running eventlens",
@@ -99,15 +102,14 @@ with st.container(border=True):
         )
         path_dataset = st.text_input(
             "Dataset name",
-            value=default_dataset_name([server_path]) if server_path.strip() else "",
             key="path_dataset",
+            placeholder="default: the file's or folder's name",
+            help="Files loaded under the same name form one dataset.",
         )
         if st.button("Load from path", disabled=not server_path.strip()):
             target = Path(server_path.strip()).expanduser()
             if not target.exists():
                 st.error(f"Nothing exists at {md_escape(target)}.")
-            elif not path_dataset.strip():
-                st.error("Give the dataset a name before loading.")
             else:
                 files = (
                     sorted(p for p in target.iterdir() if p.is_file())
@@ -118,8 +120,13 @@ with st.container(border=True):
                     st.error(f"The folder {md_escape(target)} holds no files.")
                 else:
                     with st.spinner(f"Loading {len(files)} file(s)…"):
-                        result = load_files(store, files, path_dataset)
-                    show_load_result(result)
+                        result = load_files(
+                            store, files, path_dataset.strip() or default_dataset_name([target])
+                        )
+                    st.session_state["last_load"] = result
+                    st.rerun()
+    if last_load := st.session_state.pop("last_load", None):
+        show_load_result(last_load)
 
 # -- datasets -----------------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ else:
         }
     ).drop(columns=["content_hash"])
     shown["files"] = shown["files"].map(lambda f: ", ".join(f))
-    st.dataframe(shown, hide_index=True, use_container_width=True)
+    st.dataframe(shown, hide_index=True, width="stretch")
     with st.expander("Delete a dataset"):
         doomed = st.selectbox("Dataset", datasets["dataset"].tolist(), key="delete_choice")
         sure = st.checkbox(
@@ -157,12 +164,7 @@ st.subheader("Profile by event type")
 names = datasets["dataset"].tolist() if not datasets.empty else []
 scope = st.selectbox("Dataset", ["All datasets", *names], key="profile_dataset")
 dataset = None if scope == "All datasets" else scope
-totals = analytics.overview(store, dataset)
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Events", f"{totals['events']:,}")
-c2.metric("Traces", f"{totals['traces']:,}")
-c3.metric("Event types", totals["event_types"])
-c4.metric("Rejected rows", f"{totals['rejects']:,}")
+totals = analytics.overview(store, dataset) if dataset else everything
 profile = analytics.event_type_profile(store, dataset)
 if profile.empty:
     st.info("No events in this selection.")
@@ -172,7 +174,7 @@ else:
     st.dataframe(
         profile.rename(columns=lambda c: c.replace("_", " ")),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     event_type = st.selectbox(
         "Event type to profile", profile["event_type"].tolist(), key="profile_type"
@@ -184,7 +186,7 @@ else:
         if metrics.empty:
             st.caption("This event type carries no metrics.")
         else:
-            st.dataframe(metrics, hide_index=True, use_container_width=True)
+            st.dataframe(metrics, hide_index=True, width="stretch")
     with right:
         st.markdown("**Event details**")
         details = analytics.detail_profile(store, event_type, dataset)
@@ -194,7 +196,7 @@ else:
             st.dataframe(
                 details.rename(columns=lambda c: c.replace("_", " ")),
                 hide_index=True,
-                use_container_width=True,
+                width="stretch",
             )
 
 # -- rejects ------------------------------------------------------------------------------------
@@ -212,6 +214,6 @@ else:
     st.dataframe(
         rejects.drop(columns=["line"]),
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
     )

@@ -588,7 +588,8 @@ def write_samples(out_dir: Path, n: int = 50_000, seed: int = 7) -> list[Path]:
         gz.write(_jsonl(generate_events(n=n, seed=seed)).encode("utf-8"))
     paths.append(main)
 
-    small = generate_events(n=FORMATS_N, seed=seed)
+    # Another seed: the small files hold events of their own, not copies of the main export's.
+    small = generate_events(n=FORMATS_N, seed=seed + 1000)
     rng = random.Random(f"formats-{seed}")
     stored = [_stored(b, rng) for b in small]
     groups = _by_trace(small)

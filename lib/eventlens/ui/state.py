@@ -17,10 +17,15 @@ SAMPLE_DATASET = "sample"
 SAMPLE_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "events.jsonl.gz"
 
 
+def get_store() -> Store:
+    """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process."""
+    return _open_store(resolve_db_path())
+
+
 @st.cache_resource(show_spinner=False)
-def get_store(path: str | None = None) -> Store:
-    """The process-wide store (DuckDB allows one writer process per file)."""
-    store = Store(resolve_db_path(path))
+def _open_store(path: str) -> Store:
+    # One Store per file and process: DuckDB allows a single writing process per file.
+    store = Store(path)
     if store.is_empty():
         load_sample(store)
     return store

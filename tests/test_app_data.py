@@ -1,0 +1,117 @@
+"""The Data page, driven through Streamlit's AppTest (no browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ROOT / "sample_data" / "formats"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch) -> AppTest:
+    """The app on a fresh store file, after its first run (which loads the sample data)."""
+    monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "app.duckdb"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def text_input(at: AppTest, label: str, nth: int = 0):
+    return [t for t in at.text_input if t.label == label][nth]
+
+
+def load_path(at: AppTest, path: object, dataset: str | None = None) -> None:
+    """Type a server path (and a dataset name), then press Load as a user would."""
+    text_input(at, "File or folder on the machine running eventlens").input(str(path))
+    at.run()
+    if dataset is not None:
+        text_input(at, "Dataset name", 1).input(dataset)
+        at.run()
+    button(at, "Load from path").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_first_start_loads_the_sample_data(app):
+    assert metric(app, "Events") == "50,000"
+    assert int(metric(app, "Event types")) >= 8
+    datasets = app.dataframe[0].value
+    assert datasets["dataset"].tolist() == ["sample"]
+    assert datasets["events"].tolist() == [50_000]
+
+
+def test_loading_a_file_with_bad_lines_reports_rejects_and_keeps_good_rows(app):
+    load_path(app, str(FORMATS / "bad_lines.jsonl"), "qa")
+    assert not app.exception
+    assert any("8 rejected" in w.value for w in app.warning)
+    assert metric(app, "Rejected rows") == "8"
+    rejects = app.dataframe[-1].value
+    assert "metrics.amount: must be a number, got string" in rejects["reason"].tolist()
+    assert set(rejects["dataset"]) == {"qa"}
+
+
+def test_a_missing_path_is_named_without_a_traceback(app):
+    load_path(app, "/no/such/file.jsonl")
+    assert not app.exception
+    assert any("Nothing exists at" in e.value for e in app.error)
+
+
+def test_a_file_that_is_not_an_export_loads_nothing_and_says_so(app, tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello\nworld\n")
+    load_path(app, str(junk))
+    assert not app.exception
+    assert any("not an event export" in e.value for e in app.error)
+    assert metric(app, "Events") == "50,000"
+
+
+def test_a_folder_loads_every_file_in_it(app):
+    load_path(app, str(FORMATS), "formats")
+    assert not app.exception
+    files = app.dataframe[0].value
+    assert len(files) == len(list(FORMATS.iterdir()))
+    assert (files["problem"] == "").all()
+
+
+def test_deleting_a_dataset_removes_its_events(app):
+    app.checkbox(key="delete_sure").check()
+    app.run()
+    button(app, "Delete dataset").click()
+    app.run()
+    assert not app.exception
+    assert any("Deleted sample" in s.value for s in app.success)
+    assert metric(app, "Events") == "0"
+
+
+def test_profile_of_one_event_type_lists_its_metrics_and_details(app):
+    app.selectbox(key="profile_type").select("llm_call")
+    app.run()
+    frames = [f.value for f in app.dataframe]
+    metrics = next(f for f in frames if "metric" in f.columns)
+    assert {"latency_ms", "prompt_tokens"} <= set(metrics["metric"])
+    assert (metrics["min"] <= metrics["median"]).all()
+    assert (metrics["median"] <= metrics["max"]).all()
+    details = next(f for f in frames if "detail" in f.columns)
+    assert "model" in set(details["detail"])
+
+
+def test_profile_scoped_to_a_dataset(app):
+    load_path(app, str(FORMATS / "search_response.json"), "search")
+    app.selectbox(key="profile_dataset").select("search")
+    app.run()
+    assert not app.exception
+    profile = next(f.value for f in app.dataframe if "event type" in f.value.columns)
+    assert profile["events"].sum() == 120
