@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from eventlens.ingest import FileResult, LoadResult, load_files
-from eventlens.store import DB_ENV, Store, StoreError
+from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
 
 DB_OPTION = click.option(
     "--db",
@@ -86,8 +86,11 @@ def _file_lines(f: FileResult) -> list[str]:
         types = ", ".join(f"{k} ({v})" for k, v in list(f.event_types.items())[:12])
         more = len(f.event_types) - 12
         out.append(f"  event types: {types}" + (f" and {more} more" if more > 0 else ""))
-    for reason, count in f.top_reasons:
-        out.append(f"  rejected {count}x: {reason}")
+    if f.rejected:
+        out.append(f"  first rejected rows (all {f.rejected} are in the store's rejects table):")
+        out.extend(f"    {f.path}, {where}: {reason}" for where, reason in f.first_rejects)
+        out.append("  most common reasons:")
+        out.extend(f"    {count} x {reason}" for reason, count in f.top_reasons)
     return out
 
 
@@ -164,14 +167,15 @@ def sample(out: str, n: int, seed: int) -> None:
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
 def ui(db: str | None, port: int | None, streamlit_args: tuple[str, ...]) -> None:
     """Start the eventlens app in the browser (extra arguments go to `streamlit run`)."""
-    env = dict(os.environ)
-    if db:
-        env[DB_ENV] = db
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path())]
+    app = app_path()
+    # The app runs from its own folder so its .streamlit/config.toml applies; the store path is
+    # made absolute first so that it still means what it meant where the command was typed.
+    env = dict(os.environ, **{DB_ENV: os.path.abspath(resolve_db_path(db))})
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app)]
     if port:
         cmd += ["--server.port", str(port)]
     cmd += list(streamlit_args)
-    raise SystemExit(subprocess.call(cmd, env=env))
+    raise SystemExit(subprocess.call(cmd, env=env, cwd=app.parent))
 
 
 def app_path() -> Path:

@@ -103,6 +103,7 @@ class FileResult:
     duplicates: int = 0
     error: str | None = None
     top_reasons: list[tuple[str, int]] = field(default_factory=list)
+    first_rejects: list[tuple[str, str]] = field(default_factory=list)  # (location, reason)
     first_event: str | None = None
     last_event: str | None = None
     event_types: dict[str, int] = field(default_factory=dict)
@@ -112,6 +113,7 @@ class FileResult:
         """A JSON-ready dict."""
         out = asdict(self)
         out["top_reasons"] = [{"reason": r, "count": n} for r, n in self.top_reasons]
+        out["first_rejects"] = [{"location": at, "reason": r} for at, r in self.first_rejects]
         return out
 
 
@@ -602,10 +604,15 @@ class _FileLoad:
             for reason, n in cur.execute(
                 "SELECT part, count(*) AS n FROM (SELECT unnest(string_split(reason, '; '))"
                 " AS part FROM rejects WHERE dataset = ? AND file_hash = ?)"
-                " GROUP BY part ORDER BY n DESC, part LIMIT 5",
+                " GROUP BY part ORDER BY n DESC, part LIMIT 10",
                 where,
             ).fetchall()
         ]
+        self.result.first_rejects = cur.execute(
+            "SELECT location, reason FROM rejects WHERE dataset = ? AND file_hash = ?"
+            " ORDER BY line LIMIT 10",
+            where,
+        ).fetchall()
 
     # -- 4. events -----------------------------------------------------------------------------
 
