@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 
 import pyarrow.parquet as pq
 import pytest
+
 from eventlens.sample import (
     DAY_MS,
     DEFAULT_END_MS,
