@@ -68,6 +68,10 @@ _TEMP_TABLES = ("_cells", "_src", "_rec", "_norm", "_csv_errors", "_csv_scans")
 _NUMBER_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
+# '[' then what a JSON value may start with; rules out TOML/INI headers such as [[bin]].
+_JSON_ARRAY_START = re.compile(r'\[[\s\[]*(?:[{\]"\d-]|true|false|null|$)')
+
+
 class NotAnExport(Exception):
     """A file that holds no event export; its message says what it is instead."""
 
@@ -400,7 +404,9 @@ class _FileLoad:
     def _csv_structure_rejects(self) -> None:
         """Rows DuckDB's CSV reader could not split into the header's columns."""
         rows = self.cur.execute(
-            "SELECT line, error_type, error_message, csv_line FROM _csv_errors ORDER BY line"
+            # DuckDB logs one error per missing column; one reject per line is what happened.
+            "SELECT line, first(error_type ORDER BY column_idx), first(error_message ORDER BY"
+            " column_idx), first(csv_line) FROM _csv_errors GROUP BY line ORDER BY line"
         ).fetchall()
         self.csv_rejects = [
             (line, f"CSV: {_csv_error_words(kind, msg)}", raw) for line, kind, msg, raw in rows
@@ -436,7 +442,9 @@ class _FileLoad:
             SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc, NULL::JSON AS ctx_trace,
                    NULL::VARCHAR AS ev_raw, f
             FROM _rec
-            WHERE status = 'ok' AND NOT (json_type(f.events) = 'ARRAY' AND f.event_type IS NULL)
+            WHERE status = 'ok'
+                  AND NOT (json_type(f.events) IS NOT DISTINCT FROM 'ARRAY'
+                           AND f.event_type IS NULL)
                   AND json_type(f.traces) IS DISTINCT FROM 'ARRAY'
             UNION ALL
             SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub, ctx_trace, ev,
@@ -779,17 +787,25 @@ def _object_json(column: tuple[str, str]) -> str:
 
 
 def _entries_sql(col: str) -> str:
-    """A metrics/details JSON value as key/value entries: an object, or the older list form."""
+    """A metrics/details JSON value as key/value entries: an object, or the older list form.
+
+    A key given twice keeps its last value, as JSON.parse (and so LangWatch) does; entries
+    without a key cannot form a map, so the value counts as malformed.
+    """
     entries = (
         f"CASE json_type({col}) "
-        f"WHEN 'OBJECT' THEN map_entries(TRY_CAST({col} AS MAP(VARCHAR, JSON))) "
+        f"WHEN 'OBJECT' THEN list_transform(list_zip(json_keys({col}), json_extract({col}, '$.*')),"
+        " lambda z: {'key': z[1], 'value': z[2]}) "
         f"WHEN 'ARRAY' THEN TRY_CAST({col} AS STRUCT(key VARCHAR, value JSON)[]) END"
     )
-    # Entries without a key, or with a key twice, cannot form a map: treat as malformed.
+    last_wins = (
+        f"list_filter(({entries}), lambda e, i: NOT list_contains(list_transform("
+        f"list_slice(({entries}), i + 1, 2147483647), lambda x: x.key), e.key))"
+    )
     return (
-        f"CASE WHEN list_bool_or(list_transform({entries}, lambda e: e.key IS NULL)) "
-        f"OR len(list_distinct(list_transform({entries}, lambda e: e.key))) <> len({entries}) "
-        f"THEN NULL ELSE {entries} END"
+        f"CASE WHEN list_bool_or(list_transform(({entries}), lambda e: e.key IS NULL)) THEN NULL "
+        f"WHEN len(list_distinct(list_transform(({entries}), lambda e: e.key))) < len({entries}) "
+        f"THEN {last_wins} ELSE {entries} END"
     )
 
 

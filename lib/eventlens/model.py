@@ -95,8 +95,9 @@ class Problem:
 
 
 def _num(value: float) -> str:
-    """A number without a pointless '.0'."""
-    return str(int(value)) if float(value).is_integer() else repr(value)
+    """A number as DuckDB prints a DOUBLE, without a pointless '.0' below 1e15."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
 def json_type_name(value: Any) -> str:
@@ -106,7 +107,7 @@ def json_type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int | float):
-        return "number"
+        return "number" if math.isfinite(value) else "infinity"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list | tuple):
@@ -165,10 +166,10 @@ def validate_body(body: Any) -> list[Problem]:
                 problems.append(Problem(f"event_details.{key}", MSG_DETAIL_STRING.format(got=got)))
     timestamp = body.get("timestamp")
     if timestamp is not None:
-        if not _is_number(timestamp):
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             got = json_type_name(timestamp)
             problems.append(Problem("timestamp", MSG_TIMESTAMP.format(got=got)))
-        elif not MIN_TIMESTAMP_MS <= timestamp <= MAX_TIMESTAMP_MS:
+        elif not MIN_TIMESTAMP_MS <= timestamp <= MAX_TIMESTAMP_MS:  # infinity too
             problems.append(Problem("timestamp", MSG_TIMESTAMP_RANGE))
     event_id = body.get("event_id")
     if event_id is not None and not isinstance(event_id, str):
@@ -178,7 +179,8 @@ def validate_body(body: Any) -> list[Problem]:
 
 
 def _predefined_problems(body: dict[str, Any]) -> list[Problem]:
-    rule = PREDEFINED_RULES.get(body.get("event_type"))  # type: ignore[arg-type]
+    event_type = body.get("event_type")
+    rule = PREDEFINED_RULES.get(event_type) if isinstance(event_type, str) else None
     metrics = body.get("metrics")
     if rule is None or not isinstance(metrics, dict):
         return []
@@ -207,10 +209,12 @@ def reason(problems: list[Problem]) -> str:
 #   metric_entries: STRUCT(key VARCHAR, value JSON)[]; detail_entries: likewise
 # ---------------------------------------------------------------------------------------------
 
+# A JSON null inside a MAP(VARCHAR, JSON) arrives as SQL NULL, hence the coalesce.
 _SQL_TYPE_NAME = (
-    "CASE json_type({x}) WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' "
-    "WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' "
-    "ELSE 'number' END"
+    "CASE coalesce(json_type({x}), 'NULL') WHEN 'VARCHAR' THEN 'string' "
+    "WHEN 'OBJECT' THEN 'object' WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' "
+    "WHEN 'NULL' THEN 'null' WHEN 'DOUBLE' THEN "
+    "CASE WHEN isfinite(({x})::DOUBLE) THEN 'number' ELSE 'infinity' END ELSE 'number' END"
 )
 _SQL_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
@@ -251,7 +255,8 @@ def sql_problems() -> str:
     parts.append(
         _sql_each_entry(
             "metric_entries",
-            f"json_type(e.value) NOT IN {_SQL_NUMBER_TYPES}",
+            f"CASE WHEN coalesce(json_type(e.value), 'NULL') NOT IN {_SQL_NUMBER_TYPES} "
+            "THEN true ELSE NOT isfinite(e.value::DOUBLE) END",
             "'metrics.' || e.key",
             MSG_METRIC_NUMBER,
         )
@@ -264,7 +269,7 @@ def sql_problems() -> str:
     parts.append(
         _sql_each_entry(
             "detail_entries",
-            "json_type(e.value) NOT IN ('VARCHAR', 'NULL')",
+            "coalesce(json_type(e.value), 'NULL') NOT IN ('VARCHAR', 'NULL')",
             "'event_details.' || e.key",
             MSG_DETAIL_STRING,
         )
@@ -311,8 +316,8 @@ def _sql_predefined(rule: MetricRule) -> str:
     ).split("\x00")
     # Print the offending number as _num does: integers without '.0'.
     num_text = (
-        f"CASE WHEN {v}::DOUBLE = trunc({v}::DOUBLE) THEN ({v}::DOUBLE)::HUGEINT::VARCHAR "
-        f"ELSE {v}::DOUBLE::VARCHAR END"
+        f"CASE WHEN {v}::DOUBLE = trunc({v}::DOUBLE) AND abs({v}::DOUBLE) < 1e15 "
+        f"THEN ({v}::DOUBLE)::BIGINT::VARCHAR ELSE {v}::DOUBLE::VARCHAR END"
     )
     return (
         f"CASE WHEN event_type = {_sql_str(rule.event_type)} AND metric_entries IS NOT NULL THEN "
@@ -344,12 +349,21 @@ def sql_quick_valid() -> str:
         f"AND {_sql_quick_predefined()} "
         f"AND {first('j_metrics')} = '{{' "
         "AND list_has_all(['BIGINT', 'UBIGINT', 'DOUBLE'], json_type(j_metrics, '$.*')) "
+        f"AND {_sql_distinct_keys('j_metrics')} "
+        # A literal that overflows a double (1e400, or 300+ digits) needs the full check.
+        "AND NOT regexp_matches(j_metrics::VARCHAR, '[0-9][eE][+]?[0-9]{3}|[0-9]{300}') "
         f"AND ({absent('j_details')} OR ({first('j_details')} = '{{' "
-        "AND list_has_all(['VARCHAR', 'NULL'], json_type(j_details, '$.*')))) "
+        "AND list_has_all(['VARCHAR', 'NULL'], json_type(j_details, '$.*')) "
+        f"AND {_sql_distinct_keys('j_details')})) "
         f"AND ({absent('j_timestamp')} OR ({first('j_timestamp')} IN {number_start} "
         f"AND {ts_range})) "
         f"AND ({absent('j_event_id')} OR {first('j_event_id')} = '\"'))"
     )
+
+
+def _sql_distinct_keys(col: str) -> str:
+    """True when no key repeats in a JSON object (a repeat needs last-one-wins handling)."""
+    return f"len(list_distinct(json_keys({col}))) = len(json_keys({col}))"
 
 
 def _sql_quick_predefined() -> str:

@@ -1,0 +1,115 @@
+"""Shared fixtures: throwaway stores, the sample format files, and small file writers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlens.ingest import FileResult, load_files
+from eventlens.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+FORMATS_DIR = ROOT / "sample_data" / "formats"
+
+EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_details"
+
+
+@pytest.fixture(scope="session")
+def formats_dir() -> Path:
+    """sample_data/formats: one small file per supported export shape."""
+    return FORMATS_DIR
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """A fresh in-memory store."""
+    with Store(":memory:") as s:
+        yield s
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    """A database file path inside tmp_path (not created yet)."""
+    return str(tmp_path / "test.duckdb")
+
+
+@pytest.fixture
+def write_text(tmp_path: Path) -> Callable[..., Path]:
+    """Write text to tmp_path/name and return the path."""
+
+    def write(text: str, name: str = "events.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_lines(write_text: Callable[..., Path]) -> Callable[..., Path]:
+    """Write raw lines (strings) to a file, one per line."""
+
+    def write(lines: list[str], name: str = "events.jsonl") -> Path:
+        return write_text("".join(line + "\n" for line in lines), name)
+
+    return write
+
+
+@pytest.fixture
+def write_bodies(write_lines: Callable[..., Path]) -> Callable[..., Path]:
+    """Write Python objects as JSON lines."""
+
+    def write(bodies: list[Any], name: str = "events.jsonl") -> Path:
+        return write_lines([json.dumps(b, ensure_ascii=False) for b in bodies], name)
+
+    return write
+
+
+@pytest.fixture
+def load(store: Store) -> Callable[..., FileResult]:
+    """Load one file into the `store` fixture and return its FileResult."""
+
+    def do_load(path: str | Path, dataset: str | None = None) -> FileResult:
+        return load_files(store, [path], dataset).files[0]
+
+    return do_load
+
+
+@pytest.fixture
+def rejects() -> Callable[[Store], list[tuple[int, str]]]:
+    """(line, reason) of every reject in a store, ordered by line."""
+
+    def get(s: Store) -> list[tuple[int, str]]:
+        return [
+            (int(line), reason)
+            for line, reason in s.rows("SELECT line, reason FROM rejects ORDER BY line, reason")
+        ]
+
+    return get
+
+
+def stored_events(s: Store, *, with_event_id: bool = True) -> set[tuple]:
+    """The stored events as a set of hashable tuples, optionally without event_id."""
+    out = set()
+    for trace_id, event_id, event_type, ts, metrics, details in s.rows(
+        f"SELECT {EVENT_COLUMNS} FROM events"  # noqa: S608 (constant text)
+    ):
+        key = (
+            trace_id,
+            event_type,
+            ts,
+            tuple(sorted(metrics.items())),
+            tuple(sorted((details or {}).items())),
+        )
+        out.add((event_id, *key) if with_event_id else key)
+    return out
+
+
+@pytest.fixture(scope="session")
+def event_rows() -> Callable[..., set[tuple]]:
+    """stored_events, as a fixture."""
+    return stored_events

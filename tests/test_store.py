@@ -1,0 +1,274 @@
+"""The DuckDB store: where it lives, its catalogue, the file lock, and use from many threads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from eventlens.ingest import load_files
+from eventlens.store import DB_ENV, DEFAULT_DB, Store, StoreError, resolve_db_path
+
+# -- where the database lives ---------------------------------------------------------------------
+
+
+def test_explicit_path_wins_over_env(monkeypatch):
+    monkeypatch.setenv(DB_ENV, "from_env.duckdb")
+    assert resolve_db_path("explicit.duckdb") == "explicit.duckdb"
+
+
+def test_env_used_without_explicit_path(monkeypatch):
+    monkeypatch.setenv(DB_ENV, "from_env.duckdb")
+    assert resolve_db_path(None) == "from_env.duckdb"
+    assert resolve_db_path("") == "from_env.duckdb"
+
+
+def test_default_path(monkeypatch):
+    monkeypatch.delenv(DB_ENV, raising=False)
+    assert resolve_db_path() == DEFAULT_DB == "eventlens.duckdb"
+
+
+def test_empty_env_falls_back_to_default(monkeypatch):
+    monkeypatch.setenv(DB_ENV, "")
+    assert resolve_db_path() == DEFAULT_DB
+
+
+def test_path_objects_are_accepted(tmp_path):
+    assert resolve_db_path(tmp_path / "a.duckdb") == str(tmp_path / "a.duckdb")
+
+
+def test_store_opens_env_path(tmp_path, monkeypatch):
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "env.duckdb"))
+    with Store() as s:
+        assert s.path == str(tmp_path / "env.duckdb")
+    assert (tmp_path / "env.duckdb").exists()
+
+
+def test_store_creates_parent_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "events.duckdb"
+    with Store(path):
+        pass
+    assert path.exists()
+
+
+def test_memory_store_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DB_ENV, raising=False)
+    with Store(":memory:") as s:
+        assert s.path == ":memory:"
+        assert s.is_empty()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_store_persists_to_file(formats_dir, db_path):
+    with Store(db_path) as s:
+        load_files(s, [formats_dir / "events.ndjson"], "d")
+    with Store(db_path) as s:
+        assert s.event_count() == 120
+        assert list(s.datasets().dataset) == ["d"]
+
+
+def test_read_only_store(formats_dir, db_path):
+    with Store(db_path) as s:
+        load_files(s, [formats_dir / "events.ndjson"])
+    with Store(db_path, read_only=True) as s:
+        assert s.event_count() == 120
+
+
+def test_store_uses_utc(store):
+    assert store.scalar("SELECT current_setting('TimeZone')") == "UTC"
+
+
+# -- catalogue ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_datasets(store, formats_dir) -> Store:
+    load_files(store, [formats_dir / "events.ndjson"], "clean")
+    load_files(store, [formats_dir / "search_response.json"], "search")
+    load_files(store, [formats_dir / "bad_lines.jsonl"], "bad")
+    return store
+
+
+def test_empty_store(store):
+    assert store.is_empty()
+    assert store.event_count() == 0
+    assert store.datasets().empty
+    assert store.rejects().empty
+
+
+def test_datasets_lists_each_dataset(two_datasets):
+    frame = two_datasets.datasets().set_index("dataset")
+    assert sorted(frame.index) == ["bad", "clean", "search"]
+    assert frame.loc["clean", "events"] == 120
+    assert frame.loc["search", "events"] == 120  # no event_id: not duplicates of "clean"
+    assert frame.loc["bad", "events"] == 0  # all its good lines are already in "clean"
+    assert frame.loc["bad", "rejects"] == 8
+    assert frame.loc["clean", "traces"] == two_datasets.scalar(
+        "SELECT count(DISTINCT trace_id) FROM events WHERE dataset = 'clean'"
+    )
+    assert frame.loc["clean", "first_event"] <= frame.loc["clean", "last_event"]
+
+
+def test_rejects_filtered_by_dataset(two_datasets):
+    assert len(two_datasets.rejects("bad")) == 8
+    assert two_datasets.rejects("clean").empty
+    assert len(two_datasets.rejects()) == 8
+
+
+def test_delete_dataset_removes_its_rows_only(two_datasets):
+    s = two_datasets
+    assert s.delete_dataset("bad") == 0
+    assert s.delete_dataset("clean") == 120
+    for table, column in (
+        ("events", "dataset"),
+        ("rejects", "dataset"),
+        ("files", "dataset"),
+        ("datasets", "name"),
+    ):
+        names = {n for (n,) in s.rows(f"SELECT DISTINCT {column} FROM {table}")}  # noqa: S608
+        assert names <= {"search"}, table
+    assert s.event_count() == 120
+    assert list(s.datasets().dataset) == ["search"]
+
+
+def test_delete_unknown_dataset(store):
+    assert store.delete_dataset("nope") == 0
+
+
+def test_reload_after_delete(formats_dir, store):
+    load_files(store, [formats_dir / "bad_lines.jsonl"], "d")
+    store.delete_dataset("d")
+    again = load_files(store, [formats_dir / "bad_lines.jsonl"], "d")
+    assert (again.loaded, again.rejected) == (20, 8)
+
+
+# -- the file lock --------------------------------------------------------------------------------
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1])
+    con.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
+    print("ready", flush=True)
+    sys.stdin.read()  # hold the lock until the test closes our stdin
+    con.close()
+    """
+)
+
+
+@pytest.fixture
+def locked_db(db_path):
+    """A database file held open read-write by another process."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, db_path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield db_path
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_locked_file_gives_plain_store_error(locked_db):
+    with pytest.raises(StoreError) as info:
+        Store(locked_db)
+    message = str(info.value)
+    assert locked_db in message
+    assert "in use" in message
+    assert "--db" in message and DB_ENV in message
+    assert "IOException" not in message and "\n" not in message
+
+
+def test_locked_file_read_only_also_gives_store_error(locked_db):
+    with pytest.raises(StoreError):
+        Store(locked_db, read_only=True)
+
+
+def test_unopenable_path_gives_store_error(tmp_path):
+    path = tmp_path / "not_a_db.duckdb"
+    path.write_text("this is not a duckdb file\n" * 100)
+    with pytest.raises(StoreError) as info:
+        Store(path)
+    assert str(path) in str(info.value)
+
+
+# -- threads --------------------------------------------------------------------------------------
+
+
+def _run_threads(targets) -> list[BaseException]:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(targets))
+
+    def wrap(fn):
+        def run():
+            barrier.wait()
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted on
+                errors.append(exc)
+
+        return threading.Thread(target=run)
+
+    threads = [wrap(fn) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    return errors
+
+
+def test_queries_from_many_threads_while_loading(formats_dir, db_path):
+    with Store(db_path) as s:
+        load_files(s, [formats_dir / "stored_events.jsonl"], "first")
+        seen: list[int] = []
+
+        def query():
+            for _ in range(5):
+                seen.append(s.event_count())
+                s.datasets()
+                s.rejects()
+                s.df("SELECT event_type, count(*) FROM events GROUP BY ALL")
+                s.scalar("SELECT max(timestamp) FROM events")
+
+        def loader():
+            for name in ("search_response.json", "bad_lines.jsonl", "flat.csv"):
+                result = load_files(s, [formats_dir / name], name)
+                assert result.files[0].error is None
+
+        errors = _run_threads([query] * 8 + [loader])
+        assert errors == []
+        assert all(n in (120, 240) for n in seen)
+        assert s.event_count() == 240
+        assert sorted(s.datasets().dataset) == sorted(
+            ["first", "search_response.json", "bad_lines.jsonl", "flat.csv"]
+        )
+
+
+def test_concurrent_loads_are_serialised(formats_dir, store):
+    names = ["events.ndjson", "flat.csv", "events.json", "json_columns.csv"]
+    results = {}
+
+    def loader(name):
+        return lambda: results.__setitem__(name, load_files(store, [formats_dir / name], name))
+
+    errors = _run_threads([loader(n) for n in names])
+    assert errors == []
+    assert all(r.files[0].error is None for r in results.values())
+    assert sum(r.loaded for r in results.values()) == 120
+    assert sum(r.duplicates for r in results.values()) == 360
+    assert store.event_count() == 120
+
+
+def test_store_path_attribute(db_path):
+    with Store(db_path) as s:
+        assert Path(s.path) == Path(db_path)
