@@ -16,6 +16,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,8 +262,9 @@ def _load_one(store: Store, path: str, name: str, dataset: str) -> FileResult:
             raise NotAnExport("no such file" if not os.path.exists(path) else "not a file")
         detected = detect(path)
         result.format = detected.label
-        digest = file_sha256(path)
-        with store.write_lock, store.cursor() as cur:
+        # Hash the file on a thread while DuckDB reads it (both release the GIL).
+        with ThreadPoolExecutor(1) as pool, store.write_lock, store.cursor() as cur:
+            digest = pool.submit(file_sha256, path)
             _FileLoad(cur, path, name, digest, dataset, detected, result).run()
     except NotAnExport as exc:
         result = _failed(result, f"{name}: {exc}")
@@ -308,15 +310,20 @@ class _FileLoad:
         cur: duckdb.DuckDBPyConnection,
         path: str,
         name: str,
-        digest: str,
+        digest: Future[str],
         dataset: str,
         detected: Detected,
         result: FileResult,
     ):
-        self.cur, self.path, self.name, self.digest = cur, path, name, digest
+        self.cur, self.path, self.name, self._digest = cur, path, name, digest
         self.dataset, self.detected, self.result = dataset, detected, result
         self.csv_rejects: list[tuple[int, str, str]] = []  # (line, reason, raw)
         self.csv_skipped: list[int] = []
+
+    @property
+    def digest(self) -> str:
+        """The file's sha256 (waits for the hashing thread the first time)."""
+        return self._digest.result()
 
     def run(self) -> None:
         cur = self.cur

@@ -6,10 +6,12 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not need it
+    import pandas as pd
 
 DEFAULT_DB = "eventlens.duckdb"
 DB_ENV = "EVENTLENS_DB"
