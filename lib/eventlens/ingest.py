@@ -27,7 +27,8 @@ from eventlens import model
 from eventlens.store import Store
 
 SNIFF_BYTES = 256 * 1024
-MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 32 * 1024 * 1024
+CHUNK_RECORDS = 2_000_000  # records checked and inserted at a time
 RAW_KEEP_CHARS = 10_000  # how much of a rejected record the rejects table keeps
 DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
 
@@ -64,8 +65,7 @@ _NUMBER_TYPES = (
 )
 
 
-_TEMP_VIEWS = ("_ev",)
-_TEMP_TABLES = ("_cells", "_src", "_rec", "_norm", "_csv_errors", "_csv_scans")
+_TEMP_TABLES = ("_cells", "_src", "_norm", "_csv_errors", "_csv_scans")
 _NUMBER_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
@@ -303,7 +303,7 @@ def _duckdb_message(exc: Exception, fmt: str | None) -> str:
 
 
 class _FileLoad:
-    """One file's trip through the pipeline, on one cursor inside one transaction."""
+    """One file's trip through the pipeline, on one cursor; its writes form one transaction."""
 
     def __init__(
         self,
@@ -319,6 +319,9 @@ class _FileLoad:
         self.dataset, self.detected, self.result = dataset, detected, result
         self.csv_rejects: list[tuple[int, str, str]] = []  # (line, reason, raw)
         self.csv_skipped: list[int] = []
+        self.line_params: list[Any] = []
+        self.line_expr = "rowid + 1"
+        self.explained = 0  # malformed records explained with Python's parser so far
 
     @property
     def digest(self) -> str:
@@ -328,41 +331,48 @@ class _FileLoad:
     def run(self) -> None:
         cur = self.cur
         try:
-            # Staging happens outside the transaction: committed temp tables number their rows
+            # Staging happens outside the transaction: a committed temp table numbers its rows
             # from 0 in file order, which is what gives every record its line number.
             self._stage_records()
-            self._expand_and_normalise()
-            self._check_is_export()
+            records = cur.execute("SELECT count(*) FROM _src").fetchone()[0]
             cur.execute("BEGIN TRANSACTION")
             try:
-                self._write_rejects()
-                self._insert_events()
+                self._clear_earlier_rejects()
+                # Chunks bound the memory a big file needs; repeats across chunks are caught
+                # because each chunk's inserts are visible to the next one's anti-join.
+                for start in range(0, max(records, 1), CHUNK_RECORDS):
+                    self._normalise(start, start + CHUNK_RECORDS)
+                    if start == 0:
+                        self._check_is_export()
+                    self._write_rejects()
+                    self._insert_events()
+                    cur.execute("DROP TABLE _norm")
+                self._summarise()
                 self._record_file()
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
         finally:
-            for view in _TEMP_VIEWS:
-                cur.execute(f"DROP VIEW IF EXISTS {view}")
             for table in _TEMP_TABLES:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     # -- 1. one JSON record per line / element / row -------------------------------------------
 
     def _stage_records(self) -> None:
-        """Create _rec(rec, raw, status, f): each record's number, JSON text and fields."""
+        """Create _src(raw): each record's JSON text, in file order."""
         kind, comp = self.detected.kind, "gzip" if self.detected.gzip else "none"
         cur, p = self.cur, self.path
         if kind == "jsonl":
             # Each line as text, so a malformed line is kept (and reported) with its number.
+            # An explicit buffer: with a large max_line_size DuckDB would allocate 1 GB buffers.
             cur.execute(
                 "CREATE TEMP TABLE _src AS SELECT raw FROM read_csv(?, columns={'raw': 'VARCHAR'},"
                 " header=false, delim='\x01', quote='', escape='', auto_detect=false,"
-                f" strict_mode=false, max_line_size={MAX_LINE_BYTES}, compression=?)",
+                f" strict_mode=false, max_line_size={MAX_LINE_BYTES},"
+                f" buffer_size={2 * MAX_LINE_BYTES}, compression=?)",
                 [p, comp],
             )
-            offset = 1
         elif kind in ("json-array", "json-document"):
             layout = "array" if kind == "json-array" else "unstructured"
             cur.execute(
@@ -370,7 +380,6 @@ class _FileLoad:
                 f" format='{layout}', compression=?, maximum_object_size=1073741824)",
                 [p, comp],
             )
-            offset = 1
         elif kind == "csv":
             cur.execute(
                 "CREATE TEMP TABLE _cells AS SELECT * FROM read_csv(?, header=true,"
@@ -380,33 +389,14 @@ class _FileLoad:
             )
             self._csv_structure_rejects()
             self._columns_to_json("_cells", text_cells=True)
-            offset = 2  # the header is line 1
+            self.line_expr = "rowid + 2"  # the header is line 1
+            if self.csv_skipped:
+                # Lines DuckDB skipped as malformed shift the numbering of the rows after them.
+                self.line_expr += " + len(list_filter(?::BIGINT[], lambda t: t <= rowid))"
+                self.line_params = [self.csv_skipped]
         else:
             cur.execute("CREATE TEMP TABLE _cells AS SELECT * FROM read_parquet(?)", [p])
             self._columns_to_json("_cells", text_cells=False)
-            offset = 1
-        line_expr = f"rowid + {offset}"
-        if kind == "csv" and self.csv_skipped:
-            # Lines DuckDB skipped as malformed shift the numbering of the rows after them.
-            line_expr += " + len(list_filter(?::BIGINT[], lambda t: t <= rowid))"
-        # _src keeps the text; _rec keeps each record's number, state and fields, and points
-        # back to its text by rid so the text is copied only for the records that are rejected.
-        cur.execute(
-            f"""
-            CREATE TEMP TABLE _rec AS
-            SELECT rec, rid, status,
-                   CASE WHEN status = 'ok' THEN json_transform(raw, '{_SPEC}') END AS f
-            FROM (
-                SELECT {line_expr} AS rec, rowid AS rid, raw,
-                       CASE WHEN raw IS NULL OR trim(raw) = '' THEN 'blank'
-                            WHEN NOT json_valid(raw) THEN 'invalid'
-                            WHEN ltrim(raw, ' \t\r\ufeff')[1] <> '{{' THEN 'not_object'
-                            ELSE 'ok' END AS status
-                FROM _src
-            )
-            """,
-            [self.csv_skipped] if kind == "csv" and self.csv_skipped else None,
-        )
 
     def _csv_structure_rejects(self) -> None:
         """Rows DuckDB's CSV reader could not split into the header's columns."""
@@ -436,36 +426,57 @@ class _FileLoad:
         self.cur.execute(f"CREATE TEMP TABLE _src AS SELECT {sql} AS raw FROM {table}", params)
         self.cur.execute(f"DROP TABLE {table}")
 
-    # -- 2. events out of records, normalised and checked --------------------------------------
+    # -- 2. events out of records, normalised and checked, one chunk at a time -----------------
 
-    def _expand_and_normalise(self) -> None:
+    def _normalise(self, start: int, stop: int) -> None:
+        """Create _norm for records start..stop: typed, checked events, and the rest's status."""
         unit = self.detected.unit
-        cur = self.cur
-        # Plain events, then events nested in trace documents or search rows, then in a
-        # search response's traces. ev_raw holds a nested event's own text (NULL: the record's).
-        cur.execute(
-            f"""
-            CREATE TEMP VIEW _ev AS
-            SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc, NULL::JSON AS ctx_trace,
-                   NULL::VARCHAR AS ev_raw, f
-            FROM _rec
-            WHERE status = 'ok'
-                  AND NOT (json_type(f.events) IS NOT DISTINCT FROM 'ARRAY'
-                           AND f.event_type IS NULL)
-                  AND json_type(f.traces) IS DISTINCT FROM 'ARRAY'
-            UNION ALL
-            SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub, ctx_trace, ev,
-                   json_transform(ev, '{_SPEC}')
+        # One parse per record: its state, and the fields of the ones that are objects.
+        records = f"""
+            SELECT rec, rid, status, CASE WHEN status = 'ok'
+                   THEN json_transform(raw, '{_SPEC}') END AS f
+            FROM (
+                SELECT {self.line_expr} AS rec, rowid AS rid, raw,
+                       CASE WHEN raw IS NULL OR trim(raw) = '' THEN 'blank'
+                            WHEN NOT json_valid(raw) THEN 'invalid'
+                            WHEN ltrim(raw, ' \t\r\ufeff')[1] <> '{{' THEN 'not_object'
+                            ELSE 'ok' END AS status
+                FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}
+            )
+        """
+        plain = f"""
+            SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc,
+                   CASE WHEN status = 'ok' AND {_IS_CONTAINER} THEN 'container' ELSE status END
+                       AS status,
+                   NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw, f
+            FROM ({records})
+        """
+        self.cur.execute(
+            f"CREATE TEMP TABLE _norm AS {_events_sql(plain)}", self.line_params or None
+        )
+        if self.cur.execute("SELECT count(*) FROM _norm WHERE status = 'container'").fetchone()[0]:
+            self._expand_containers()
+
+    def _expand_containers(self) -> None:
+        """Add the events nested in trace documents, search rows and search responses."""
+        unit = self.detected.unit
+        parents = (
+            f"SELECT n.rec, n.rid, json_transform(s.raw, '{_SPEC}') AS f FROM _norm n"
+            " JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid"
+            " WHERE n.status = 'container'"
+        )
+        nested = f"""
+            SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub AS loc, 'ok' AS status,
+                   ctx_trace, ev AS ev_raw, json_transform(ev, '{_SPEC}') AS f
             FROM (
                 SELECT rec, rid, f.trace_id AS ctx_trace, unnest(evs)::VARCHAR AS ev,
                        generate_subscripts(evs, 1) AS sub
-                FROM (SELECT rec, rid, f, json_extract(f.events, '$[*]') AS evs FROM _rec
-                      WHERE status = 'ok' AND json_type(f.events) = 'ARRAY'
-                            AND f.event_type IS NULL)
+                FROM (SELECT rec, rid, f, json_extract(f.events, '$[*]') AS evs FROM ({parents})
+                      WHERE json_type(f.events) = 'ARRAY' AND f.event_type IS NULL)
             )
             UNION ALL
             SELECT rec, rid, tno * 1000000 + sub,
-                   '{unit} ' || rec || ', trace ' || tno || ', event ' || sub,
+                   '{unit} ' || rec || ', trace ' || tno || ', event ' || sub, 'ok',
                    ctx_trace, ev, json_transform(ev, '{_SPEC}')
             FROM (
                 SELECT rec, rid, tno, json_extract(tr, '$.trace_id') AS ctx_trace,
@@ -474,85 +485,42 @@ class _FileLoad:
                     SELECT rec, rid, tno, tr, json_extract(tr, '$.events[*]') AS evs
                     FROM (
                         SELECT rec, rid, unnest(trs) AS tr, generate_subscripts(trs, 1) AS tno
-                        FROM (SELECT rec, rid, json_extract(f.traces, '$[*]') AS trs FROM _rec
-                              WHERE status = 'ok' AND json_type(f.traces) = 'ARRAY')
+                        FROM (SELECT rec, rid, json_extract(f.traces, '$[*]') AS trs
+                              FROM ({parents}) WHERE json_type(f.traces) = 'ARRAY')
                     )
                 )
             )
-            """
-        )
-        # Clean events pass the cheap check; only the others pay for the full one.
-        cur.execute(
-            f"""
-            CREATE TEMP TABLE _norm AS
-            SELECT *,
-                   CASE WHEN problem IS NULL THEN md5_number(
-                       CASE WHEN json_type(j_event_id) = 'VARCHAR'
-                       THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
-                       -- No event_id: the event's fields as the file wrote them.
-                       ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
-                            j_timestamp, j_metrics, j_details) END) END AS event_key,
-                   CASE WHEN problem IS NULL AND json_type(j_timestamp) IN {_NUMBER_JSON}
-                        THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ
-                   END AS timestamp
-            FROM (
-            SELECT *, CASE WHEN quick THEN NULL ELSE {model.sql_problems()} END AS problem
-            FROM (
-            SELECT *,
-                   CASE WHEN quick THEN NULL ELSE {_entries_sql("j_metrics")} END
-                       AS metric_entries,
-                   CASE WHEN quick THEN NULL ELSE {_entries_sql("j_details")} END
-                       AS detail_entries
-            FROM (
-                SELECT *, {model.sql_quick_valid()} AS quick,
-                       CASE WHEN json_type(j_event_type) = 'VARCHAR'
-                            THEN j_event_type ->> '$' END AS event_type
-                FROM (
-                    SELECT rec, rid, sub, loc, ev_raw,
-                           coalesce(f.trace_id, ctx_trace) AS j_trace_id,
-                           coalesce(f.event_type, f.type) AS j_event_type,
-                           f.metrics AS j_metrics,
-                           coalesce(f.event_details, f.details) AS j_details,
-                           coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'),
-                                    f.started_at) AS j_timestamp,
-                           f.event_id AS j_event_id,
-                           coalesce(f.trace_id, f.event_type, f.type, f.metrics,
-                                    f.event_details, f.details) IS NOT NULL AS has_event_fields
-                    FROM _ev
-                )
-            )
-            )
-            )
-            """
-        )
+        """
+        self.cur.execute(f"INSERT INTO _norm {_events_sql(nested)}")
 
     def _check_is_export(self) -> None:
         """A file none of whose records looks like an event is not an event export."""
         events, eventish, records, bad_json = self.cur.execute(
-            "SELECT (SELECT count(*) FROM _norm),"
-            " (SELECT count(*) FROM _norm WHERE has_event_fields),"
-            " (SELECT count(*) FROM _rec WHERE status <> 'blank'),"
-            " (SELECT count(*) FROM _rec WHERE status = 'invalid')"
+            "SELECT count(*) FILTER (WHERE status = 'ok'),"
+            " count(*) FILTER (WHERE status = 'ok' AND has_event_fields),"
+            " count(*) FILTER (WHERE status <> 'blank' AND sub = 0),"
+            " count(*) FILTER (WHERE status = 'invalid') FROM _norm"
         ).fetchone()
         if records == 0:
             raise NotAnExport("it holds no records")
-        if eventish == 0 and bad_json == records:
+        if eventish or self.csv_rejects:
+            return
+        if bad_json == records:
             raise NotAnExport(f"it is not an event export: none of its {records} records is JSON")
-        if eventish == 0 and not self.csv_rejects:
-            if events == 0 and bad_json == 0:
-                raise NotAnExport(
-                    "it is not an event export: no record holds an event or a trace with events"
-                )
-            if events and bad_json == 0:
-                keys = self._sample_keys()
-                raise NotAnExport(
-                    "it is not an event export: no record has trace_id, event_type or metrics"
-                    + (f" (the first record's keys: {keys})" if keys else "")
-                )
+        if events == 0 and bad_json == 0:
+            raise NotAnExport(
+                "it is not an event export: no record holds an event or a trace with events"
+            )
+        if events and bad_json == 0:
+            keys = self._sample_keys()
+            raise NotAnExport(
+                "it is not an event export: no record has trace_id, event_type or metrics"
+                + (f" (the first record's keys: {keys})" if keys else "")
+            )
 
     def _sample_keys(self) -> str:
         raw = self.cur.execute(
-            "SELECT raw FROM _src WHERE rowid = (SELECT min(rid) FROM _rec WHERE status = 'ok')"
+            "SELECT raw FROM _src WHERE rowid = (SELECT min(rid) FROM _norm WHERE status = 'ok')"
         ).fetchone()
         try:
             return ", ".join(list(json.loads(raw[0]))[:10]) if raw else ""
@@ -561,60 +529,130 @@ class _FileLoad:
 
     # -- 3. rejects ----------------------------------------------------------------------------
 
-    def _write_rejects(self) -> None:
-        cur, unit = self.cur, self.detected.unit
-        base = [self.dataset, self.name, self.digest]
-        # Loading the same file again replaces its earlier rejects instead of doubling them.
-        cur.execute(
+    def _clear_earlier_rejects(self) -> None:
+        """Loading the same file again replaces its earlier rejects instead of doubling them."""
+        self.cur.execute(
             "DELETE FROM rejects WHERE dataset = ? AND file_hash = ?", [self.dataset, self.digest]
         )
-        keep = RAW_KEEP_CHARS
+        if self.csv_rejects:
+            self.cur.executemany(
+                "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, left(?, ?))",
+                [
+                    (
+                        self.dataset,
+                        self.name,
+                        self.digest,
+                        line,
+                        f"line {line}",
+                        why,
+                        raw,
+                        RAW_KEEP_CHARS,
+                    )
+                    for line, why, raw in self.csv_rejects
+                ],
+            )
+
+    def _write_rejects(self) -> None:
+        cur, unit, keep = self.cur, self.detected.unit, RAW_KEEP_CHARS
+        base = [self.dataset, self.name, self.digest]
         cur.execute(
             f"""
             INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)
-            SELECT ?, ?, ?, n.rec, n.loc, n.problem, left(coalesce(n.ev_raw, s.raw), {keep})
+            SELECT ?, ?, ?, n.rec, n.loc,
+                   CASE WHEN n.status = 'not_object'
+                        THEN 'expected a JSON object (one event), got ' ||
+                             CASE json_type(s.raw) WHEN 'ARRAY' THEN 'an array'
+                                  WHEN 'VARCHAR' THEN 'a string' WHEN 'NULL' THEN 'null'
+                                  WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END
+                        ELSE n.problem END,
+                   left(coalesce(n.ev_raw, s.raw), {keep})
             FROM _norm n LEFT JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid
-            WHERE n.problem IS NOT NULL
-            UNION ALL
-            SELECT ?, ?, ?, r.rec, '{unit} ' || r.rec,
-                   'expected a JSON object (one event), got ' ||
-                   CASE json_type(s.raw) WHEN 'ARRAY' THEN 'an array'
-                        WHEN 'VARCHAR' THEN 'a string' WHEN 'NULL' THEN 'null'
-                        WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END,
-                   left(s.raw, {keep})
-            FROM _rec r JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = r.rid
-            WHERE r.status = 'not_object'
+            WHERE n.problem IS NOT NULL OR n.status = 'not_object'
             """,
-            base + base,
+            base,
         )
         invalid = (
-            "SELECT r.rec, s.raw FROM _rec r JOIN (SELECT rowid AS rid, raw FROM _src) s"
-            " ON s.rid = r.rid WHERE r.status = 'invalid'"
+            "SELECT n.rec, s.raw FROM _norm n JOIN (SELECT rowid AS rid, raw FROM _src) s"
+            " ON s.rid = n.rid WHERE n.status = 'invalid'"
         )
-        bad = cur.execute(f"{invalid} ORDER BY r.rec LIMIT {DETAILED_JSON_ERRORS}").fetchall()
-        rows = [(rec, f"{unit} {rec}", _json_error(raw), raw) for rec, raw in bad]
-        rows += [(line, f"line {line}", why, raw) for line, why, raw in self.csv_rejects]
-        if rows:
+        # Python's parser explains the first malformed records; the rest get a plain reason.
+        room = DETAILED_JSON_ERRORS - self.explained
+        bad = cur.execute(f"{invalid} ORDER BY n.rec LIMIT {room}").fetchall() if room > 0 else []
+        self.explained += len(bad)
+        if bad:
             cur.executemany(
                 "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
                 " VALUES (?, ?, ?, ?, ?, ?, left(?, ?))",
-                [(*base, line, loc, why, raw, keep) for line, loc, why, raw in rows],
+                [(*base, rec, f"{unit} {rec}", _json_error(raw), raw, keep) for rec, raw in bad],
             )
-        if len(bad) == DETAILED_JSON_ERRORS:
+        if len(bad) == max(room, 0):
+            after = bad[-1][0] if bad else -1
             cur.execute(
                 "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
                 f" SELECT ?, ?, ?, rec, '{unit} ' || rec, 'not valid JSON', left(raw, {keep})"
                 f" FROM ({invalid}) WHERE rec > ?",
-                [*base, bad[-1][0]],
+                [*base, after],
             )
-        where = [self.dataset, self.digest]
-        self.result.rejected = int(
+
+    # -- 4. events -----------------------------------------------------------------------------
+
+    def _insert_events(self) -> None:
+        cur = self.cur
+        valid, distinct = cur.execute(
+            "SELECT count(*), count(DISTINCT event_key) FROM _norm WHERE problem IS NULL"
+            " AND status = 'ok'"
+        ).fetchone()
+        # Repeats inside a chunk are rare; pay for the window only when there are some.
+        first_copy = (
+            "QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY rec, sub) = 1"
+            if distinct < valid
+            else ""
+        )
+        fresh = f"""(
+            SELECT * FROM _norm v
+            WHERE status = 'ok' AND problem IS NULL
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
+            {first_copy}
+        )"""
+        inserted = cur.execute(
+            f"""
+            INSERT INTO events
+            SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details,
+                   ?, ?, rec
+            FROM ({_maps_sql(fresh)})
+            """,
+            [self.dataset, self.name],
+        ).fetchone()[0]
+        first, last = cur.execute(
+            "SELECT min(timestamp), max(timestamp) FROM _norm WHERE status = 'ok'"
+            " AND problem IS NULL"
+        ).fetchone()
+        for event_type, n in cur.execute(
+            "SELECT event_type, count(*) FROM _norm WHERE status = 'ok' AND problem IS NULL"
+            " GROUP BY event_type"
+        ).fetchall():
+            self.result.event_types[str(event_type)] = self.result.event_types.get(
+                str(event_type), 0
+            ) + int(n)
+        r = self.result
+        r.loaded += int(inserted)
+        r.duplicates += int(valid) - int(inserted)
+        r.first_event = min(filter(None, [r.first_event, _iso(first)]), default=None)
+        r.last_event = max(filter(None, [r.last_event, _iso(last)]), default=None)
+
+    def _summarise(self) -> None:
+        """The file's reject counts and reasons, and its event types by count."""
+        cur, where = self.cur, [self.dataset, self.digest]
+        r = self.result
+        r.event_types = dict(sorted(r.event_types.items(), key=lambda kv: (-kv[1], kv[0])))
+        r.rejected = int(
             cur.execute(
                 "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
             ).fetchone()[0]
         )
         # One reject may break several rules; count each rule on its own.
-        self.result.top_reasons = [
+        r.top_reasons = [
             (str(reason), int(n))
             for reason, n in cur.execute(
                 "SELECT part, count(*) AS n FROM (SELECT unnest(string_split(reason, '; '))"
@@ -623,56 +661,11 @@ class _FileLoad:
                 where,
             ).fetchall()
         ]
-        self.result.first_rejects = cur.execute(
+        r.first_rejects = cur.execute(
             "SELECT location, reason FROM rejects WHERE dataset = ? AND file_hash = ?"
             " ORDER BY line LIMIT 10",
             where,
         ).fetchall()
-
-    # -- 4. events -----------------------------------------------------------------------------
-
-    def _insert_events(self) -> None:
-        cur = self.cur
-        valid, distinct, first, last = cur.execute(
-            "SELECT count(*), count(DISTINCT event_key), min(timestamp), max(timestamp)"
-            " FROM _norm WHERE problem IS NULL"
-        ).fetchone()
-        # Repeats inside the file are rare; pay for the window only when there are some.
-        first_copy = (
-            "QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY rec, sub) = 1"
-            if distinct < valid
-            else ""
-        )
-        # Maps are built here, once, for the rows that are inserted.
-        inserted = cur.execute(
-            f"""
-            INSERT INTO events
-            SELECT event_key, j_event_id ->> '$', j_trace_id ->> '$', event_type, timestamp,
-                   CASE WHEN quick THEN CAST(j_metrics AS MAP(VARCHAR, DOUBLE))
-                        ELSE map_from_entries(list_transform(metric_entries,
-                             lambda e: {{'key': e.key, 'value': e.value::DOUBLE}})) END,
-                   CASE WHEN quick THEN coalesce(TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)),
-                                                 MAP()::MAP(VARCHAR, VARCHAR))
-                        ELSE map_from_entries(list_transform(coalesce(detail_entries, []),
-                             lambda e: {{'key': e.key, 'value': e.value ->> '$'}}))
-                             ::MAP(VARCHAR, VARCHAR) END,
-                   ?, ?, rec
-            FROM _norm v
-            WHERE problem IS NULL
-              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
-            {first_copy}
-            """,
-            [self.dataset, self.name],
-        ).fetchone()[0]
-        types = cur.execute(
-            "SELECT event_type, count(*) AS n FROM _norm WHERE problem IS NULL"
-            " GROUP BY event_type ORDER BY n DESC, event_type"
-        ).fetchall()
-        self.result.loaded = int(inserted)
-        self.result.duplicates = int(valid) - int(inserted)
-        self.result.first_event = _iso(first)
-        self.result.last_event = _iso(last)
-        self.result.event_types = {str(k): int(n) for k, n in types}
 
     def _record_file(self) -> None:
         r = self.result
@@ -680,6 +673,78 @@ class _FileLoad:
             "INSERT INTO files VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
             [self.dataset, self.name, self.digest, r.format, r.loaded, r.rejected, r.duplicates],
         )
+
+
+# A record holding events rather than being one: a trace document, a search row or response.
+_IS_CONTAINER = (
+    "((json_type(f.events) IS NOT DISTINCT FROM 'ARRAY' AND f.event_type IS NULL)"
+    " OR json_type(f.traces) IS NOT DISTINCT FROM 'ARRAY')"
+)
+
+
+def _events_sql(source: str) -> str:
+    """SQL turning records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) into checked events.
+
+    Clean events take the quick check; the rest get the full one. Maps are not built here but
+    once, on insert (see _maps_sql), so they are materialised only in the events table.
+    """
+    return f"""
+    SELECT rec, rid, sub, loc, status, ev_raw, has_event_fields, event_type, problem, quick,
+           CASE WHEN ok THEN j_metrics END AS j_metrics,
+           CASE WHEN ok THEN j_details END AS j_details,
+           CASE WHEN ok THEN j_trace_id ->> '$' END AS trace_id,
+           CASE WHEN ok THEN j_event_id ->> '$' END AS event_id,
+           CASE WHEN ok AND json_type(j_timestamp) IN {_NUMBER_JSON}
+                THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ END AS timestamp,
+           CASE WHEN ok THEN md5_number(
+               CASE WHEN json_type(j_event_id) = 'VARCHAR'
+               THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
+               -- No event_id: the event's fields as the file wrote them.
+               ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
+                    j_timestamp, j_metrics, j_details) END) END AS event_key
+    FROM (
+        SELECT *, status = 'ok' AND problem IS NULL AS ok
+        FROM (
+            SELECT *, CASE WHEN status <> 'ok' OR quick THEN NULL
+                           ELSE {model.sql_problems()} END AS problem
+            FROM (
+                SELECT *,
+                       CASE WHEN status <> 'ok' OR quick THEN NULL
+                            ELSE {_entries_sql("j_metrics")} END AS metric_entries,
+                       CASE WHEN status <> 'ok' OR quick THEN NULL
+                            ELSE {_entries_sql("j_details")} END AS detail_entries
+                FROM (
+                    SELECT *, status = 'ok' AND coalesce({model.sql_quick_valid()}, false)
+                                  AS quick,
+                           CASE WHEN json_type(j_event_type) = 'VARCHAR'
+                                THEN j_event_type ->> '$' END AS event_type
+                    FROM (
+                        SELECT rec, rid, sub, loc, status, ev_raw,
+                               coalesce(f.trace_id, ctx_trace) AS j_trace_id,
+                               coalesce(f.event_type, f.type) AS j_event_type,
+                               f.metrics AS j_metrics,
+                               coalesce(f.event_details, f.details) AS j_details,
+                               coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'),
+                                        f.started_at) AS j_timestamp,
+                               f.event_id AS j_event_id,
+                               coalesce(f.trace_id, f.event_type, f.type, f.metrics,
+                                        f.event_details, f.details) IS NOT NULL
+                                   AS has_event_fields
+                        FROM ({source})
+                    )
+                )
+            )
+        )
+    )
+    """
+
+
+def _entries_map_sql(col: str, value: str) -> str:
+    """A MAP from a metrics/details JSON value's entries; `value` converts one entry's JSON."""
+    return (
+        f"map_from_entries(list_transform(coalesce({_entries_sql(col)}, []),"
+        f" lambda e: {{'key': e.key, 'value': {value}}}))"
+    )
 
 
 def columns_json_sql(
@@ -814,6 +879,33 @@ def _entries_sql(col: str) -> str:
         f"WHEN len(list_distinct(list_transform(({entries}), lambda e: e.key))) < len({entries}) "
         f"THEN {last_wins} ELSE {entries} END"
     )
+
+
+def _maps_sql(table: str) -> str:
+    """Rows of `table` with their stored maps, metrics and event_details, added.
+
+    A clean event casts straight to MAP; a cast that fails (a key given twice) and every other
+    event build the map from entries, the last of a repeated key winning. (CASE, not coalesce:
+    only CASE leaves the entries unbuilt for the rows that do not need them.)
+    """
+    return f"""
+    SELECT *,
+           CASE WHEN cast_metrics IS NOT NULL THEN cast_metrics
+                ELSE {_entries_map_sql("j_metrics", "e.value::DOUBLE")} END AS metrics,
+           CASE WHEN cast_details IS NOT NULL THEN cast_details
+                ELSE {_entries_map_sql("j_details", "e.value ->> '$'")}::MAP(VARCHAR, VARCHAR)
+           END AS event_details
+    FROM (
+        SELECT *,
+               CASE WHEN quick THEN TRY_CAST(j_metrics AS MAP(VARCHAR, DOUBLE)) END
+                   AS cast_metrics,
+               CASE WHEN quick AND (j_details IS NULL OR j_details::VARCHAR = 'null')
+                    THEN MAP()::MAP(VARCHAR, VARCHAR)
+                    WHEN quick THEN TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)) END
+                   AS cast_details
+        FROM {table}
+    )
+    """
 
 
 def _json_error(raw: str) -> str:
