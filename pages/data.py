@@ -63,6 +63,17 @@ def show_load_result(result: LoadResult) -> None:
         )
 
 
+def profile_table(title: str, frame: pd.DataFrame, empty: str) -> None:
+    """One profile table under a bold title, or a caption when there is nothing to show."""
+    st.markdown(f"**{title}**")
+    if frame.empty:
+        st.caption(empty)
+    else:
+        st.dataframe(
+            frame.rename(columns=lambda c: c.replace("_", " ")), hide_index=True, width="stretch"
+        )
+
+
 # -- loading ------------------------------------------------------------------------------------
 
 limit = human_bytes(st.get_option("server.maxUploadSize") * 1024 * 1024)
@@ -181,23 +192,17 @@ else:
     )
     left, right = st.columns(2)
     with left:
-        st.markdown("**Metrics**")
-        metrics = analytics.metric_profile(store, event_type, dataset)
-        if metrics.empty:
-            st.caption("This event type carries no metrics.")
-        else:
-            st.dataframe(metrics, hide_index=True, width="stretch")
+        profile_table(
+            "Metrics",
+            analytics.metric_profile(store, event_type, dataset),
+            "This event type carries no metrics.",
+        )
     with right:
-        st.markdown("**Event details**")
-        details = analytics.detail_profile(store, event_type, dataset)
-        if details.empty:
-            st.caption("This event type carries no details.")
-        else:
-            st.dataframe(
-                details.rename(columns=lambda c: c.replace("_", " ")),
-                hide_index=True,
-                width="stretch",
-            )
+        profile_table(
+            "Event details",
+            analytics.detail_profile(store, event_type, dataset),
+            "This event type carries no details.",
+        )
 
 # -- rejects ------------------------------------------------------------------------------------
 

@@ -272,3 +272,15 @@ def test_concurrent_loads_are_serialised(formats_dir, store):
 def test_store_path_attribute(db_path):
     with Store(db_path) as s:
         assert Path(s.path) == Path(db_path)
+
+
+def test_memory_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "1GB")
+    with Store(":memory:") as s:
+        assert s.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+
+
+def test_a_bad_memory_limit_is_a_plain_error(monkeypatch):
+    monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "lots")
+    with pytest.raises(StoreError, match="EVENTLENS_MEMORY_LIMIT"):
+        Store(":memory:")

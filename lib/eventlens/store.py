@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not nee
 
 DEFAULT_DB = "eventlens.duckdb"
 DB_ENV = "EVENTLENS_DB"
+# DuckDB's memory_limit (e.g. "2GB"); past it, big loads spill to disk instead of growing.
+MEMORY_ENV = "EVENTLENS_MEMORY_LIMIT"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -87,6 +89,13 @@ class Store:
         # serialising loads gives clear counts instead of transaction conflicts.
         self.write_lock = threading.RLock()
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
+        if limit := os.environ.get(MEMORY_ENV):
+            try:
+                self._con.execute("SET GLOBAL memory_limit = ?", [limit])
+            except duckdb.Error:
+                raise StoreError(
+                    f"{MEMORY_ENV}={limit!r} is not a memory size DuckDB understands (try 2GB)"
+                ) from None
         if not read_only:
             self._con.execute(SCHEMA)
 
