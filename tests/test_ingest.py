@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlens import model
+from eventlens import ingest, model
 from eventlens.ingest import Detected, LoadResult, NotAnExport, detect, load_files
 from eventlens.store import Store
 
@@ -623,3 +623,20 @@ def test_duplicate_detail_key_keeps_the_last_value(write_lines, load, store):
     assert (result.loaded, result.rejected) == (1, 0)
     details = store.scalar("SELECT event_details FROM events")
     assert details == {"k": "b", "j": "c"}
+
+
+def test_small_chunks_give_the_same_result(monkeypatch, formats_dir, tmp_path):
+    """A file checked a few records at a time loads, rejects and dedupes as in one go."""
+
+    def run(chunk: int) -> tuple:
+        monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+        with Store(":memory:") as s:
+            path = formats_dir / "bad_lines.jsonl"
+            r = load_files(s, [path, path], "d").files
+            rows = s.rows("SELECT line, reason FROM rejects ORDER BY line")
+            lines = s.rows("SELECT source_line FROM events ORDER BY source_line")
+        return [(f.loaded, f.rejected, f.duplicates) for f in r], rows, lines
+
+    whole = run(1_000_000)
+    assert whole[0] == [(20, 8, 1), (0, 8, 21)]
+    assert run(7) == whole
