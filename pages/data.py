@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from eventlens import analytics
+from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.state import get_store
@@ -207,18 +208,38 @@ else:
 # -- rejects ------------------------------------------------------------------------------------
 
 st.subheader("Rejects")
-rejects = store.rejects(dataset)
-if rejects.empty:
+if not totals["rejects"]:
     st.caption("No rejected rows" + (" in this dataset." if dataset else "."))
 else:
     st.caption(
         f"{totals['rejects']:,} rows did not pass LangWatch's rules"
-        + (" (the newest 10,000 are shown)." if totals["rejects"] > 10_000 else ".")
-        + " The other rows of the same files loaded."
+        + (f" in {md_escape(dataset)}" if dataset else "")
+        + ". The other rows of the same files loaded."
     )
-    st.dataframe(
-        rejects.drop(columns=["line"]),
-        hide_index=True,
-        width="stretch",
-        column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
+    f1, f2 = st.columns(2)
+    file_choice = f1.selectbox(
+        "File", ["All files", *store.reject_files(dataset)], key="reject_file"
     )
+    words = f2.text_input("Reason contains", key="reject_words", placeholder="e.g. metrics.vote")
+    rejects = store.rejects(
+        dataset,
+        None if file_choice == "All files" else file_choice,
+        words.strip() or None,
+    )
+    if rejects.empty:
+        st.caption("No rejected rows match.")
+    else:
+        shown = len(rejects)
+        st.dataframe(
+            rejects.drop(columns=["line"]),
+            hide_index=True,
+            width="stretch",
+            column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
+        )
+        st.download_button(
+            f"Download these {shown:,} rejects as CSV"
+            + (" (the newest 10,000)" if shown == 10_000 else ""),
+            data=safe_csv(rejects),
+            file_name="eventlens-rejects.csv",
+            mime="text/csv",
+        )

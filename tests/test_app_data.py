@@ -115,3 +115,18 @@ def test_profile_scoped_to_a_dataset(app):
     assert not app.exception
     profile = next(f.value for f in app.dataframe if "event type" in f.value.columns)
     assert profile["events"].sum() == 120
+
+
+def test_rejects_can_be_filtered_and_downloaded(app):
+    load_path(app, FORMATS / "bad_lines.jsonl", "qa")
+    app.text_input(key="reject_words").input("metrics.vote")
+    app.run()
+    assert not app.exception
+    rejects = app.dataframe[-1].value
+    assert rejects["reason"].tolist() == [
+        "metrics.vote: must be a number from -1 to 1 for thumbs_up_down, got 5"
+    ]
+    assert rejects["location"].tolist() == ["line 15"]
+    app.text_input(key="reject_words").input("no such words")
+    app.run()
+    assert any("No rejected rows match" in c.value for c in app.caption)

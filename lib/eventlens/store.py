@@ -179,16 +179,34 @@ class Store:
                 raise
         return int(removed)
 
-    def rejects(self, dataset: str | None = None, limit: int = 10_000) -> pd.DataFrame:
-        """Rejected rows with their reasons, optionally for one dataset."""
+    def rejects(
+        self,
+        dataset: str | None = None,
+        file: str | None = None,
+        reason: str | None = None,
+        limit: int = 10_000,
+    ) -> pd.DataFrame:
+        """Rejected rows with their reasons, filtered by dataset, file and words in the reason."""
         return self.df(
             """
             SELECT dataset, file, location, reason, raw, line
-            FROM rejects WHERE ? IS NULL OR dataset = ?
+            FROM rejects
+            WHERE (CAST(? AS VARCHAR) IS NULL OR dataset = ?)
+              AND (CAST(? AS VARCHAR) IS NULL OR file = ?)
+              AND (CAST(? AS VARCHAR) IS NULL OR contains(lower(reason), lower(?)))
             ORDER BY rejected_at DESC, file, line LIMIT ?
             """,
-            [dataset, dataset, limit],
+            [dataset, dataset, file, file, reason, reason, limit],
         )
+
+    def reject_files(self, dataset: str | None = None) -> list[str]:
+        """The files that have rejected rows, optionally in one dataset."""
+        rows = self.rows(
+            "SELECT DISTINCT file FROM rejects WHERE CAST(? AS VARCHAR) IS NULL OR dataset = ?"
+            " ORDER BY file",
+            [dataset, dataset],
+        )
+        return [r[0] for r in rows]
 
 
 def _open_error(path: str, exc: Exception) -> str:
