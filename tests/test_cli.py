@@ -240,3 +240,47 @@ def test_real_subprocess_load_json(tmp_path, bad_lines):
     out = json.loads(proc.stdout)
     assert (out["loaded"], out["rejected"], out["duplicates"]) == (20, 8, 1)
     assert "Traceback" not in proc.stderr
+
+
+def test_ui_serves_the_app(tmp_path):
+    """`eventlens ui`, the README's start command, serves the app (the browser tests drive it)."""
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = tmp_path / "ui.duckdb"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eventlens.cli",
+            "ui",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).is_success:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert proc.poll() is None, "eventlens ui exited"
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.is_success and "<title>" in page.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
