@@ -850,7 +850,10 @@ def _object_json(column: tuple[str, str]) -> str:
             f"CASE WHEN nullif(trim({c}), '') IS NULL THEN NULL "
             f"WHEN json_valid({c}) THEN {c}::JSON ELSE to_json({c}) END"
         )
-    if dtype.upper().startswith(("MAP", "STRUCT")):
+    if dtype.upper().startswith("MAP"):
+        present = f"list_filter(map_entries({c}), lambda e: e.value IS NOT NULL)"
+        return f"to_json(map_from_entries({present}))"
+    if dtype.upper().startswith("STRUCT"):
         return (
             f"to_json(map_from_entries(list_filter(map_entries(TRY_CAST(to_json({c}) AS"
             " MAP(VARCHAR, JSON))), lambda e: json_type(e.value) <> 'NULL')))"
