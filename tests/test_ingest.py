@@ -640,3 +640,20 @@ def test_small_chunks_give_the_same_result(monkeypatch, formats_dir, tmp_path):
     whole = run(1_000_000)
     assert whole[0] == [(20, 8, 1), (0, 8, 21)]
     assert run(7) == whole
+
+
+def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, formats_dir):
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ingest._FileLoad, "_stage_records", broken)
+    result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
+    assert (
+        result.error
+        == f"{formats_dir / 'events.ndjson'}: it could not be loaded (RuntimeError: boom)"
+    )
+    assert store.event_count() == 0
+
+
+def test_a_blank_dataset_name_falls_back_to_the_file_name(store, formats_dir):
+    assert load_files(store, [formats_dir / "events.ndjson"], "   ").dataset == "events"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -64,6 +65,8 @@ _NUMBER_TYPES = (
     "REAL",
 )
 
+
+log = logging.getLogger(__name__)
 
 _TEMP_TABLES = ("_cells", "_src", "_norm", "_csv_errors", "_csv_scans")
 _NUMBER_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
@@ -247,7 +250,7 @@ def load_files(
 ) -> LoadResult:
     """Load files into one dataset; a bad file or row is reported, never raised."""
     paths = [str(p) for p in paths]
-    dataset = (dataset or default_dataset_name(paths)).strip()
+    dataset = (dataset or "").strip() or default_dataset_name(paths)
     names = list(display_names) if display_names else paths
     results = [_load_one(store, p, name, dataset) for p, name in zip(paths, names, strict=True)]
     _update_dataset(store, dataset)
@@ -272,6 +275,9 @@ def _load_one(store: Store, path: str, name: str, dataset: str) -> FileResult:
         result = _failed(result, f"{name}: cannot read it ({exc.strerror or exc})")
     except duckdb.Error as exc:
         result = _failed(result, f"{name}: {_duckdb_message(exc, result.format)}")
+    except Exception as exc:  # a bug of ours: still a sentence for the user, details in the log
+        log.exception("loading %s failed", name)
+        result = _failed(result, f"{name}: it could not be loaded ({type(exc).__name__}: {exc})")
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
