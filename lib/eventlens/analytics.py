@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from eventlens.store import OPTIONAL_DATASET as _DATASET
 from eventlens.store import Store
-
-# `(? IS NULL OR dataset = ?)`: one optional dataset filter, bound twice.
-_DATASET = "(CAST(? AS VARCHAR) IS NULL OR dataset = ?)"
 
 
 def overview(store: Store, dataset: str | None = None) -> dict[str, object]:

@@ -49,27 +49,11 @@ _FIELDS = (
     "traces",
 )
 _SPEC = json.dumps({name: "JSON" for name in _FIELDS})
-_NUMBER_TYPES = (
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "UHUGEINT",
-    "FLOAT",
-    "DOUBLE",
-    "REAL",
-)
 
 
 log = logging.getLogger(__name__)
 
 _TEMP_TABLES = ("_cells", "_src", "_norm", "_csv_errors", "_csv_scans")
-_NUMBER_JSON = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
 # '[' then what a JSON value may start with; rules out TOML/INI headers such as [[bin]].
@@ -700,7 +684,7 @@ def _events_sql(source: str) -> str:
            CASE WHEN ok THEN j_details END AS j_details,
            CASE WHEN ok THEN j_trace_id ->> '$' END AS trace_id,
            CASE WHEN ok THEN j_event_id ->> '$' END AS event_id,
-           CASE WHEN ok AND json_type(j_timestamp) IN {_NUMBER_JSON}
+           CASE WHEN ok AND json_type(j_timestamp) IN {model.SQL_JSON_NUMBER_TYPES}
                 THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ END AS timestamp,
            CASE WHEN ok THEN md5_number(
                CASE WHEN json_type(j_event_id) = 'VARCHAR'

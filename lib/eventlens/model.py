@@ -216,7 +216,8 @@ _SQL_TYPE_NAME = (
     "WHEN 'NULL' THEN 'null' WHEN 'DOUBLE' THEN "
     "CASE WHEN isfinite(({x})::DOUBLE) THEN 'number' ELSE 'infinity' END ELSE 'number' END"
 )
-_SQL_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+# The json_type() names of a JSON number.
+SQL_JSON_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
 def _sql_str(text: str) -> str:
@@ -255,7 +256,7 @@ def sql_problems() -> str:
     parts.append(
         _sql_each_entry(
             "metric_entries",
-            f"CASE WHEN coalesce(json_type(e.value), 'NULL') NOT IN {_SQL_NUMBER_TYPES} "
+            f"CASE WHEN coalesce(json_type(e.value), 'NULL') NOT IN {SQL_JSON_NUMBER_TYPES} "
             "THEN true ELSE NOT isfinite(e.value::DOUBLE) END",
             "'metrics.' || e.key",
             MSG_METRIC_NUMBER,
@@ -276,9 +277,9 @@ def sql_problems() -> str:
     )
     parts.append(
         f"CASE WHEN NOT {_json_is_null('j_timestamp')} AND "
-        f"json_type(j_timestamp) NOT IN {_SQL_NUMBER_TYPES} THEN "
+        f"json_type(j_timestamp) NOT IN {SQL_JSON_NUMBER_TYPES} THEN "
         f"{_sql_msg(_sql_str('timestamp'), MSG_TIMESTAMP, tn(x='j_timestamp'))} "
-        f"WHEN json_type(j_timestamp) IN {_SQL_NUMBER_TYPES} AND "
+        f"WHEN json_type(j_timestamp) IN {SQL_JSON_NUMBER_TYPES} AND "
         f"NOT (j_timestamp::DOUBLE BETWEEN {MIN_TIMESTAMP_MS} AND {MAX_TIMESTAMP_MS}) THEN "
         f"{_sql_str('timestamp: ' + MSG_TIMESTAMP_RANGE)} END"
     )
@@ -323,7 +324,7 @@ def _sql_predefined(rule: MetricRule) -> str:
         f"CASE WHEN event_type = {_sql_str(rule.event_type)} AND metric_entries IS NOT NULL THEN "
         f"CASE WHEN {v} IS NULL OR json_type({v}) = 'NULL' "
         f"THEN {_sql_str(field + ': ' + missing)} "
-        f"WHEN json_type({v}) IN {_SQL_NUMBER_TYPES} AND NOT ({in_range}) THEN "
+        f"WHEN json_type({v}) IN {SQL_JSON_NUMBER_TYPES} AND NOT ({in_range}) THEN "
         f"{_sql_str(field + ': ' + before)} || {num_text} || {_sql_str(after)} END END"
     )
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not nee
 
 DEFAULT_DB = "eventlens.duckdb"
 DB_ENV = "EVENTLENS_DB"
+# An optional dataset filter: bind the dataset (or None for all) twice.
+OPTIONAL_DATASET = "(CAST(? AS VARCHAR) IS NULL OR dataset = ?)"
 # DuckDB's memory_limit (e.g. "2GB"); past it, big loads spill to disk instead of growing.
 MEMORY_ENV = "EVENTLENS_MEMORY_LIMIT"
 
@@ -188,10 +190,10 @@ class Store:
     ) -> pd.DataFrame:
         """Rejected rows with their reasons, filtered by dataset, file and words in the reason."""
         return self.df(
-            """
+            f"""
             SELECT dataset, file, location, reason, raw, line
             FROM rejects
-            WHERE (CAST(? AS VARCHAR) IS NULL OR dataset = ?)
+            WHERE {OPTIONAL_DATASET}
               AND (CAST(? AS VARCHAR) IS NULL OR file = ?)
               AND (CAST(? AS VARCHAR) IS NULL OR contains(lower(reason), lower(?)))
             ORDER BY rejected_at DESC, file, line LIMIT ?
@@ -202,8 +204,7 @@ class Store:
     def reject_files(self, dataset: str | None = None) -> list[str]:
         """The files that have rejected rows, optionally in one dataset."""
         rows = self.rows(
-            "SELECT DISTINCT file FROM rejects WHERE CAST(? AS VARCHAR) IS NULL OR dataset = ?"
-            " ORDER BY file",
+            f"SELECT DISTINCT file FROM rejects WHERE {OPTIONAL_DATASET} ORDER BY file",
             [dataset, dataset],
         )
         return [r[0] for r in rows]
