@@ -657,3 +657,69 @@ def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, f
 
 def test_a_blank_dataset_name_falls_back_to_the_file_name(store, formats_dir):
     assert load_files(store, [formats_dir / "events.ndjson"], "   ").dataset == "events"
+
+
+# -- the fast path (one-pass insert of clean events) against the full path ------------------------
+
+
+def _load_both_ways(monkeypatch, paths: list[Path], chunk: int = 1_000_000) -> dict[bool, tuple]:
+    """Load `paths` with the fast path on and off; what each way stored and reported."""
+    monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+    out = {}
+    for fast in (True, False):
+        monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        with Store(":memory:") as s:
+            files = load_files(s, paths, "d").files
+            for f in files:
+                f.seconds = 0.0
+            events = s.rows(
+                "SELECT event_key, event_id, trace_id, event_type, timestamp, metrics,"
+                " event_details, dataset, source_file, source_line FROM events"
+                " ORDER BY source_file, source_line, event_key"
+            )
+            rejects = s.rows(
+                "SELECT file, line, location, reason, raw FROM rejects"
+                " ORDER BY file, line, location"
+            )
+        out[fast] = ([f.as_dict() for f in files], events, rejects)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ALL_FORMAT_KINDS))
+def test_fast_path_stores_what_the_full_path_stores(monkeypatch, formats_dir, name):
+    """Each sample format, loaded twice (so the second load is all duplicates)."""
+    path = formats_dir / name
+    both = _load_both_ways(monkeypatch, [path, path])
+    assert both[True] == both[False]
+    assert both[True][0][0]["loaded"] > 0
+
+
+def test_fast_path_matches_in_small_chunks_with_repeats(monkeypatch, write_lines):
+    """Repeats inside a chunk and across chunks, among clean, odd and bad records."""
+    lines = [
+        json.dumps(good(1)),
+        json.dumps(good(2)),
+        json.dumps(good(1, metrics={"n": 9})),  # a repeat in the same chunk: the first copy wins
+        '{"trace_id":"t1","event_type":"click","metrics":{"n":1,"n":2}}',  # repeated key
+        "not json",
+        json.dumps(good(3, metrics={"n": "1"})),  # rejected
+        json.dumps(good(2)),  # a repeat from an earlier chunk
+        json.dumps({**GOOD, "event_details": {"url": "https://x.test/a:b"}}),
+        json.dumps(good(4)),
+        json.dumps(good(4)),
+    ]
+    path = write_lines(lines)
+    for chunk in (3, 4, 100):
+        both = _load_both_ways(monkeypatch, [path], chunk)
+        assert both[True] == both[False]
+        (summary,) = both[True][0]
+        assert (summary["loaded"], summary["rejected"], summary["duplicates"]) == (5, 2, 3)
+        kept = {row[1]: row[9] for row in both[True][1] if row[1]}
+        assert kept == {"e1": 1, "e2": 2, "e4": 9}
+
+
+def test_fast_path_takes_clean_events(monkeypatch, formats_dir, store):
+    """The fast path is really used: a clean file's events come from one batch."""
+    result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
+    assert result.loaded == 120
+    assert store.scalar("SELECT count(DISTINCT batch_id) FROM events") == 1

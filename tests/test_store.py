@@ -8,6 +8,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from eventlens.ingest import load_files
@@ -70,6 +71,21 @@ def test_store_persists_to_file(formats_dir, db_path):
     with Store(db_path) as s:
         assert s.event_count() == 120
         assert list(s.datasets().dataset) == ["d"]
+
+
+def test_a_store_from_before_batch_ids_is_upgraded(formats_dir, db_path):
+    """A store written before events had batch_id gains the column and keeps loading."""
+    con = duckdb.connect(db_path)
+    con.execute(
+        "CREATE TABLE events (event_key UHUGEINT NOT NULL, event_id VARCHAR, trace_id VARCHAR"
+        " NOT NULL, event_type VARCHAR NOT NULL, timestamp TIMESTAMPTZ, metrics MAP(VARCHAR,"
+        " DOUBLE) NOT NULL, event_details MAP(VARCHAR, VARCHAR), dataset VARCHAR NOT NULL,"
+        " source_file VARCHAR, source_line BIGINT)"
+    )
+    con.close()
+    with Store(db_path) as s:
+        assert load_files(s, [formats_dir / "events.ndjson"]).loaded == 120
+        assert s.scalar("SELECT count(*) FROM events WHERE batch_id IS NOT NULL") == 120
 
 
 def test_read_only_store(formats_dir, db_path):

@@ -1,10 +1,11 @@
 """Load event exports into the store: detect the format, read with DuckDB, validate, dedupe.
 
 Every format is first turned into one row of JSON text per record (a line, an array element, a
-CSV or Parquet row), numbered by its position in the file. From there one SQL pipeline expands
-trace documents and search responses into events, checks them against model.py's rules, sends
-failures to `rejects` with the reason, and inserts the rest unless an event with the same
-identity is already stored. No Python code runs per row.
+CSV or Parquet row), numbered by its position in the file. Clean, new events then go straight
+into `events` in one statement (the fast path). The records left over take the full path: it
+expands trace documents and search responses into events, checks them against model.py's
+rules, sends failures to `rejects` with the reason, and inserts the rest unless an event with
+the same identity is already stored. No Python code runs per row.
 """
 
 from __future__ import annotations
@@ -53,7 +54,13 @@ _SPEC = json.dumps({name: "JSON" for name in _FIELDS})
 
 log = logging.getLogger(__name__)
 
-_TEMP_TABLES = ("_cells", "_src", "_norm", "_csv_errors", "_csv_scans")
+_TEMP_TABLES = ("_cells", "_src", "_norm", "_left", "_csv_errors", "_csv_scans")
+_EVENT_COLUMNS = (
+    "event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, dataset,"
+    " source_file, source_line, batch_id"
+)
+# Tests turn the fast path off to check that it stores exactly what the full path stores.
+FAST_PATH = True
 
 
 # '[' then what a JSON value may start with; rules out TOML/INI headers such as [[bin]].
@@ -331,12 +338,18 @@ class _FileLoad:
                 # Chunks bound the memory a big file needs; repeats across chunks are caught
                 # because each chunk's inserts are visible to the next one's anti-join.
                 for start in range(0, max(records, 1), CHUNK_RECORDS):
-                    self._normalise(start, start + CHUNK_RECORDS)
-                    if start == 0:
+                    stop = min(start + CHUNK_RECORDS, records)
+                    clean = self._insert_clean(start, stop) if FAST_PATH else 0
+                    if clean == stop - start:
+                        continue
+                    # The records the fast path left: rejects, duplicates, containers, oddities.
+                    self._normalise(start, stop, only_left=clean > 0)
+                    if start == 0 and clean == 0:
                         self._check_is_export()
                     self._write_rejects()
                     self._insert_events()
                     cur.execute("DROP TABLE _norm")
+                    cur.execute("DROP TABLE IF EXISTS _left")
                 self._summarise()
                 self._record_file()
                 cur.execute("COMMIT")
@@ -418,9 +431,80 @@ class _FileLoad:
 
     # -- 2. events out of records, normalised and checked, one chunk at a time -----------------
 
-    def _normalise(self, start: int, stop: int) -> None:
-        """Create _norm for records start..stop: typed, checked events, and the rest's status."""
+    def _insert_clean(self, start: int, stop: int) -> int:
+        """Insert the clean, new events of records start..stop in one pass; returns how many.
+
+        Most records of a real export are clean events: for them one statement parses, checks,
+        builds the maps and inserts, with nothing staged. A repeat within the chunk is taken
+        out again afterwards, so it and every record not inserted here go through
+        _normalise, which explains rejects and counts duplicates.
+        """
+        cur = self.cur
+        batch = cur.execute("SELECT nextval('event_batches')").fetchone()[0]
+        records = f"""
+            SELECT {self.line_expr} AS rec, rowid AS rid, 0::BIGINT AS sub, NULL AS loc,
+                   'ok' AS status, NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw,
+                   try(json_transform(raw, '{_SPEC}')) AS f
+            FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}
+        """
+        fresh = f"""(
+            SELECT * FROM ({_clean_events_sql(records)}) v
+            WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
+        )"""
+        inserted = cur.execute(
+            _insert_sql(fresh),
+            [self.dataset, self.name, batch, *self.line_params],  # in the order they appear
+        ).fetchone()[0]
+        if not inserted:
+            return 0
+        inserted -= self._drop_repeats(batch)
+        for event_type, n, first, last in cur.execute(
+            "SELECT event_type, count(*), min(timestamp), max(timestamp) FROM events"
+            " WHERE batch_id = ? GROUP BY event_type",
+            [batch],
+        ).fetchall():
+            self._count(event_type, n, first, last)
+        self.result.loaded += int(inserted)
+        if inserted < stop - start:
+            cur.execute(
+                f"CREATE TEMP TABLE _left AS SELECT rid FROM (SELECT rowid AS rid,"
+                f" {self.line_expr} AS rec FROM _src WHERE rowid >= {int(start)}"
+                f" AND rowid < {int(stop)}) s WHERE NOT EXISTS (SELECT 1 FROM events e"
+                " WHERE e.batch_id = ? AND e.source_line = s.rec)",
+                [*self.line_params, batch],
+            )
+        return int(inserted)
+
+    def _drop_repeats(self, batch: int) -> int:
+        """Delete the later copies of an event inserted twice by one batch; returns how many."""
+        cur = self.cur
+        repeats = cur.execute(
+            "SELECT count(*) - count(DISTINCT event_key) FROM events WHERE batch_id = ?", [batch]
+        ).fetchone()[0]
+        if repeats:
+            cur.execute(
+                "DELETE FROM events e USING (SELECT event_key, source_line FROM events"
+                " WHERE batch_id = ? QUALIFY row_number() OVER (PARTITION BY event_key"
+                " ORDER BY source_line) > 1) d WHERE e.batch_id = ?"
+                " AND e.event_key = d.event_key AND e.source_line = d.source_line",
+                [batch, batch],
+            )
+        return int(repeats)
+
+    def _count(self, event_type: Any, n: int, first: Any, last: Any) -> None:
+        """Add valid events (inserted or duplicate) to the file's summary."""
+        r = self.result
+        r.event_types[str(event_type)] = r.event_types.get(str(event_type), 0) + int(n)
+        r.first_event = min(filter(None, [r.first_event, _iso(first)]), default=None)
+        r.last_event = max(filter(None, [r.last_event, _iso(last)]), default=None)
+
+    def _normalise(self, start: int, stop: int, *, only_left: bool = False) -> None:
+        """Create _norm for records start..stop: typed, checked events, and the rest's status.
+
+        With only_left, just the records the fast path did not insert (listed in _left).
+        """
         unit = self.detected.unit
+        left = " AND rowid IN (SELECT rid FROM _left)" if only_left else ""
         # One parse per record: its state, and the fields of the ones that are objects.
         records = f"""
             SELECT rec, rid, status, CASE WHEN status = 'ok'
@@ -431,7 +515,7 @@ class _FileLoad:
                             WHEN NOT json_valid(raw) THEN 'invalid'
                             WHEN ltrim(raw, ' \t\r\ufeff')[1] <> '{{' THEN 'not_object'
                             ELSE 'ok' END AS status
-                FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}
+                FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}{left}
             )
         """
         plain = f"""
@@ -605,31 +689,18 @@ class _FileLoad:
               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
             {first_copy}
         )"""
+        batch = cur.execute("SELECT nextval('event_batches')").fetchone()[0]
         inserted = cur.execute(
-            f"""
-            INSERT INTO events
-            SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details,
-                   ?, ?, rec
-            FROM ({_maps_sql(fresh)})
-            """,
-            [self.dataset, self.name],
+            _insert_sql(fresh),
+            [self.dataset, self.name, batch],
         ).fetchone()[0]
-        first, last = cur.execute(
-            "SELECT min(timestamp), max(timestamp) FROM _norm WHERE status = 'ok'"
-            " AND problem IS NULL"
-        ).fetchone()
-        for event_type, n in cur.execute(
-            "SELECT event_type, count(*) FROM _norm WHERE status = 'ok' AND problem IS NULL"
-            " GROUP BY event_type"
+        for event_type, n, first, last in cur.execute(
+            "SELECT event_type, count(*), min(timestamp), max(timestamp) FROM _norm"
+            " WHERE status = 'ok' AND problem IS NULL GROUP BY event_type"
         ).fetchall():
-            self.result.event_types[str(event_type)] = self.result.event_types.get(
-                str(event_type), 0
-            ) + int(n)
-        r = self.result
-        r.loaded += int(inserted)
-        r.duplicates += int(valid) - int(inserted)
-        r.first_event = min(filter(None, [r.first_event, _iso(first)]), default=None)
-        r.last_event = max(filter(None, [r.last_event, _iso(last)]), default=None)
+            self._count(event_type, n, first, last)
+        self.result.loaded += int(inserted)
+        self.result.duplicates += int(valid) - int(inserted)
 
     def _summarise(self) -> None:
         """The file's reject counts and reasons, and its event types by count."""
@@ -672,6 +743,66 @@ _IS_CONTAINER = (
 )
 
 
+def _fields_sql(source: str) -> str:
+    """Records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) with each event field's JSON.
+
+    Adds the quick check and the event_type; the field names of stored events, search rows and
+    track_event bodies all map onto the same j_* columns here.
+    """
+    return f"""
+    SELECT *,
+           -- One COALESCE on purpose: DuckDB pushes a bare conjunct of this into the scan,
+           -- where it would parse every record a second time.
+           status = 'ok' AND coalesce(NOT is_container AND {model.sql_quick_valid()}, false)
+               AS quick,
+           CASE WHEN json_type(j_event_type) = 'VARCHAR' THEN j_event_type ->> '$' END
+               AS event_type
+    FROM (
+        SELECT rec, rid, sub, loc, status, ev_raw,
+               coalesce(f.trace_id, ctx_trace) AS j_trace_id,
+               coalesce(f.event_type, f.type) AS j_event_type,
+               f.metrics AS j_metrics,
+               coalesce(f.event_details, f.details) AS j_details,
+               coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'), f.started_at)
+                   AS j_timestamp,
+               f.event_id AS j_event_id,
+               coalesce(f.trace_id, f.event_type, f.type, f.metrics, f.event_details, f.details)
+                   IS NOT NULL AS has_event_fields,
+               {_IS_CONTAINER} AS is_container
+        FROM ({source})
+    )
+    """
+
+
+def _columns_sql(ok: str) -> str:
+    """The stored scalar columns of an event, for the rows where `ok` holds (NULL elsewhere)."""
+    return f"""
+           CASE WHEN {ok} THEN j_trace_id ->> '$' END AS trace_id,
+           CASE WHEN {ok} THEN j_event_id ->> '$' END AS event_id,
+           CASE WHEN {ok} AND json_type(j_timestamp) IN {model.SQL_JSON_NUMBER_TYPES}
+                THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ END AS timestamp,
+           CASE WHEN {ok} THEN md5_number(
+               CASE WHEN json_type(j_event_id) = 'VARCHAR'
+               THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
+               -- No event_id: the event's fields as the file wrote them.
+               ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
+                    j_timestamp, j_metrics, j_details) END) END AS event_key
+    """
+
+
+def _clean_events_sql(source: str) -> str:
+    """The events among records that pass the quick check, with their stored columns.
+
+    This is the fast path: no rejects can come out of it, so nothing is staged, and the rows
+    that do not pass (or are containers) are left for _events_sql.
+    """
+    return f"""
+    SELECT rec, sub, quick, event_type, j_metrics, j_details, {_columns_sql("true")}
+    FROM ({_fields_sql(source)})
+    WHERE quick
+    """
+
+
 def _events_sql(source: str) -> str:
     """SQL turning records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) into checked events.
 
@@ -682,16 +813,7 @@ def _events_sql(source: str) -> str:
     SELECT rec, rid, sub, loc, status, ev_raw, has_event_fields, event_type, problem, quick,
            CASE WHEN ok THEN j_metrics END AS j_metrics,
            CASE WHEN ok THEN j_details END AS j_details,
-           CASE WHEN ok THEN j_trace_id ->> '$' END AS trace_id,
-           CASE WHEN ok THEN j_event_id ->> '$' END AS event_id,
-           CASE WHEN ok AND json_type(j_timestamp) IN {model.SQL_JSON_NUMBER_TYPES}
-                THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ END AS timestamp,
-           CASE WHEN ok THEN md5_number(
-               CASE WHEN json_type(j_event_id) = 'VARCHAR'
-               THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
-               -- No event_id: the event's fields as the file wrote them.
-               ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
-                    j_timestamp, j_metrics, j_details) END) END AS event_key
+           {_columns_sql("ok")}
     FROM (
         SELECT *, status = 'ok' AND problem IS NULL AS ok
         FROM (
@@ -703,26 +825,7 @@ def _events_sql(source: str) -> str:
                             ELSE {_entries_sql("j_metrics")} END AS metric_entries,
                        CASE WHEN status <> 'ok' OR quick THEN NULL
                             ELSE {_entries_sql("j_details")} END AS detail_entries
-                FROM (
-                    SELECT *, status = 'ok' AND coalesce({model.sql_quick_valid()}, false)
-                                  AS quick,
-                           CASE WHEN json_type(j_event_type) = 'VARCHAR'
-                                THEN j_event_type ->> '$' END AS event_type
-                    FROM (
-                        SELECT rec, rid, sub, loc, status, ev_raw,
-                               coalesce(f.trace_id, ctx_trace) AS j_trace_id,
-                               coalesce(f.event_type, f.type) AS j_event_type,
-                               f.metrics AS j_metrics,
-                               coalesce(f.event_details, f.details) AS j_details,
-                               coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'),
-                                        f.started_at) AS j_timestamp,
-                               f.event_id AS j_event_id,
-                               coalesce(f.trace_id, f.event_type, f.type, f.metrics,
-                                        f.event_details, f.details) IS NOT NULL
-                                   AS has_event_fields
-                        FROM ({source})
-                    )
-                )
+                FROM ({_fields_sql(source)})
             )
         )
     )
@@ -872,6 +975,16 @@ def _entries_sql(col: str) -> str:
         f"WHEN len(list_distinct(list_transform(({entries}), lambda e: e.key))) < len({entries}) "
         f"THEN {last_wins} ELSE {entries} END"
     )
+
+
+def _insert_sql(table: str) -> str:
+    """An INSERT of `table`'s events; binds dataset, source file and batch id."""
+    return f"""
+    INSERT INTO events ({_EVENT_COLUMNS})
+    SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, ?, ?,
+           rec, ?
+    FROM ({_maps_sql(table)})
+    """
 
 
 def _maps_sql(table: str) -> str:

@@ -31,8 +31,12 @@ CREATE TABLE IF NOT EXISTS events (
     event_details MAP(VARCHAR, VARCHAR),
     dataset VARCHAR NOT NULL,
     source_file VARCHAR,
-    source_line BIGINT
+    source_line BIGINT,
+    batch_id BIGINT                   -- the insert that added the row (event_batches)
 );
+-- Stores made before batch_id existed gain it here.
+ALTER TABLE events ADD COLUMN IF NOT EXISTS batch_id BIGINT;
+CREATE SEQUENCE IF NOT EXISTS event_batches;
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,
