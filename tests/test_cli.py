@@ -284,3 +284,6 @@ def test_ui_serves_the_app(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+    # The server itself stopped: `eventlens ui` became it rather than leaving it orphaned.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

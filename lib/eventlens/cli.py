@@ -175,6 +175,11 @@ def ui(db: str | None, port: int | None, streamlit_args: tuple[str, ...]) -> Non
     if port:
         cmd += ["--server.port", str(port)]
     cmd += list(streamlit_args)
+    if os.name == "posix":
+        # Become the app, so that a signal to this process (Ctrl-C, a supervisor's TERM) stops
+        # the server instead of leaving it running as an orphan.
+        os.chdir(app.parent)
+        os.execve(sys.executable, cmd, env)
     raise SystemExit(subprocess.call(cmd, env=env, cwd=app.parent))
 
 
