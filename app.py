@@ -16,7 +16,8 @@ except StoreError as exc:
     st.stop()
 
 pages = [
-    st.Page("pages/data.py", title="Data", icon=":material/database:", default=True),
+    st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]
 page = st.navigation(pages)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from eventlens.ingest import FileResult, load_files
-from eventlens.store import Store
+from eventlens.store import DB_ENV, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS_DIR = ROOT / "sample_data" / "formats"
@@ -113,3 +114,11 @@ def stored_events(s: Store, *, with_event_id: bool = True) -> set[tuple]:
 def event_rows() -> Callable[..., set[tuple]]:
     """stored_events, as a fixture."""
     return stored_events
+
+
+@pytest.fixture
+def runner(monkeypatch, tmp_path) -> CliRunner:
+    """A CliRunner in an empty working folder, with no EVENTLENS_DB set."""
+    monkeypatch.delenv(DB_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return CliRunner()

@@ -13,9 +13,11 @@ FORMATS = ROOT / "sample_data" / "formats"
 
 @pytest.fixture
 def app(tmp_path, monkeypatch) -> AppTest:
-    """The app on a fresh store file, after its first run (which loads the sample data)."""
+    """The Data page on a fresh store file, after the first run (which loads the sample data)."""
     monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "app.duckdb"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/data.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

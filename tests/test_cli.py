@@ -9,18 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from eventlens.cli import main
 from eventlens.store import DB_ENV, Store
-
-
-@pytest.fixture
-def runner(monkeypatch, tmp_path) -> CliRunner:
-    """A CliRunner in an empty working folder, with no EVENTLENS_DB set."""
-    monkeypatch.delenv(DB_ENV, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 @pytest.fixture

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
 import pandas as pd
 
 from eventlens.store import OPTIONAL_DATASET as _DATASET
@@ -79,3 +85,655 @@ def detail_profile(
         for values, counts in zip(frame["top_values"], frame["top_counts"], strict=True)
     ]
     return frame.drop(columns=["top_counts"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Explore: one series behind a chart, and what surrounds it
+# ---------------------------------------------------------------------------------------------
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+# Fixed-width buckets are cut on the local clock but counted in real time, so the repeated hour
+# of a DST change is two buckets; calendar buckets follow local midnight, Monday, the 1st.
+FIXED_BUCKETS = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS}
+CALENDAR_BUCKETS = {"1d": "1 day", "1w": "7 days", "1mo": "1 month"}
+BUCKETS = ("auto", *FIXED_BUCKETS, *CALENDAR_BUCKETS)
+BUCKET_LABELS = {
+    "auto": "auto",
+    "1m": "1 min",
+    "5m": "5 min",
+    "15m": "15 min",
+    "1h": "1 hour",
+    "1d": "1 day",
+    "1w": "1 week",
+    "1mo": "1 month",
+}
+# Roughly how long each bucket is, for picking one and for limiting the number of points.
+APPROX_MS = {**FIXED_BUCKETS, "1d": DAY_MS, "1w": 7 * DAY_MS, "1mo": 30 * DAY_MS}
+MAX_BUCKETS = 5_000
+AGGREGATIONS = ("count", "traces", "sum", "avg", "min", "max", "median", "p90", "p95", "p99")
+METRIC_AGGREGATIONS = AGGREGATIONS[2:]
+CUMULATIVE_AGGREGATIONS = ("count", "traces", "sum", "avg", "min", "max")
+AGGREGATION_LABELS = {
+    "count": "events",
+    "traces": "distinct traces",
+    "sum": "sum",
+    "avg": "average",
+    "min": "min",
+    "max": "max",
+    "median": "median",
+    "p90": "p90",
+    "p95": "p95",
+    "p99": "p99",
+}
+_AGG_SQL = {
+    "count": "count(*)",
+    "traces": "count(DISTINCT trace_id)",
+    "sum": "sum({v})",
+    "avg": "avg({v})",
+    "min": "min({v})",
+    "max": "max({v})",
+    "median": "quantile_cont({v}, 0.5)",
+    "p90": "quantile_cont({v}, 0.9)",
+    "p95": "quantile_cont({v}, 0.95)",
+    "p99": "quantile_cont({v}, 0.99)",
+}
+
+
+def _agg_sql(agg: str, value: str = "v") -> str:
+    """The SQL aggregate for an aggregation name over a value expression."""
+    return _AGG_SQL[agg].format(v=value)
+
+
+DETAIL_OPS = ("=", "!=")
+THRESHOLD_OPS = ("<", "<=", ">", ">=", "=", "!=")
+SPLIT_NONE, SPLIT_TYPE, DETAIL_PREFIX = "none", "event_type", "detail:"
+ALL_SERIES, OTHER_SERIES, MISSING_VALUE = "all events", "other", "(none)"
+
+
+class QueryError(ValueError):
+    """A query that cannot run as asked, worded for the person who asked it."""
+
+
+@dataclass(frozen=True)
+class DetailFilter:
+    """event_details[key] = value, or != value (an event without the key counts as !=)."""
+
+    key: str
+    op: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """metrics[key] compared with a number; events without the key do not pass."""
+
+    key: str
+    op: str
+    value: float
+
+
+@dataclass(frozen=True)
+class SeriesQuery:
+    """Everything that decides one chart's series; JSON-safe so a URL can carry it."""
+
+    agg: str = "count"
+    metric: str | None = None
+    bucket: str = "auto"
+    tz: str = "UTC"
+    split: str = SPLIT_TYPE  # event_type | none | detail:KEY
+    top: int = 5
+    datasets: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    start: dt.datetime | None = None  # inclusive; None: the first matching event
+    end: dt.datetime | None = None  # exclusive; None: just after the last matching event
+    details: tuple[DetailFilter, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    previous: bool = False
+    cumulative: bool = False
+    rolling: int = 0  # mean over this many buckets; 0 or 1: off
+
+    @property
+    def detail_key(self) -> str | None:
+        """The detail key the series are split by, if any."""
+        return self.split[len(DETAIL_PREFIX) :] if self.split.startswith(DETAIL_PREFIX) else None
+
+    @property
+    def uses_metric(self) -> bool:
+        return self.agg in METRIC_AGGREGATIONS
+
+
+@dataclass
+class SeriesResult:
+    """A chart's data: one row per (bucket, series), empty buckets included."""
+
+    frame: pd.DataFrame  # bucket, bucket_end, series, value, events, incomplete
+    previous: pd.DataFrame | None  # the same columns plus previous_bucket, aligned by position
+    bucket: str  # the bucket actually used (auto resolved)
+    start: dt.datetime | None
+    end: dt.datetime | None
+    tz: str
+    without_timestamp: int = 0  # matching events that cannot be placed in time
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.frame.empty
+
+
+_ZONES: list[str] = []  # DuckDB's zone list is fixed for the process: read it once
+
+
+def time_zones(store: Store) -> list[str]:
+    """The IANA time zone names DuckDB knows, sorted."""
+    if not _ZONES:
+        _ZONES.extend(r[0] for r in store.rows("SELECT name FROM pg_timezone_names() ORDER BY 1"))
+    return list(_ZONES)
+
+
+def is_time_zone(store: Store, name: str) -> bool:
+    """Whether DuckDB knows this IANA time zone name."""
+    if not _ZONES:
+        time_zones(store)
+    return name in _ZONES
+
+
+def check_query(store: Store, q: SeriesQuery) -> None:
+    """Raise QueryError when the query cannot run; the message names the part that is wrong."""
+    if q.agg not in AGGREGATIONS:
+        raise QueryError(f"unknown aggregation {q.agg!r}; use one of {', '.join(AGGREGATIONS)}")
+    if q.uses_metric and not q.metric:
+        raise QueryError(f"{q.agg} needs a metric key")
+    if q.bucket not in BUCKETS:
+        raise QueryError(f"unknown bucket {q.bucket!r}; use one of {', '.join(BUCKETS)}")
+    if not is_time_zone(store, q.tz):
+        raise QueryError(f"unknown time zone {q.tz!r}; use an IANA name such as Europe/Amsterdam")
+    if q.split not in (SPLIT_NONE, SPLIT_TYPE) and not q.detail_key:
+        raise QueryError(f"unknown split {q.split!r}; use event_type, none or detail:KEY")
+    if q.top < 1:
+        raise QueryError("top must be at least 1")
+    for when in (q.start, q.end):
+        if when is not None and when.tzinfo is None:
+            raise QueryError("start and end need a time zone (or UTC offset)")
+    if q.start and q.end and _utc(q.start) >= _utc(q.end):
+        raise QueryError("the start of the range must be before its end")
+    if q.cumulative and q.agg not in CUMULATIVE_AGGREGATIONS:
+        raise QueryError(
+            f"cumulative works with {', '.join(CUMULATIVE_AGGREGATIONS)}, not with {q.agg}"
+        )
+    if q.rolling < 0:
+        raise QueryError("the rolling window must be 0 (off) or a number of buckets")
+    for f in q.details:
+        if f.op not in DETAIL_OPS:
+            raise QueryError(f"detail filter on {f.key!r}: use = or !=, not {f.op!r}")
+    for t in q.thresholds:
+        if t.op not in THRESHOLD_OPS:
+            raise QueryError(f"metric filter on {t.key!r}: unknown comparison {t.op!r}")
+        if not math.isfinite(t.value):
+            raise QueryError(f"metric filter on {t.key!r}: the value must be a finite number")
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    # Python compares and subtracts two datetimes of one zone by wall clock; UTC is exact.
+    return when.astimezone(dt.UTC)
+
+
+def checked(store: Store, q: SeriesQuery) -> SeriesQuery:
+    """The query after check_query, its start and end in UTC so that range arithmetic is exact."""
+    check_query(store, q)
+    return dataclasses.replace(
+        q,
+        start=_utc(q.start) if q.start else None,
+        end=_utc(q.end) if q.end else None,
+    )
+
+
+def _where(
+    q: SeriesQuery,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    *,
+    with_metric: bool = True,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause for a query's filters; every value is a bound parameter."""
+    conds, params = ["timestamp IS NOT NULL"], []
+    if q.datasets:
+        conds.append("list_contains(?, dataset)")
+        params.append(list(q.datasets))
+    if q.event_types:
+        conds.append("list_contains(?, event_type)")
+        params.append(list(q.event_types))
+    if start is not None:
+        conds.append("timestamp >= ?")
+        params.append(start)
+    if end is not None:
+        conds.append("timestamp < ?")
+        params.append(end)
+    for f in q.details:
+        # The operator comes from DETAIL_OPS (checked), never from the user's text.
+        conds.append(
+            "event_details[?] = ?" if f.op == "=" else "event_details[?] IS DISTINCT FROM ?"
+        )
+        params += [f.key, f.value]
+    for t in q.thresholds:
+        conds.append(f"metrics[?] {THRESHOLD_OPS[THRESHOLD_OPS.index(t.op)]} ?")
+        params += [t.key, float(t.value)]
+    if with_metric and q.uses_metric:
+        conds.append("metrics[?] IS NOT NULL")
+        params.append(q.metric)
+    return " AND ".join(conds), params
+
+
+def time_bounds(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The first and last timestamp among the events the query's filters (not range) keep."""
+    where, params = _where(q)
+    first, last = store.rows(
+        f"SELECT min(timestamp), max(timestamp) FROM events WHERE {where}", params
+    )[0]
+    return first, last
+
+
+def resolve_range(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The query's [start, end): as given, else from the first to just after the last event."""
+    start, end = q.start, q.end
+    if start is None or end is None:
+        first, last = time_bounds(store, q)
+        if first is None:
+            return start, end
+        start = start or first
+        end = end or last + dt.timedelta(milliseconds=1)
+    return start, end
+
+
+def auto_bucket(start: dt.datetime, end: dt.datetime) -> str:
+    """A bucket that gives a readable number of points (up to about 850) for the range."""
+    span = (end - start).total_seconds() * 1000
+    for bucket, limit in (
+        ("1m", 3 * HOUR_MS),
+        ("5m", 12 * HOUR_MS),
+        ("15m", 2 * DAY_MS),
+        ("1h", 35 * DAY_MS),
+        ("1d", 365 * DAY_MS),
+        ("1w", 5 * 365 * DAY_MS),
+    ):
+        if span <= limit:
+            return bucket
+    return "1mo"
+
+
+def choose_bucket(bucket: str, start: dt.datetime, end: dt.datetime) -> tuple[str, str | None]:
+    """The bucket to use and, when the asked one would give too many points, why it changed."""
+    span = (end - start).total_seconds() * 1000
+    if span / APPROX_MS["1mo"] > MAX_BUCKETS:
+        raise QueryError(
+            f"the range is too long to chart: over {MAX_BUCKETS:,} months; choose a shorter one"
+        )
+    if bucket == "auto":
+        return auto_bucket(start, end), None
+    if span / APPROX_MS[bucket] <= MAX_BUCKETS:
+        return bucket, None
+    wider = next(b for b in BUCKETS[1:] if span / APPROX_MS[b] <= MAX_BUCKETS)
+    return wider, (
+        f"{BUCKET_LABELS[bucket]} buckets would give more than {MAX_BUCKETS:,} points over this"
+        f" range; showing {BUCKET_LABELS[wider]} buckets"
+    )
+
+
+def _bucket_sql(bucket: str, tz: str, column: str = "timestamp") -> str:
+    """SQL for the start of the bucket holding `column`, in the time zone of column `zone`."""
+    if bucket in FIXED_BUCKETS:
+        width = FIXED_BUCKETS[bucket]
+        if tz == "UTC":  # no offsets to keep: DuckDB's own bucketing, about twice as fast
+            return f"time_bucket(INTERVAL ({width}) MILLISECOND, {column})"
+        # Floor the local clock reading but keep the event's own UTC offset: in the hour that
+        # a DST change repeats, the two real hours stay two buckets.
+        local = f"epoch_ms(timezone(zone, {column}))"
+        return (
+            f"epoch_ms({local} // {width} * {width} - ({local} - epoch_ms({column})))::TIMESTAMPTZ"
+        )
+    return f"time_bucket(INTERVAL '{CALENDAR_BUCKETS[bucket]}', {column}, zone)"
+
+
+def _grid_sql(bucket: str, tz: str) -> str:
+    """SQL for every bucket (bucket, bucket_end) overlapping [?, ?); binds start, end, zone."""
+    params = "(SELECT ?::TIMESTAMPTZ AS s, ?::TIMESTAMPTZ AS e, ?::VARCHAR AS zone)"
+    if bucket in FIXED_BUCKETS:
+        width = FIXED_BUCKETS[bucket]
+        # Offsets move in steps of 15 minutes (Lord Howe Island: 30): probe the range at that
+        # step and keep the distinct buckets the probes fall in, so a shift that is not a whole
+        # number of buckets moves the grid with the events.
+        step = width if tz == "UTC" else min(width, 15 * MINUTE_MS)
+        return f"""
+            SELECT DISTINCT {_bucket_sql(bucket, tz, "p")} AS bucket,
+                   {_bucket_sql(bucket, tz, "p")} + INTERVAL ({width}) MILLISECOND AS bucket_end
+            FROM (SELECT zone, unnest(generate_series({_bucket_sql(bucket, tz, "s")},
+                                                       e - INTERVAL 1 MILLISECOND,
+                                                       INTERVAL ({step}) MILLISECOND)) AS p
+                  FROM {params})
+        """
+    step = CALENDAR_BUCKETS[bucket]
+    # Step on the local calendar, then turn each local start back into an instant.
+    return f"""
+        SELECT timezone(zone, b) AS bucket, timezone(zone, b + INTERVAL '{step}') AS bucket_end
+        FROM (SELECT zone, e, unnest(generate_series(timezone(zone, {_bucket_sql(bucket, tz, "s")}),
+                                                     timezone(zone, e), INTERVAL '{step}')) AS b
+              FROM {params})
+        WHERE timezone(zone, b) < e
+    """
+
+
+def _series_label_sql(q: SeriesQuery) -> tuple[str, list[Any]]:
+    """SQL naming each event's series, and its parameters (the top detail values come later)."""
+    if q.split == SPLIT_NONE:
+        return f"'{ALL_SERIES}'", []
+    if q.split == SPLIT_TYPE:
+        return "event_type", []
+    return f"coalesce(event_details[?], '{MISSING_VALUE}')", [q.detail_key]
+
+
+def top_values(
+    store: Store, q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None
+) -> list[str]:
+    """The split's top detail values by events in the selection (missing counts as a value)."""
+    if not q.detail_key:
+        return []
+    where, params = _where(q, start, end)
+    label, label_params = _series_label_sql(q)
+    rows = store.rows(
+        f"SELECT {label} AS v, count(*) AS n FROM events WHERE {where}"
+        " GROUP BY v ORDER BY n DESC, v LIMIT ?",
+        [*label_params, *params, q.top],
+    )
+    return [r[0] for r in rows]
+
+
+def _selection_sql(
+    q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None, top: list[str]
+) -> tuple[str, list[Any]]:
+    """SQL for the selected events with columns series, v (the metric) and zone."""
+    where, params = _where(q, start, end)
+    label, label_params = _series_label_sql(q)
+    if q.detail_key:
+        label = f"CASE WHEN list_contains(?, {label}) THEN {label} ELSE '{OTHER_SERIES}' END"
+        label_params = [top, *label_params, *label_params]
+    metric = "metrics[?]" if q.uses_metric else "NULL::DOUBLE"
+    metric_params = [q.metric] if q.uses_metric else []
+    sql = f"""
+        SELECT timestamp, trace_id, {label} AS series, {metric} AS v, zone
+        FROM events, (SELECT ?::VARCHAR AS zone)
+        WHERE {where}
+    """
+    return sql, [*label_params, *metric_params, q.tz, *params]
+
+
+def _bucketed(
+    store: Store, q: SeriesQuery, bucket: str, start: dt.datetime, end: dt.datetime, top: list[str]
+) -> pd.DataFrame:
+    """One row per (bucket, series) over [start, end), with empty buckets, in bucket order."""
+    selection, params = _selection_sql(q, start, end, top)
+    agg = _agg_sql(q.agg)
+    empty = "0" if q.agg in ("count", "traces") else "NULL"
+    frame = store.df(
+        f"""
+        WITH sel AS ({selection}),
+        grid AS ({_grid_sql(bucket, q.tz)}),
+        agg AS (
+            SELECT {_bucket_sql(bucket, q.tz)} AS bucket, series, {agg} AS value,
+                   count(*) AS events, sum(v) AS total, count(v) AS measured,
+                   min(v) AS low, max(v) AS high
+            FROM sel GROUP BY ALL
+        ),
+        names AS (SELECT DISTINCT series FROM agg)
+        SELECT g.bucket, g.bucket_end, n.series,
+               coalesce(a.value, {empty})::DOUBLE AS value,
+               coalesce(a.events, 0) AS events, coalesce(a.total, 0) AS total,
+               coalesce(a.measured, 0) AS measured, a.low, a.high
+        FROM grid g CROSS JOIN names n
+        LEFT JOIN agg a ON a.bucket = g.bucket AND a.series = n.series
+        ORDER BY n.series, g.bucket
+        """,
+        [*params, start, end, q.tz],
+    )
+    if q.cumulative:
+        frame = _cumulative(store, q, frame, bucket, start, end, top)
+    return frame
+
+
+def _cumulative(
+    store: Store,
+    q: SeriesQuery,
+    frame: pd.DataFrame,
+    bucket: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    top: list[str],
+) -> pd.DataFrame:
+    """Each bucket's value over everything from the start of the range to the bucket's end."""
+    by = frame.groupby("series", sort=False)
+    if q.agg in ("count", "sum"):
+        frame["value"] = by["value"].cumsum() if q.agg == "count" else by["total"].cumsum()
+    elif q.agg == "avg":
+        frame["value"] = by["total"].cumsum() / by["measured"].cumsum().replace(0, float("nan"))
+    elif q.agg in ("min", "max"):
+        # An empty bucket keeps the running value so far (cummin/cummax leave NaN there).
+        column, running = ("low", "cummin") if q.agg == "min" else ("high", "cummax")
+        frame["value"] = by[column].transform(lambda s: getattr(s, running)().ffill())
+    elif q.agg == "traces":
+        # A trace counts once, in the bucket where the range first sees it.
+        selection, params = _selection_sql(q, start, end, top)
+        firsts = store.df(
+            f"""
+            WITH sel AS ({selection})
+            SELECT bucket, series, count(*) AS new_traces FROM (
+                SELECT series, trace_id, {_bucket_sql(bucket, q.tz, "min(timestamp)")} AS bucket
+                FROM sel GROUP BY series, trace_id, zone
+            ) GROUP BY ALL
+            """,
+            params,
+        )
+        frame = frame.merge(firsts, on=["bucket", "series"], how="left")
+        frame["value"] = frame["new_traces"].fillna(0).groupby(frame["series"]).cumsum()
+        frame = frame.drop(columns=["new_traces"])
+    return frame
+
+
+def series(store: Store, q: SeriesQuery) -> SeriesResult:
+    """The data behind one chart: a value per bucket and series, empty buckets included.
+
+    Buckets the range only partly covers are flagged `incomplete`; with `previous`, the same
+    series over the equally long range just before comes back aligned bucket by bucket.
+    """
+    q = checked(store, q)
+    start, end = resolve_range(store, q)
+    columns = ["bucket", "bucket_end", "series", "value", "events", "incomplete"]
+    if start is None or end is None:
+        return SeriesResult(pd.DataFrame(columns=columns), None, "1h", None, None, q.tz)
+    bucket, note = choose_bucket(q.bucket, start, end)
+    top = top_values(store, q, start, end)
+    frame = _bucketed(store, q, bucket, start, end, top)
+    frame = _finish(frame, q, start, end)
+    previous = None
+    if q.previous:
+        span = end - start
+        before = _bucketed(store, q, bucket, start - span, start, top)
+        before = _finish(before, q, start - span, start)
+        previous = _align(before, frame)
+    where, params = _where(q, with_metric=False)
+    untimed = store.scalar(
+        "SELECT count(*) FROM events WHERE "
+        + where.replace("timestamp IS NOT NULL", "timestamp IS NULL", 1),
+        params,
+    )
+    return SeriesResult(
+        frame[columns],
+        previous,
+        bucket,
+        start,
+        end,
+        q.tz,
+        without_timestamp=int(untimed or 0),
+        notes=[note] if note else [],
+    )
+
+
+def _finish(
+    frame: pd.DataFrame, q: SeriesQuery, start: dt.datetime, end: dt.datetime
+) -> pd.DataFrame:
+    """Local bucket times, the incomplete flags and the rolling mean."""
+    frame = frame.copy()
+    frame["incomplete"] = (frame["bucket"] < start) | (frame["bucket_end"] > end)
+    for column in ("bucket", "bucket_end"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_convert(q.tz)
+    if q.rolling > 1:
+        frame["value"] = (
+            frame.groupby("series", sort=False)["value"]
+            .rolling(q.rolling, min_periods=1)
+            .mean()
+            .reset_index(level=0, drop=True)
+        )
+    frame["value"] = frame["value"].astype(float)
+    return frame.reset_index(drop=True)
+
+
+def _align(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """The previous period's rows moved onto the current buckets, position by position."""
+    out = []
+    for name, rows in before.groupby("series", sort=False):
+        current = now.loc[now["series"] == name, ["bucket", "bucket_end"]].reset_index(drop=True)
+        rows = rows.reset_index(drop=True).head(len(current))
+        rows = rows.rename(columns={"bucket": "previous_bucket"}).drop(columns=["bucket_end"])
+        out.append(pd.concat([current.head(len(rows)), rows], axis=1))
+    columns = ["bucket", "bucket_end", "previous_bucket", "series", "value", "events", "incomplete"]
+    if not out:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(out, ignore_index=True)[columns]
+
+
+def headline(store: Store, q: SeriesQuery) -> dict[str, dict[str, float | None]]:
+    """Events, traces and the metric over the range, and over the period just before it."""
+    q = checked(store, q)
+    start, end = resolve_range(store, q)
+    out: dict[str, dict[str, float | None]] = {}
+    if start is None or end is None:
+        return out
+    span = end - start
+    for name, (lo, hi) in {"current": (start, end), "previous": (start - span, start)}.items():
+        where, params = _where(q, lo, hi, with_metric=False)
+        metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
+        events, traces, value = store.rows(
+            f"SELECT count(*), count(DISTINCT trace_id), {metric} FROM events WHERE {where}",
+            ([q.metric] if q.uses_metric else []) + params,
+        )[0]
+        out[name] = {"events": int(events), "traces": int(traces), "value": value}
+    return out
+
+
+def change(now: float | None, before: float | None) -> float | None:
+    """The relative change from before to now (0.25 = +25%), None when it has no meaning."""
+    if now is None or before is None or before == 0:
+        return None
+    return (now - before) / abs(before)
+
+
+def leaderboard(store: Store, q: SeriesQuery, key: str, limit: int = 10) -> pd.DataFrame:
+    """The top values of one detail key in the selection: events, traces, share, the metric."""
+    q = checked(store, q)
+    start, end = resolve_range(store, q)
+    where, params = _where(q, start, end, with_metric=False)
+    metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
+    frame = store.df(
+        f"""
+        SELECT coalesce(event_details[?], '{MISSING_VALUE}') AS value, count(*) AS events,
+               count(DISTINCT trace_id) AS traces,
+               count(*) / sum(count(*)) OVER () AS share, {metric} AS metric
+        FROM events WHERE {where}
+        GROUP BY 1 ORDER BY events DESC, value LIMIT ?
+        """,
+        [key, *([q.metric] if q.uses_metric else []), *params, limit],
+    )
+    if not q.uses_metric:
+        frame = frame.drop(columns=["metric"])
+    return frame
+
+
+def traces_for(
+    store: Store,
+    q: SeriesQuery,
+    start: dt.datetime,
+    end: dt.datetime,
+    series_names: list[str] | None = None,
+    limit: int = 1_000,
+) -> pd.DataFrame:
+    """The traces behind a chart selection: events in [start, end) of the chosen series.
+
+    One row per trace: its matching events, first and last time, and the chart's measure over
+    those events (the event count when the chart counts).
+    """
+    q = checked(store, q)
+    top = top_values(store, q, *resolve_range(store, q)) if q.detail_key else []
+    selection, params = _selection_sql(q, start, end, top)
+    keep, keep_params = "", []
+    if series_names:
+        keep, keep_params = "WHERE list_contains(?, series)", [list(series_names)]
+    measure = {"count": "count(*)", "traces": "count(*)"}.get(q.agg, _agg_sql(q.agg))
+    return store.df(
+        f"""
+        SELECT trace_id, count(*) AS events, min(timestamp) AS first_time,
+               max(timestamp) AS last_time, {measure}::DOUBLE AS value,
+               list_sort(list_distinct(list(series))) AS series
+        FROM ({selection}) {keep}
+        GROUP BY trace_id ORDER BY value DESC, first_time, trace_id LIMIT ?
+        """,
+        [*params, *keep_params, limit],
+    )
+
+
+def trace_events(store: Store, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
+    """One trace's events in time order (events without a timestamp last)."""
+    return store.df(
+        f"""
+        SELECT timestamp, event_type, metrics, event_details, event_id, dataset
+        FROM events WHERE trace_id = ? AND {_DATASET}
+        ORDER BY timestamp NULLS LAST, source_file, source_line
+        """,
+        [trace_id, dataset, dataset],
+    )
+
+
+def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
+    """The keys of a MAP column (a constant name) in the query's datasets and event types."""
+    where, params = _where(SeriesQuery(datasets=q.datasets, event_types=q.event_types))
+    rows = store.rows(
+        f"SELECT k, count(*) AS n FROM (SELECT unnest(map_keys({column})) AS k FROM events"
+        f" WHERE {where}) GROUP BY k ORDER BY n DESC, k",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
+def metric_keys(store: Store, q: SeriesQuery) -> list[str]:
+    """The metric keys the selected event types carry, most common first."""
+    return _map_keys(store, q, "metrics")
+
+
+def detail_keys(store: Store, q: SeriesQuery) -> list[str]:
+    """The detail keys the selected event types carry, most common first."""
+    return _map_keys(store, q, "event_details")
+
+
+def event_types(store: Store, datasets: tuple[str, ...] = ()) -> list[str]:
+    """The event types in the given datasets (all when none), most common first."""
+    where, params = _where(SeriesQuery(datasets=datasets))
+    rows = store.rows(
+        f"SELECT event_type, count(*) AS n FROM events WHERE {where} GROUP BY 1 ORDER BY n DESC, 1",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
+def local_to_instant(store: Store, local: dt.datetime, tz: str) -> dt.datetime:
+    """A wall-clock time in an IANA zone as an instant (DuckDB's zone data, not the OS's)."""
+    if not is_time_zone(store, tz):
+        raise QueryError(f"unknown time zone {tz!r}; use an IANA name such as Europe/Amsterdam")
+    return store.scalar("SELECT timezone(?, ?::TIMESTAMP)", [tz, local.replace(tzinfo=None)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from eventlens import analytics
+from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
 
@@ -159,6 +163,101 @@ def sample(out: str, n: int, seed: int) -> None:
 
     for path in write_samples(Path(out), n=n, seed=seed):
         click.echo(str(path))
+
+
+@main.command()
+@DB_OPTION
+@click.option("--metric", help="Metric key to aggregate (without it: the event count).")
+@click.option(
+    "--agg",
+    type=click.Choice(analytics.AGGREGATIONS),
+    default=None,
+    help="Aggregation (default: count, or avg with --metric).",
+)
+@click.option("--bucket", type=click.Choice(analytics.BUCKETS), default="auto", show_default=True)
+@click.option(
+    "--by", "split", default="event_type", show_default=True, help="event_type, none or detail:KEY."
+)
+@click.option(
+    "--top",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="With --by detail:KEY, the values kept; the rest is 'other'.",
+)
+@click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option("--start", help="ISO date or date-time; without an offset it is in --tz.")
+@click.option("--end", help="ISO date or date-time (exclusive); without an offset it is in --tz.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone for the buckets.")
+def series(
+    db: str | None,
+    metric: str | None,
+    agg: str | None,
+    bucket: str,
+    split: str,
+    top: int,
+    types: tuple[str, ...],
+    datasets: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    tz: str,
+) -> None:
+    """Print a time series as CSV (bucket,series,value), as the Explore chart shows it.
+
+    Buckets are ISO-8601 with their UTC offset in --tz; an empty bucket prints 0 for counts and
+    an empty value for a metric.
+    """
+    agg = agg or ("avg" if metric else "count")
+    if agg in analytics.METRIC_AGGREGATIONS and not metric:
+        raise click.BadParameter(f"{agg} needs --metric", param_hint="--agg")
+    with _open_store(db) as store:
+        try:
+            query = analytics.SeriesQuery(
+                agg=agg,
+                metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
+                bucket=bucket,
+                tz=tz,
+                split=split,
+                top=top,
+                datasets=datasets,
+                event_types=types,
+                start=_instant(store, start, tz, "--start"),
+                end=_instant(store, end, tz, "--end"),
+            )
+            result = analytics.series(store, query)
+        except analytics.QueryError as exc:
+            raise click.UsageError(str(exc)) from None
+    counts = agg in ("count", "traces")
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["bucket", "series", "value"])
+    for row in result.frame.sort_values(["bucket", "series"], kind="stable").itertuples():
+        value = row.value
+        if value is None or value != value:  # NaN: an empty bucket of a metric
+            text = ""
+        else:
+            text = str(int(value)) if counts else f"{float(value):.15g}"
+        out.writerow([row.bucket.isoformat(), neutralise(row.series), text])
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _instant(store: Store, text: str | None, tz: str, name: str) -> dt.datetime | None:
+    """An ISO date or date-time as an instant; one without an offset is read in `tz`."""
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO date or date-time", param_hint=name
+        ) from None
+    if value.tzinfo is not None:
+        return value
+    try:
+        return analytics.local_to_instant(store, value, tz)
+    except analytics.QueryError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tz") from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

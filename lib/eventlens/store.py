@@ -145,6 +145,15 @@ class Store:
         """How many events the store holds."""
         return int(self.scalar("SELECT count(*) FROM events"))
 
+    def version(self) -> tuple[int, int]:
+        """A token that changes whenever events are added or removed (for caches)."""
+        count, batch = self.rows("SELECT count(*), coalesce(max(batch_id), 0) FROM events")[0]
+        return int(count), int(batch)
+
+    def dataset_names(self) -> list[str]:
+        """The datasets' names, sorted."""
+        return [r[0] for r in self.rows("SELECT name FROM datasets ORDER BY name")]
+
     def is_empty(self) -> bool:
         """Whether the store holds no events and no datasets."""
         return self.event_count() == 0 and not self.scalar("SELECT count(*) FROM datasets")

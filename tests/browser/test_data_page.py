@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 FORMATS = Path(__file__).resolve().parents[2] / "sample_data" / "formats"
 
 
-def test_data_page_renders_the_sample_data(page, tmp_path):
+@pytest.fixture
+def data_page(page, app_url, wait_for_app):
+    """The Data page (Explore is the app's default page)."""
+    page.goto(f"{app_url}/data")
+    wait_for_app(page)
+    return page
+
+
+def test_data_page_renders_the_sample_data(data_page, tmp_path):
+    page = data_page
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
     events = page.locator('[data-testid="stMetric"]').filter(has_text="Events").first
     expect(events).to_contain_text("50,000")
@@ -20,7 +30,8 @@ def test_data_page_renders_the_sample_data(page, tmp_path):
     page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
 
 
-def test_uploading_a_bad_file_and_a_non_export(page, tmp_path, wait_for_app):
+def test_uploading_a_bad_file_and_a_non_export(data_page, tmp_path, wait_for_app):
+    page = data_page
     junk = tmp_path / "notes.txt"
     junk.write_text("just some notes\nnothing else\n")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(

@@ -1,0 +1,277 @@
+"""The Explore view as URL query parameters: plain JSON-safe strings in, a checked view out.
+
+Every control of the Explore page lives in the URL, so a copied link reproduces the view. A
+parameter that is malformed or names something the store does not have falls back to its
+default, with a warning that says which parameter and why; nothing here raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventlens import analytics
+from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
+from eventlens.store import Store
+
+PRESETS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+PRESET_LABELS = {
+    "24h": "last 24 hours",
+    "7d": "last 7 days",
+    "30d": "last 30 days",
+    "all": "all",
+    "custom": "custom",
+}
+CHARTS = ("line", "bar", "stacked", "area")
+MAX_TOP = 50
+MAX_ROLLING = 100
+
+
+@dataclass(frozen=True)
+class ExploreView:
+    """The Explore page's state: the series query plus how it is shown."""
+
+    query: SeriesQuery = field(default_factory=SeriesQuery)
+    preset: str = "all"  # 24h | 7d | 30d | all | custom (query.start / query.end)
+    chart: str = "line"
+    board: str | None = None  # the detail key of the leaderboard
+
+
+def to_params(view: ExploreView) -> dict[str, str]:
+    """The view as query parameters; defaults are left out so links stay short."""
+    q, default = view.query, SeriesQuery()
+    out: dict[str, str] = {}
+
+    def put(name: str, value: Any, default_value: Any) -> None:
+        if value != default_value:
+            out[name] = value if isinstance(value, str) else json.dumps(value)
+
+    put("agg", q.agg, default.agg)
+    put("metric", q.metric or "", "")
+    put("bucket", q.bucket, default.bucket)
+    put("tz", q.tz, default.tz)
+    put("by", q.split, default.split)
+    put("top", q.top, default.top)
+    put("ds", list(q.datasets), [])
+    put("types", list(q.event_types), [])
+    put("range", view.preset, "all")
+    if view.preset == "custom":
+        put("from", q.start.isoformat() if q.start else "", "")
+        put("to", q.end.isoformat() if q.end else "", "")
+    put("where", [[f.key, f.op, f.value] for f in q.details], [])
+    put("thr", [[t.key, t.op, t.value] for t in q.thresholds], [])
+    put("prev", int(q.previous), 0)
+    put("cum", int(q.cumulative), 0)
+    put("roll", q.rolling, 0)
+    put("chart", view.chart, "line")
+    put("board", view.board or "", "")
+    return out
+
+
+def from_params(params: Mapping[str, Any]) -> tuple[ExploreView, list[str]]:
+    """A view from query parameters, and a warning for each one that was not usable."""
+    warnings: list[str] = []
+    default = SeriesQuery()
+
+    def raw(name: str) -> str | None:
+        value = params.get(name)
+        if isinstance(value, list):  # a parameter given twice: the last one counts
+            value = value[-1] if value else None
+        return None if value is None else str(value)
+
+    def warn(name: str, value: str, why: str, fallback: str) -> None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        warnings.append(f"The link's {name}={shown!r} was ignored ({why}); using {fallback}.")
+
+    def choice(name: str, options: tuple[str, ...] | list[str], fallback: str) -> str:
+        value = raw(name)
+        if value is None or value in options:
+            return value or fallback
+        warn(name, value, f"not one of {', '.join(options)}", fallback)
+        return fallback
+
+    def integer(name: str, low: int, high: int, fallback: int) -> int:
+        value = raw(name)
+        if value is None:
+            return fallback
+        try:
+            number = int(value)
+        except ValueError:
+            warn(name, value, "not a whole number", str(fallback))
+            return fallback
+        if not low <= number <= high:
+            warn(name, value, f"not between {low} and {high}", str(fallback))
+            return fallback
+        return number
+
+    def flag(name: str) -> bool:
+        value = raw(name)
+        if value is None or value in ("0", "1", "true", "false"):
+            return value in ("1", "true")
+        warn(name, value, "use 1 or 0", "off")
+        return False
+
+    def json_list(name: str) -> list[Any]:
+        value = raw(name)
+        if value is None:
+            return []
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):  # RecursionError: hand-made deep nesting
+            parsed = None
+        if not isinstance(parsed, list):
+            warn(name, value, "not a JSON list", "none")
+            return []
+        return parsed
+
+    def strings(name: str) -> tuple[str, ...]:
+        items = json_list(name)
+        if all(isinstance(i, str) for i in items):
+            return tuple(dict.fromkeys(items))
+        warn(name, raw(name) or "", "a list of names was expected", "none")
+        return ()
+
+    def when(name: str) -> dt.datetime | None:
+        value = raw(name)
+        if not value:
+            return None
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            warn(name, value, "not an ISO 8601 date-time", "no bound")
+            return None
+        if parsed.tzinfo is None:
+            warn(name, value, "it needs a UTC offset such as +00:00", "no bound")
+            return None
+        return parsed
+
+    details: list[DetailFilter] = []
+    for item in json_list("where"):
+        if (
+            isinstance(item, list)
+            and len(item) == 3
+            and all(isinstance(x, str) for x in item)
+            and item[1] in analytics.DETAIL_OPS
+        ):
+            details.append(DetailFilter(*item))
+        else:
+            warn("where", json.dumps(item), 'each filter is ["key", "=" or "!=", "value"]', "none")
+    thresholds: list[Threshold] = []
+    for item in json_list("thr"):
+        if (
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and item[1] in analytics.THRESHOLD_OPS
+            and _finite_number(item[2])
+        ):
+            thresholds.append(Threshold(item[0], item[1], float(item[2])))
+        else:
+            warn("thr", json.dumps(item), 'each filter is ["key", "<", 1.5]', "none")
+
+    agg = choice("agg", analytics.AGGREGATIONS, default.agg)
+    metric = raw("metric") or None
+    if agg in analytics.METRIC_AGGREGATIONS and not metric:
+        warn("agg", agg, "it needs a metric", "count")
+        agg = "count"
+    split = raw("by") or default.split
+    if split not in (analytics.SPLIT_NONE, analytics.SPLIT_TYPE) and not (
+        split.startswith(analytics.DETAIL_PREFIX) and len(split) > len(analytics.DETAIL_PREFIX)
+    ):
+        warn("by", split, "use event_type, none or detail:KEY", "event_type")
+        split = default.split
+    preset = choice("range", tuple(PRESET_LABELS), "all")
+    start, end = when("from"), when("to")
+    if preset == "custom" and start and end and start >= end:
+        warn("from", raw("from") or "", "it is not before 'to'", "all")
+        preset, start, end = "all", None, None
+    if preset == "custom" and not (start and end):
+        warnings.append("The link's custom range needs both from and to; showing all.")
+        preset = "all"
+    if preset != "custom":
+        start = end = None
+    cumulative = flag("cum")
+    if cumulative and agg not in analytics.CUMULATIVE_AGGREGATIONS:
+        warn("cum", "1", f"cumulative does not apply to {agg}", "off")
+        cumulative = False
+    query = SeriesQuery(
+        agg=agg,
+        metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
+        bucket=choice("bucket", analytics.BUCKETS, default.bucket),
+        tz=raw("tz") or default.tz,
+        split=split,
+        top=integer("top", 1, MAX_TOP, default.top),
+        datasets=strings("ds"),
+        event_types=strings("types"),
+        start=start,
+        end=end,
+        details=tuple(details),
+        thresholds=tuple(thresholds),
+        previous=flag("prev"),
+        cumulative=cumulative,
+        rolling=integer("roll", 0, MAX_ROLLING, 0),
+    )
+    view = ExploreView(
+        query=query,
+        preset=preset,
+        chart=choice("chart", CHARTS, "line"),
+        board=raw("board") or None,
+    )
+    return view, warnings
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number that fits a double (a 400-digit integer does not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def check_against_store(store: Store, view: ExploreView) -> tuple[ExploreView, list[str]]:
+    """The view with names the store does not know replaced by defaults, and why."""
+    warnings: list[str] = []
+    q = view.query
+    known_datasets = set(store.datasets()["dataset"])
+    missing = [d for d in q.datasets if d not in known_datasets]
+    if missing:
+        warnings.append(f"No dataset named {', '.join(map(repr, missing))}; it was left out.")
+        q = dataclasses.replace(q, datasets=tuple(d for d in q.datasets if d in known_datasets))
+    known_types = set(analytics.event_types(store, q.datasets))
+    missing = [t for t in q.event_types if t not in known_types]
+    if missing:
+        warnings.append(
+            f"No events of type {', '.join(map(repr, missing))} here; the filter left them out."
+        )
+        q = dataclasses.replace(q, event_types=tuple(t for t in q.event_types if t in known_types))
+    if q.metric and q.metric not in analytics.metric_keys(store, q):
+        warnings.append(
+            f"No metric {q.metric!r} on the chosen event types; showing the event count."
+        )
+        q = dataclasses.replace(q, agg="count", metric=None, cumulative=False)
+    if q.detail_key and q.detail_key not in analytics.detail_keys(store, q):
+        warnings.append(f"No event detail {q.detail_key!r} to split by; splitting by event type.")
+        q = dataclasses.replace(q, split=analytics.SPLIT_TYPE)
+    if not analytics.is_time_zone(store, q.tz):
+        warnings.append(f"Unknown time zone {q.tz!r}; using UTC.")
+        q = dataclasses.replace(q, tz="UTC")
+    return dataclasses.replace(view, query=q), warnings
+
+
+def resolve_preset(store: Store, view: ExploreView) -> SeriesQuery:
+    """The query with its range set from the preset, relative to the newest matching event."""
+    q = view.query
+    if view.preset not in PRESETS:
+        return q
+    _, newest = analytics.time_bounds(store, dataclasses.replace(q, start=None, end=None))
+    if newest is None:
+        return q
+    end = newest + dt.timedelta(milliseconds=1)
+    return dataclasses.replace(q, start=end - PRESETS[view.preset], end=end)

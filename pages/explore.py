@@ -1,0 +1,442 @@
+"""Explore: metrics by event type over time, the traces behind a point, a shareable URL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import logging
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from eventlens import analytics, charts, view
+from eventlens.analytics import DetailFilter, QueryError, SeriesQuery, Threshold
+from eventlens.export import safe_csv
+from eventlens.ui import cache
+from eventlens.ui.errors import guarded
+from eventlens.ui.format import md_escape
+from eventlens.ui.state import get_store
+
+log = logging.getLogger("eventlens")
+store = get_store()
+ss = st.session_state
+
+st.title("Explore")
+st.caption(
+    "Metrics by event type over time. Click a point or drag a box on the chart to list the "
+    "traces behind it. The URL holds every control: copy it to share this view."
+)
+
+if store.event_count() == 0:
+    st.info("The store holds no events yet. Load an export on the Data page.")
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def time_zone_names(path: str) -> list[str]:
+    """DuckDB's IANA zone names (the same data the buckets use), UTC first."""
+    names = analytics.time_zones(store)
+    return ["UTC", *[n for n in names if n != "UTC"]]
+
+
+# -- state: from the URL on arrival, then from the widgets ---------------------------------------
+
+
+def editor_frame(rows: list[list[object]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def seed_widgets(v: view.ExploreView) -> None:
+    """Put a view into the widgets' session state (on arrival, or after a URL was opened)."""
+    q = v.query
+    ss.x_agg, ss.x_metric, ss.x_split, ss.x_top = q.agg, q.metric, q.split, q.top
+    ss.x_bucket, ss.x_range, ss.x_tz, ss.x_chart = q.bucket, v.preset, q.tz, v.chart
+    ss.x_ds, ss.x_types = list(q.datasets), list(q.event_types)
+    ss.x_prev, ss.x_cum, ss.x_roll, ss.x_board = q.previous, q.cumulative, q.rolling, v.board
+    if q.start and q.end:
+        first = pd.Timestamp(q.start).tz_convert(q.tz).date()
+        last = (pd.Timestamp(q.end).tz_convert(q.tz) - pd.Timedelta(milliseconds=1)).date()
+        ss.x_dates = (first, last)
+    ss.x_where_base = editor_frame(
+        [[f.key, f.op, f.value] for f in q.details], ["detail", "is", "value"]
+    )
+    ss.x_thr_base = editor_frame(
+        [[t.key, t.op, t.value] for t in q.thresholds], ["metric", "is", "value"]
+    )
+    for key in ("x_where", "x_thr"):
+        ss.pop(key, None)
+
+
+if "x_agg" not in ss:
+    # A fresh visit: the URL wins; coming back from another page, the last view returns.
+    params = st.query_params.to_dict() or ss.get("explore_params", {})
+    arrived, warnings = view.from_params(params)
+    arrived, more = view.check_against_store(store, arrived)
+    ss.explore_warnings = warnings + more
+    seed_widgets(arrived)
+
+for message in ss.get("explore_warnings", []):
+    st.warning(md_escape(message), icon=":material/link_off:")
+
+
+def filter_editor(
+    caption: str, key: str, keys: list[str], ops: tuple[str, ...], value: object, default: str
+) -> pd.DataFrame:
+    """An editable table of (key, operator, value) filters, seeded from the view once."""
+    st.caption(caption)
+    base = ss[f"{key}_base"]
+    name = base.columns[0]
+    return st.data_editor(
+        base,
+        key=key,
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        column_config={
+            name: st.column_config.SelectboxColumn(options=keys, required=True),
+            "is": st.column_config.SelectboxColumn(
+                options=list(ops), default=default, required=True
+            ),
+            "value": value,
+        },
+    )
+
+
+# -- controls ----------------------------------------------------------------------------------
+
+key = cache.version()  # cached results are reused until a load or delete changes the store
+datasets = store.dataset_names()
+types_all = cache.event_types(key, tuple(ss.x_ds))
+
+filtering = bool(ss.x_ds or ss.x_types or len(ss.x_where_base) or len(ss.x_thr_base))
+with st.expander("Filters", expanded=filtering):
+    f1, f2 = st.columns(2)
+    f1.multiselect("Datasets", datasets, key="x_ds", placeholder="all datasets")
+    ss.x_types = [t for t in ss.x_types if t in types_all]
+    f2.multiselect("Event types", types_all, key="x_types", placeholder="all event types")
+    scope = SeriesQuery(datasets=tuple(ss.x_ds), event_types=tuple(ss.x_types))
+    metric_keys = cache.metric_keys(key, scope.datasets, scope.event_types)
+    detail_keys = cache.detail_keys(key, scope.datasets, scope.event_types)
+    g1, g2 = st.columns(2)
+    with g1:
+        where = filter_editor(
+            "Event detail filters (an event without the key counts as not equal)",
+            "x_where",
+            detail_keys,
+            analytics.DETAIL_OPS,
+            st.column_config.TextColumn(required=True),
+            "=",
+        )
+    with g2:
+        thresholds = filter_editor(
+            "Metric thresholds (an event without the metric does not pass)",
+            "x_thr",
+            metric_keys,
+            analytics.THRESHOLD_OPS,
+            st.column_config.NumberColumn(required=True),
+            ">",
+        )
+
+c1, c2, c3, c4 = st.columns([1.1, 1.3, 1.3, 1])
+c1.selectbox(
+    "Measure",
+    analytics.AGGREGATIONS,
+    key="x_agg",
+    format_func=lambda a: {"count": "events (count)"}.get(a, analytics.AGGREGATION_LABELS[a]),
+)
+needs_metric = ss.x_agg in analytics.METRIC_AGGREGATIONS
+if needs_metric and ss.x_metric not in metric_keys:
+    ss.x_metric = metric_keys[0] if metric_keys else None
+c2.selectbox(
+    "of metric",
+    metric_keys,
+    key="x_metric",
+    disabled=not needs_metric,
+    placeholder="no metric needed" if not needs_metric else "no metrics on these events",
+)
+splits = [analytics.SPLIT_TYPE, analytics.SPLIT_NONE] + [
+    analytics.DETAIL_PREFIX + k for k in detail_keys
+]
+if ss.x_split not in splits:
+    ss.x_split = analytics.SPLIT_TYPE
+c3.selectbox(
+    "Split by",
+    splits,
+    key="x_split",
+    format_func=lambda s: {"event_type": "event type", "none": "nothing (one series)"}.get(
+        s, s.replace(analytics.DETAIL_PREFIX, "detail: ")
+    ),
+)
+c4.number_input(
+    "Top values",
+    min_value=1,
+    max_value=view.MAX_TOP,
+    key="x_top",
+    disabled=not ss.x_split.startswith(analytics.DETAIL_PREFIX),
+    help="With a detail split: the values kept; the rest is 'other'.",
+)
+
+split_key = ss.x_split.removeprefix(analytics.DETAIL_PREFIX)
+auto_board = split_key if split_key in detail_keys else (detail_keys or [None])[0]
+
+d1, d2, d3, d4 = st.columns([1.1, 1.3, 1.3, 1])
+d1.selectbox(
+    "Time range", list(view.PRESET_LABELS), key="x_range", format_func=view.PRESET_LABELS.get
+)
+d2.selectbox("Bucket", analytics.BUCKETS, key="x_bucket", format_func=analytics.BUCKET_LABELS.get)
+d3.selectbox("Time zone", time_zone_names(store.path), key="x_tz")
+d4.selectbox("Chart", view.CHARTS, key="x_chart", format_func=str.capitalize)
+
+if ss.x_range == "custom":
+    first, last = analytics.time_bounds(store, scope)
+    zone = ss.x_tz
+    default = (
+        pd.Timestamp(first).tz_convert(zone).date(),
+        pd.Timestamp(last).tz_convert(zone).date(),
+    )
+    chosen_dates = ss.get("x_dates", default)
+    if "x_dates" not in ss:
+        ss.x_dates = default
+    # Bounds wide enough for the data and for any date a link brings.
+    days = [*default, *(d for d in chosen_dates if isinstance(d, dt.date))]
+    st.date_input(
+        f"Dates (whole days in {zone})",
+        key="x_dates",
+        min_value=min([dt.date(1900, 1, 1), *days]),
+        max_value=max([dt.date(2100, 12, 31), *days]),
+    )
+
+e1, e2, e3 = st.columns([1.1, 1.3, 2.3])
+e1.checkbox(
+    "Previous period",
+    key="x_prev",
+    help="Also draw the equally long period just before the range, dashed, and compare.",
+)
+cumulative_ok = ss.x_agg in analytics.CUMULATIVE_AGGREGATIONS
+if not cumulative_ok:
+    ss.x_cum = False
+e2.checkbox(
+    "Cumulative",
+    key="x_cum",
+    disabled=not cumulative_ok,
+    help="Running total (count, traces, sum) or running avg / min / max from the range start.",
+)
+e3.number_input(
+    "Rolling mean over N buckets (0: off)", min_value=0, max_value=view.MAX_ROLLING, key="x_roll"
+)
+
+
+def custom_range() -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The chosen whole days, as instants in the chosen zone; None when not yet complete."""
+    dates = ss.get("x_dates")
+    if ss.x_range != "custom" or not isinstance(dates, (tuple, list)) or len(dates) != 2:
+        return None, None
+    start = analytics.local_to_instant(store, dt.datetime.combine(dates[0], dt.time()), ss.x_tz)
+    end_day = dt.datetime.combine(dates[1] + dt.timedelta(days=1), dt.time())
+    return start, analytics.local_to_instant(store, end_day, ss.x_tz)
+
+
+def rows_of(frame: pd.DataFrame) -> list[list[object]]:
+    return [list(r) for r in frame.itertuples(index=False) if all(pd.notna(x) for x in r)]
+
+
+start, end = custom_range()
+preset = ss.x_range if ss.x_range != "custom" or start else "all"
+current = view.ExploreView(
+    query=SeriesQuery(
+        agg=ss.x_agg,
+        metric=ss.x_metric if needs_metric else None,
+        bucket=ss.x_bucket,
+        tz=ss.x_tz,
+        split=ss.x_split,
+        top=int(ss.x_top),
+        datasets=tuple(ss.x_ds),
+        event_types=tuple(ss.x_types),
+        start=start,
+        end=end,
+        details=tuple(DetailFilter(str(k), str(o), str(v)) for k, o, v in rows_of(where)),
+        thresholds=tuple(Threshold(str(k), str(o), float(v)) for k, o, v in rows_of(thresholds)),
+        previous=bool(ss.x_prev),
+        cumulative=bool(ss.x_cum),
+        rolling=int(ss.x_roll),
+    ),
+    preset=preset,
+    chart=ss.x_chart,
+    board=None if ss.get("x_board") in (None, auto_board) else ss.x_board,
+)
+params = view.to_params(current)
+ss.explore_params = params
+if st.query_params.to_dict() != params:
+    st.query_params.from_dict(params)
+
+if needs_metric and not current.query.metric:
+    st.info("These events carry no metrics; choose events (count) or distinct traces.")
+    st.stop()
+
+# -- the series --------------------------------------------------------------------------------
+
+with guarded("the chart", stop=True):
+    query = view.resolve_preset(store, current)
+    try:
+        # Fix the range once: series, headline, leaderboard and traces all use the same one.
+        start, end = cache.resolve_range(key, query)
+        if start is not None and end is not None:
+            query = dataclasses.replace(query, start=start, end=end)
+        result = cache.series(key, query)
+        numbers = cache.headline(key, query)
+    except QueryError as exc:
+        st.warning(md_escape(exc))
+        st.stop()
+
+    label = charts.measure_label(query.agg, query.metric)
+    if result.empty:
+        st.info("No events match these filters and this time range.")
+        st.stop()
+
+    now, before = numbers["current"], numbers.get("previous", {})
+    h1, h2, h3 = st.columns(3)
+    for column, title, key in ((h1, "Events", "events"), (h2, "Traces", "traces")):
+        delta = analytics.change(now[key], before.get(key))
+        column.metric(
+            title,
+            f"{now[key]:,}",
+            delta=None if delta is None else f"{delta:+.1%}",
+            help="Change against the equally long period just before the range.",
+        )
+    if query.uses_metric:
+        value = now["value"]
+        delta = analytics.change(value, before.get("value"))
+        h3.metric(
+            label,
+            "no data" if value is None else f"{value:,.4g}",
+            delta=None if delta is None else f"{delta:+.1%}",
+            help="Over the whole range; change against the period just before it.",
+        )
+    else:
+        h3.metric("Time range", f"{(result.end - result.start).total_seconds() / 86400:,.1f} days")
+
+    figure = charts.series_figure(result, current.chart, query.agg, query.metric)
+    picked = st.plotly_chart(
+        figure,
+        key="x_chart_pick",
+        on_select="rerun",
+        selection_mode=("points", "box"),
+        width="stretch",
+        config={"displaylogo": False},
+    )
+    notes = [f"Buckets: {analytics.BUCKET_LABELS[result.bucket]} in {result.tz}."]
+    if result.frame["incomplete"].any():
+        notes.append("Dotted or hatched: a bucket the time range only partly covers.")
+    if result.without_timestamp:
+        notes.append(
+            f"{result.without_timestamp:,} matching events have no timestamp and are not drawn."
+        )
+    notes += result.notes
+    st.caption(" ".join(md_escape(n) for n in notes))
+
+    export = result.frame.assign(
+        bucket=result.frame["bucket"].map(lambda t: t.isoformat()),
+        bucket_end=result.frame["bucket_end"].map(lambda t: t.isoformat()),
+    )
+    parquet = io.BytesIO()
+    result.frame.to_parquet(parquet, index=False)
+    b1, b2, b3 = st.columns([1, 1, 3])
+    b1.download_button(
+        "Download CSV", safe_csv(export), file_name="eventlens-series.csv", mime="text/csv"
+    )
+    b2.download_button(
+        "Download Parquet",
+        parquet.getvalue(),
+        file_name="eventlens-series.parquet",
+        mime="application/vnd.apache.parquet",
+    )
+    with b3.popover("Link to this view"):
+        st.caption("The page's URL reproduces this view. Its query part:")
+        st.code("?" + urlencode(params) if params else "(the default view: no parameters)")
+
+    # -- from the chart to traces ------------------------------------------------------------------
+
+with guarded("the traces behind the selection"):
+    selection = picked.selection if picked else None
+    chosen = charts.selection_from_points(selection.points) if selection else None
+    st.subheader("Traces behind the selection")
+    if chosen is None:
+        st.caption("Click a point or drag a box on the chart to list the traces behind it.")
+    else:
+        # A partly covered bucket reaches outside the range; the traces stay inside it.
+        chosen = dataclasses.replace(
+            chosen, start=max(chosen.start, result.start), end=min(chosen.end, result.end)
+        )
+        traces = analytics.traces_for(store, query, chosen.start, chosen.end, list(chosen.series))
+        shown = [pd.Timestamp(t).tz_convert(result.tz) for t in (chosen.start, chosen.end)]
+        when = f"{shown[0]:%Y-%m-%d %H:%M} to {shown[1]:%Y-%m-%d %H:%M} ({result.tz})"
+        st.caption(
+            f"{len(traces):,} traces with events of {md_escape(', '.join(chosen.series))} "
+            f"from {md_escape(when)}" + (" (the first 1,000)" if len(traces) == 1_000 else "")
+        )
+        traces["first_time"] = traces["first_time"].dt.tz_convert(result.tz)
+        traces["last_time"] = traces["last_time"].dt.tz_convert(result.tz)
+        traces["series"] = traces["series"].map(", ".join)
+        if query.agg in ("count", "traces"):
+            traces = traces.drop(columns=["value"])  # the same as its event count
+        picked_trace = st.dataframe(
+            traces.rename(
+                columns={
+                    "events": "matching events",
+                    "value": label,
+                    "first_time": "first event",
+                    "last_time": "last event",
+                }
+            ),
+            key=f"x_traces_{hash((chosen.start, chosen.end, chosen.series))}",
+            on_select="rerun",
+            selection_mode="single-row",
+            hide_index=True,
+            width="stretch",
+        )
+        rows = picked_trace.selection.rows if picked_trace else []
+        if rows:
+            trace_id = traces.iloc[rows[0]]["trace_id"]
+            st.markdown(f"**Events of trace {md_escape(trace_id)}** (all of its events)")
+            events = analytics.trace_events(store, trace_id)
+            first = events["timestamp"].min()
+            events.insert(1, "+ms", (events["timestamp"] - first).dt.total_seconds() * 1000)
+            events["timestamp"] = events["timestamp"].dt.tz_convert(result.tz)
+            for column in ("metrics", "event_details"):
+                events[column] = events[column].map(
+                    lambda m: ", ".join(f"{k}={v}" for k, v in (m or {}).items())
+                )
+            st.dataframe(events, hide_index=True, width="stretch")
+        else:
+            st.caption("Choose a trace in the table to see its events.")
+
+# -- leaderboard -------------------------------------------------------------------------------
+
+with guarded("the top detail values"):
+    st.subheader("Top detail values")
+    if not detail_keys:
+        st.caption("These events carry no event details.")
+    else:
+        if ss.get("x_board") not in detail_keys:
+            ss.x_board = auto_board
+        board_key = st.selectbox("Detail", detail_keys, key="x_board")
+        board = cache.leaderboard(key, query, board_key)
+        board["share"] = board["share"] * 100
+        st.dataframe(
+            board.rename(columns={"metric": label}),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "share": st.column_config.ProgressColumn(
+                    "share of events", format="%.1f%%", min_value=0, max_value=100
+                )
+            },
+        )
+        # The URL names the leaderboard's key only when it is not the one chosen automatically.
+        chosen_board = None if board_key == auto_board else board_key
+        if chosen_board != current.board:
+            params = view.to_params(dataclasses.replace(current, board=chosen_board))
+            ss.explore_params = params
+            st.query_params.from_dict(params)
