@@ -12,7 +12,7 @@ from eventlens import analytics
 from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
-from eventlens.ui.state import get_store
+from eventlens.ui.state import get_store, require_router
 
 FORMATS_HELP = (
     "JSONL / NDJSON or a JSON array of track_event bodies, LangWatch stored events, trace "
@@ -20,6 +20,7 @@ FORMATS_HELP = (
     "JSON-text columns), Parquet; gzip-compressed too. The format is read from the content."
 )
 
+require_router()
 store = get_store()
 st.title("Data")
 st.caption("Load LangWatch event exports into the local DuckDB store and check what arrived.")

@@ -17,9 +17,10 @@ from eventlens.export import safe_csv
 from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
-from eventlens.ui.state import get_store
+from eventlens.ui.state import get_store, require_router
 
 log = logging.getLogger("eventlens")
+require_router()
 store = get_store()
 ss = st.session_state
 
@@ -400,6 +401,12 @@ with guarded("the traces behind the selection"):
         if rows:
             trace_id = traces.iloc[rows[0]]["trace_id"]
             st.markdown(f"**Events of trace {md_escape(trace_id)}** (all of its events)")
+            st.page_link(
+                "pages/traces.py",
+                label="Open it on the Traces page (timeline, full values, compare)",
+                icon=":material/timeline:",
+                query_params={"trace": trace_id},
+            )
             events = analytics.trace_events(store, trace_id)
             first = events["timestamp"].min()
             events.insert(1, "+ms", (events["timestamp"] - first).dt.total_seconds() * 1000)

@@ -122,3 +122,14 @@ def runner(monkeypatch, tmp_path) -> CliRunner:
     monkeypatch.delenv(DB_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def app_error_details():
+    """AppTest exceptions with their type and message (the app's config hides them from users)."""
+    from streamlit import config
+
+    before = config.get_option("client.showErrorDetails")
+    config.set_option("client.showErrorDetails", "full")
+    yield
+    config.set_option("client.showErrorDetails", before)

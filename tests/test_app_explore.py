@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit import config
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
@@ -28,13 +27,7 @@ LINK = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def error_details():
-    """Exceptions with their type and message (the app's config redacts them for users)."""
-    before = config.get_option("client.showErrorDetails")
-    config.set_option("client.showErrorDetails", "full")
-    yield
-    config.set_option("client.showErrorDetails", before)
+pytestmark = pytest.mark.usefixtures("app_error_details")
 
 
 @pytest.fixture(scope="module")

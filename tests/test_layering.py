@@ -60,3 +60,13 @@ def test_importing_the_core_does_not_load_streamlit():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_cli_imports_without_pandas():
+    """`eventlens load` starts fast: pandas (over a second to import) loads only when needed."""
+    import subprocess
+    import sys
+
+    code = "import sys, eventlens.cli; print('pandas' in sys.modules, 'plotly' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

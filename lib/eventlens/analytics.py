@@ -6,12 +6,13 @@ import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from eventlens.store import OPTIONAL_DATASET as _DATASET
 from eventlens.store import Store
+
+if TYPE_CHECKING:  # pandas loads on first use: `eventlens load` does not need it
+    import pandas as pd
 
 
 def overview(store: Store, dataset: str | None = None) -> dict[str, object]:
@@ -548,6 +549,8 @@ def series(store: Store, q: SeriesQuery) -> SeriesResult:
     start, end = resolve_range(store, q)
     columns = ["bucket", "bucket_end", "series", "value", "events", "incomplete"]
     if start is None or end is None:
+        import pandas as pd
+
         return SeriesResult(pd.DataFrame(columns=columns), None, "1h", None, None, q.tz)
     bucket, note = choose_bucket(q.bucket, start, end)
     top = top_values(store, q, start, end)
@@ -581,6 +584,8 @@ def _finish(
     frame: pd.DataFrame, q: SeriesQuery, start: dt.datetime, end: dt.datetime
 ) -> pd.DataFrame:
     """Local bucket times, the incomplete flags and the rolling mean."""
+    import pandas as pd
+
     frame = frame.copy()
     frame["incomplete"] = (frame["bucket"] < start) | (frame["bucket_end"] > end)
     for column in ("bucket", "bucket_end"):
@@ -598,6 +603,8 @@ def _finish(
 
 def _align(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     """The previous period's rows moved onto the current buckets, position by position."""
+    import pandas as pd
+
     out = []
     for name, rows in before.groupby("series", sort=False):
         current = now.loc[now["series"] == name, ["bucket", "bucket_end"]].reset_index(drop=True)

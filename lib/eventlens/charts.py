@@ -81,7 +81,8 @@ def series_figure(
         x, y = _local(rows["bucket"]), rows["value"].to_numpy(dtype=float)
         incomplete = rows["incomplete"].to_numpy(dtype=bool)
         common: dict[str, Any] = {
-            "name": str(name),
+            # Plotly reads a little HTML in names and axis labels: escape what users wrote.
+            "name": html.escape(str(name)),
             "legendgroup": str(name),
             "customdata": _point_data(rows),
             "text": _hover_text(rows, str(name)),
@@ -136,7 +137,7 @@ def series_figure(
                 x=_local(rows["bucket"]),
                 y=rows["value"].to_numpy(dtype=float),
                 mode="lines",
-                name=f"{name} (previous period)",
+                name=f"{html.escape(str(name))} (previous period)",
                 legendgroup=str(name),
                 line={"color": PALETTE[index % len(PALETTE)], "width": 1.5, "dash": "dash"},
                 opacity=0.6,
@@ -183,3 +184,86 @@ def selection_from_points(points: Iterable[Mapping[str, Any]]) -> ChartSelection
     if not starts:
         return None
     return ChartSelection(min(starts), max(ends), tuple(dict.fromkeys(names)))
+
+
+def _type_colors(types: Iterable[str]) -> dict[str, str]:
+    return {t: PALETTE[i % len(PALETTE)] for i, t in enumerate(sorted(set(types)))}
+
+
+def trace_timeline(events: pd.DataFrame, tz: str) -> go.Figure:
+    """One trace's events on a time axis, a row and a colour per event type; gaps show as space.
+
+    Hover text escapes the event type (user data); events without a timestamp are left out.
+    """
+    timed = events.dropna(subset=["timestamp"])
+    fig = go.Figure()
+    colors = _type_colors(timed["event_type"])
+    for name, rows in timed.groupby("event_type", sort=True):
+        local = rows["timestamp"].dt.tz_convert(tz)
+        text = (
+            f"<b>{html.escape(str(name))}</b><br>"
+            + local.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3].to_numpy(dtype=object)
+            + "<br>+"
+            + rows["offset_ms"].map(lambda v: f"{v:,.0f}").to_numpy(dtype=object)
+            + " ms"
+        )
+        fig.add_scatter(
+            x=local.dt.tz_localize(None).to_numpy(dtype="datetime64[ms]"),
+            y=np.full(len(rows), html.escape(str(name)), dtype=object),
+            mode="markers",
+            name=html.escape(str(name)),
+            marker={"size": 11, "color": colors[name], "symbol": "diamond"},
+            text=text,
+            hovertemplate="%{text}<extra></extra>",
+        )
+    if len(timed) > 1:  # a faint line through the events in order, so gaps read as long strokes
+        ordered = timed.sort_values("timestamp")
+        fig.add_scatter(
+            x=ordered["timestamp"]
+            .dt.tz_convert(tz)
+            .dt.tz_localize(None)
+            .to_numpy(dtype="datetime64[ms]"),
+            y=ordered["event_type"].astype(str).map(html.escape).to_numpy(dtype=object),
+            mode="lines",
+            line={"color": "rgba(120,120,120,0.35)", "width": 1},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    fig.update_layout(
+        xaxis_title=f"Time ({tz})",
+        yaxis_title="",
+        height=max(220, 60 + 34 * timed["event_type"].nunique()),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        showlegend=False,
+    )
+    return fig
+
+
+def compare_timeline(a: pd.DataFrame, b: pd.DataFrame, a_name: str, b_name: str) -> go.Figure:
+    """Two traces on one '+ms from the trace's start' axis: A above, B below, colour by type."""
+    fig = go.Figure()
+    colors = _type_colors([*a["event_type"], *b["event_type"]])
+    shown: set[str] = set()
+    for label, frame in ((f"A: {html.escape(a_name)}", a), (f"B: {html.escape(b_name)}", b)):
+        timed = frame.dropna(subset=["offset_ms"])
+        for name, rows in timed.groupby("event_type", sort=True):
+            fig.add_scatter(
+                x=rows["offset_ms"].to_numpy(dtype=float),
+                y=np.full(len(rows), label, dtype=object),
+                mode="markers",
+                name=html.escape(str(name)),
+                legendgroup=str(name),
+                showlegend=name not in shown,
+                marker={"size": 11, "color": colors[name], "symbol": "diamond"},
+                text=np.full(len(rows), f"<b>{html.escape(str(name))}</b>", dtype=object),
+                hovertemplate="%{text}<br>+%{x:,.0f} ms<extra></extra>",
+            )
+            shown.add(str(name))
+    fig.update_layout(
+        xaxis_title="+ms from the trace's first event",
+        xaxis_tickformat=",.0f",
+        height=240,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
+    return fig

@@ -243,8 +243,11 @@ def load_files(
     paths = [str(p) for p in paths]
     dataset = (dataset or "").strip() or default_dataset_name(paths)
     names = list(display_names) if display_names else paths
+    before = store.last_batch()
     results = [_load_one(store, p, name, dataset) for p, name in zip(paths, names, strict=True)]
     _update_dataset(store, dataset)
+    if any(r.loaded for r in results):
+        store.refresh_traces(after_batch=before)
     return LoadResult(dataset, results)
 
 

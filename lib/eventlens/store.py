@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS events (
 -- Stores made before batch_id existed gain it here.
 ALTER TABLE events ADD COLUMN IF NOT EXISTS batch_id BIGINT;
 CREATE SEQUENCE IF NOT EXISTS event_batches;
+-- One row per (dataset, trace): what the trace list needs without grouping every event.
+-- Kept up to date by refresh_traces() after each load and by delete_dataset().
+CREATE TABLE IF NOT EXISTS trace_summary (
+    dataset VARCHAR NOT NULL,
+    trace_id VARCHAR NOT NULL,
+    events BIGINT NOT NULL,
+    first_time TIMESTAMPTZ,
+    last_time TIMESTAMPTZ,
+    event_types VARCHAR[] NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,
@@ -104,6 +114,8 @@ class Store:
                 ) from None
         if not read_only:
             self._con.execute(SCHEMA)
+            if not self.scalar("SELECT count(*) FROM trace_summary") and self.event_count():
+                self.refresh_traces()  # a store written before the trace summary existed
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor on the shared database; use one per call, never across threads."""
@@ -145,6 +157,56 @@ class Store:
         """How many events the store holds."""
         return int(self.scalar("SELECT count(*) FROM events"))
 
+    def last_batch(self) -> int:
+        """The newest insert batch id in events (0 when empty); loads after it are newer."""
+        return int(self.scalar("SELECT coalesce(max(batch_id), 0) FROM events"))
+
+    def refresh_traces(self, after_batch: int | None = None) -> None:
+        """Bring the trace summary up to date with the events added after `after_batch`.
+
+        Only the new events are read and merged into the traces' existing rows (loads only add
+        events; delete_dataset removes a dataset's rows itself), so call it once per load: the
+        same batches merged twice would count twice. None rebuilds it from scratch.
+        """
+        new = (
+            "SELECT dataset, trace_id, count(*) AS events, min(timestamp) AS first_time,"
+            " max(timestamp) AS last_time, list(DISTINCT event_type) AS event_types"
+            " FROM events"
+            + ("" if after_batch is None else " WHERE batch_id > ?")
+            + " GROUP BY dataset, trace_id"
+        )
+        params = [] if after_batch is None else [after_batch]
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if after_batch is None:
+                    cur.execute("DELETE FROM trace_summary")
+                cur.execute(
+                    f"""
+                    CREATE TEMP TABLE _merged AS
+                    SELECT n.dataset, n.trace_id, n.events + coalesce(o.events, 0) AS events,
+                           least(n.first_time, o.first_time) AS first_time,
+                           greatest(n.last_time, o.last_time) AS last_time,
+                           list_sort(list_distinct(list_concat(n.event_types,
+                                                               coalesce(o.event_types, []))))
+                               AS event_types
+                    FROM ({new}) n
+                    LEFT JOIN trace_summary o ON o.dataset = n.dataset AND o.trace_id = n.trace_id
+                    """,
+                    params,
+                )
+                cur.execute(
+                    "DELETE FROM trace_summary t WHERE EXISTS (SELECT 1 FROM _merged m"
+                    " WHERE m.dataset = t.dataset AND m.trace_id = t.trace_id)"
+                )
+                cur.execute("INSERT INTO trace_summary SELECT * FROM _merged")
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.execute("DROP TABLE IF EXISTS _merged")
+
     def version(self) -> tuple[int, int]:
         """A token that changes whenever events are added or removed (for caches)."""
         count, batch = self.rows("SELECT count(*), coalesce(max(batch_id), 0) FROM events")[0]
@@ -184,7 +246,7 @@ class Store:
                 removed = cur.execute(
                     "SELECT count(*) FROM events WHERE dataset = ?", [name]
                 ).fetchone()[0]
-                for table in ("events", "rejects", "files"):
+                for table in ("events", "rejects", "files", "trace_summary"):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])

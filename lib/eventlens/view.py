@@ -18,6 +18,7 @@ from typing import Any
 from eventlens import analytics
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
 from eventlens.store import Store
+from eventlens.traces import SORTS, TraceSearch
 
 PRESETS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 PRESET_LABELS = {
@@ -73,51 +74,53 @@ def to_params(view: ExploreView) -> dict[str, str]:
     return out
 
 
-def from_params(params: Mapping[str, Any]) -> tuple[ExploreView, list[str]]:
-    """A view from query parameters, and a warning for each one that was not usable."""
-    warnings: list[str] = []
-    default = SeriesQuery()
+class ParamReader:
+    """Reads query parameters one by one; a bad one falls back to its default with a warning."""
 
-    def raw(name: str) -> str | None:
-        value = params.get(name)
+    def __init__(self, params: Mapping[str, Any]):
+        self.params = params
+        self.warnings: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.params.get(name)
         if isinstance(value, list):  # a parameter given twice: the last one counts
             value = value[-1] if value else None
         return None if value is None else str(value)
 
-    def warn(name: str, value: str, why: str, fallback: str) -> None:
+    def warn(self, name: str, value: str, why: str, fallback: str) -> None:
         shown = value if len(value) <= 60 else value[:57] + "..."
-        warnings.append(f"The link's {name}={shown!r} was ignored ({why}); using {fallback}.")
+        self.warnings.append(f"The link's {name}={shown!r} was ignored ({why}); using {fallback}.")
 
-    def choice(name: str, options: tuple[str, ...] | list[str], fallback: str) -> str:
-        value = raw(name)
+    def choice(self, name: str, options: tuple[str, ...] | list[str], fallback: str) -> str:
+        value = self.raw(name)
         if value is None or value in options:
             return value or fallback
-        warn(name, value, f"not one of {', '.join(options)}", fallback)
+        self.warn(name, value, f"not one of {', '.join(options)}", fallback)
         return fallback
 
-    def integer(name: str, low: int, high: int, fallback: int) -> int:
-        value = raw(name)
+    def integer(self, name: str, low: int, high: int, fallback: int) -> int:
+        value = self.raw(name)
         if value is None:
             return fallback
         try:
             number = int(value)
         except ValueError:
-            warn(name, value, "not a whole number", str(fallback))
+            self.warn(name, value, "not a whole number", str(fallback))
             return fallback
         if not low <= number <= high:
-            warn(name, value, f"not between {low} and {high}", str(fallback))
+            self.warn(name, value, f"not between {low} and {high}", str(fallback))
             return fallback
         return number
 
-    def flag(name: str) -> bool:
-        value = raw(name)
+    def flag(self, name: str) -> bool:
+        value = self.raw(name)
         if value is None or value in ("0", "1", "true", "false"):
             return value in ("1", "true")
-        warn(name, value, "use 1 or 0", "off")
+        self.warn(name, value, "use 1 or 0", "off")
         return False
 
-    def json_list(name: str) -> list[Any]:
-        value = raw(name)
+    def json_list(self, name: str) -> list[Any]:
+        value = self.raw(name)
         if value is None:
             return []
         try:
@@ -125,30 +128,39 @@ def from_params(params: Mapping[str, Any]) -> tuple[ExploreView, list[str]]:
         except (ValueError, RecursionError):  # RecursionError: hand-made deep nesting
             parsed = None
         if not isinstance(parsed, list):
-            warn(name, value, "not a JSON list", "none")
+            self.warn(name, value, "not a JSON list", "none")
             return []
         return parsed
 
-    def strings(name: str) -> tuple[str, ...]:
-        items = json_list(name)
+    def strings(self, name: str) -> tuple[str, ...]:
+        items = self.json_list(name)
         if all(isinstance(i, str) for i in items):
             return tuple(dict.fromkeys(items))
-        warn(name, raw(name) or "", "a list of names was expected", "none")
+        self.warn(name, self.raw(name) or "", "a list of names was expected", "none")
         return ()
 
-    def when(name: str) -> dt.datetime | None:
-        value = raw(name)
+    def when(self, name: str) -> dt.datetime | None:
+        value = self.raw(name)
         if not value:
             return None
         try:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
-            warn(name, value, "not an ISO 8601 date-time", "no bound")
+            self.warn(name, value, "not an ISO 8601 date-time", "no bound")
             return None
         if parsed.tzinfo is None:
-            warn(name, value, "it needs a UTC offset such as +00:00", "no bound")
+            self.warn(name, value, "it needs a UTC offset such as +00:00", "no bound")
             return None
         return parsed
+
+
+def from_params(params: Mapping[str, Any]) -> tuple[ExploreView, list[str]]:
+    """A view from query parameters, and a warning for each one that was not usable."""
+    read = ParamReader(params)
+    warnings = read.warnings
+    default = SeriesQuery()
+    raw, warn, choice, integer = read.raw, read.warn, read.choice, read.integer
+    flag, json_list, strings, when = read.flag, read.json_list, read.strings, read.when
 
     details: list[DetailFilter] = []
     for item in json_list("where"):
@@ -275,3 +287,96 @@ def resolve_preset(store: Store, view: ExploreView) -> SeriesQuery:
         return q
     end = newest + dt.timedelta(milliseconds=1)
     return dataclasses.replace(q, start=end - PRESETS[view.preset], end=end)
+
+
+# -- the Traces page ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TracesView:
+    """The Traces page's state: the search, the page of results, the open trace(s)."""
+
+    search: TraceSearch = field(default_factory=TraceSearch)
+    page: int = 1
+    tz: str = "UTC"
+    trace: str | None = None
+    compare: str | None = None
+
+
+MAX_PAGE = 1_000_000
+
+
+def traces_to_params(v: TracesView) -> dict[str, str]:
+    """The Traces view as query parameters; defaults are left out."""
+    s, out = v.search, {}
+    pairs = {
+        "trace": v.trace or "",
+        "compare": v.compare or "",
+        "q": s.text,
+        "exact": "1" if s.exact else "",
+        "ds": json.dumps(list(s.datasets)) if s.datasets else "",
+        "types": json.dumps(list(s.event_types)) if s.event_types else "",
+        "dk": s.detail_key or "",
+        "dv": s.detail_value if s.detail_key and s.detail_value is not None else "",
+        "from": s.start.isoformat() if s.start else "",
+        "to": s.end.isoformat() if s.end else "",
+        "sort": s.sort if s.sort != "last" else "",
+        "asc": "1" if not s.descending else "",
+        "page": str(v.page) if v.page != 1 else "",
+        "tz": v.tz if v.tz != "UTC" else "",
+    }
+    out.update({k: value for k, value in pairs.items() if value})
+    return out
+
+
+def traces_from_params(params: Mapping[str, Any]) -> tuple[TracesView, list[str]]:
+    """The Traces view from query parameters, and a warning for each unusable one."""
+    read = ParamReader(params)
+    start, end = read.when("from"), read.when("to")
+    if start and end and start >= end:
+        read.warn("from", read.raw("from") or "", "it is not before 'to'", "no bound")
+        start = None
+    search = TraceSearch(
+        text=(read.raw("q") or "").strip(),
+        exact=read.flag("exact"),
+        datasets=read.strings("ds"),
+        event_types=read.strings("types"),
+        detail_key=read.raw("dk") or None,
+        detail_value=read.raw("dv") if read.raw("dk") else None,
+        start=start,
+        end=end,
+        sort=read.choice("sort", tuple(SORTS), "last"),
+        descending=not read.flag("asc"),
+    )
+    view = TracesView(
+        search=search,
+        page=read.integer("page", 1, MAX_PAGE, 1),
+        tz=read.raw("tz") or "UTC",
+        trace=(read.raw("trace") or "").strip() or None,
+        compare=(read.raw("compare") or "").strip() or None,
+    )
+    return view, read.warnings
+
+
+def check_traces_against_store(store: Store, v: TracesView) -> tuple[TracesView, list[str]]:
+    """The Traces view with names the store does not have left out, and a warning for each."""
+    warnings: list[str] = []
+    s = v.search
+    known = set(store.dataset_names())
+    missing = [d for d in s.datasets if d not in known]
+    if missing:
+        warnings.append(f"No dataset named {', '.join(map(repr, missing))}; it was left out.")
+        s = dataclasses.replace(s, datasets=tuple(d for d in s.datasets if d in known))
+    known = set(analytics.event_types(store, s.datasets))
+    missing = [t for t in s.event_types if t not in known]
+    if missing:
+        warnings.append(f"No events of type {', '.join(map(repr, missing))}; left out.")
+        s = dataclasses.replace(s, event_types=tuple(t for t in s.event_types if t in known))
+    scope = SeriesQuery(datasets=s.datasets)
+    if s.detail_key and s.detail_key not in analytics.detail_keys(store, scope):
+        warnings.append(f"No event detail {s.detail_key!r}; the detail filter was left out.")
+        s = dataclasses.replace(s, detail_key=None, detail_value=None)
+    if not analytics.is_time_zone(store, v.tz):
+        warnings.append(f"Unknown time zone {v.tz!r}; using UTC.")
+        v = dataclasses.replace(v, tz="UTC")
+    return dataclasses.replace(v, search=s), warnings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from eventlens import analytics
+from eventlens import analytics, traces
 from eventlens.analytics import SeriesQuery, SeriesResult
 from eventlens.ui.state import get_store
 
@@ -53,3 +53,10 @@ def event_types(key: tuple, datasets: tuple[str, ...]) -> list[str]:
 @st.cache_data(**_CACHE)
 def resolve_range(key: tuple, query: SeriesQuery) -> tuple:
     return analytics.resolve_range(get_store(), query)
+
+
+@st.cache_data(**_CACHE)
+def trace_search(
+    key: tuple, search: traces.TraceSearch, limit: int, offset: int
+) -> tuple[pd.DataFrame, int]:
+    return traces.search(get_store(), search, limit, offset)

@@ -42,3 +42,25 @@ def load_sample(store: Store) -> None:
             files = [p for p in write_samples(Path(tmp)) if p.name == "events.jsonl.gz"]
             result = load_files(store, files, SAMPLE_DATASET, ["generated sample"])
     log.info("loaded sample data: %s events", result.loaded)
+
+
+def require_router() -> None:
+    """Make sure app.py's st.navigation runs this page, not Streamlit's older pages/ mode.
+
+    With a pages/ folder beside app.py, Streamlit starts each server process in its first
+    multipage mode until app.py has called st.navigation once. A visitor whose first request
+    is a page URL (a shared /traces?trace=... link) would get that page run on its own: no
+    router, no sidebar, the wrong menu. This switches the old mode off for the process and
+    runs the request again through the router. That happens at most once per process, on a
+    page load, so no widget event is lost. AppTest resets the mode for every run and runs a
+    switched-to page directly, which is harmless there, so it is left alone.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if not PagesManager.uses_pages_directory:
+        return
+    if Runtime.exists() and type(Runtime.instance()) is not Runtime:
+        return  # AppTest's stand-in runtime
+    PagesManager.uses_pages_directory = False
+    st.rerun()

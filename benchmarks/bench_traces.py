@@ -1,0 +1,548 @@
+"""Traces benchmark: the Traces page's queries against bare DuckDB on one generated store.
+
+    uv run python benchmarks/bench_traces.py [--events N] [--repeat R] [--workdir DIR]
+                                             [--prefix P] [--event-type T] [--detail K=V]
+                                             [--deep-offset O] [--refresh-repeat R2]
+                                             [--wait-quiet SECONDS] [--profile] [--delete-data]
+
+1. Builds WORKDIR/traces_<N>.duckdb with N events, or reuses it when it already holds N events:
+   the JSONL comes from bench_ingest's generator (WORKDIR/events_<N>.jsonl, reused when it holds
+   N lines) and is loaded with eventlens.ingest.load_files(Store(path), [jsonl], "bench"), which
+   also fills the store's trace_summary table (one row per dataset and trace).
+2. In this one process, on that store, after one untimed warm-up call each, times R calls
+   (round-robin) of eventlens's traces module, each against a bare DuckDB query that computes
+   the same from the events table (GROUP BY dataset, trace_id ... ORDER BY ... LIMIT 50, the
+   match count as count(*) OVER (); WHERE trace_id = ?):
+     a. default list     traces.search(TraceSearch()): newest last event first, page 1
+     b. prefix           traces.search(text=P): trace_ids starting with P (default trace_ab)
+     c. event type       traces.search(event_types=(T,)): traces with an event of type T
+     d. detail           traces.search(detail_key=K, detail_value=V): traces with an event
+                         whose detail K is V (the one filter that reads the events table)
+     e. deep page        traces.search(TraceSearch(), offset=O): default order, offset 10,000
+     f. one trace        traces.events(trace): the one-trace load, time order (the trace with
+                         the most events, the first of the list sorted by events)
+     g. summarise        traces.summarise(f's frame) (pandas, on the loaded frame) against one
+                         SQL query of the same numbers from the events table
+     h. open a trace     traces.exists + traces.events + traces.summarise, as the page does,
+                         against the bare queries of f and g
+   Every result is checked against its baseline (same traces, order, counts, times, types).
+3. Times store.refresh_traces() (a full rebuild of trace_summary) R2 times: what the summary
+   adds to loading (load_files refreshes the traces a load touched; on a first load, all),
+   against the bare GROUP BY that computes the same rows into a temp table.
+4. Prints the command, the machine, a table (median and best ms, the baseline's median, the
+   ratio, the target and whether it is met) and the queries each eventlens call ran.
+
+Target: 200 ms for each of a-h at 10,000,000 events (checked only at N >= 10M).
+
+The machine is shared: the CPU time other processes used while each row was measured is read
+from /proc/stat and printed; above 10% the times are inflated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_explore import (  # noqa: E402  (the benchmarks folder is not a package)
+    DATASET,
+    QueryLog,
+    Row,
+    _ms,
+    print_breakdown,
+    print_table,
+    profile,
+    stored_events,
+    timed,
+)
+from bench_ingest import NOISY_SHARE, ROOT, generate, machine_line, remove_db, wait_quiet  # noqa: E402
+
+from eventlens import traces  # noqa: E402
+from eventlens.ingest import load_files  # noqa: E402
+from eventlens.store import Store  # noqa: E402
+from eventlens.traces import TraceSearch  # noqa: E402
+
+TARGET_MS = 200.0
+TARGET_EVENTS = 10_000_000
+PAGE = traces.PAGE_SIZE
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+
+
+def build_store(n: int, workdir: Path) -> tuple[Path, Path | None, float | None]:
+    """WORKDIR/traces_<n>.duckdb holding n events; the JSONL when one was needed; load seconds."""
+    db = workdir / f"traces_{n}.duckdb"
+    held = stored_events(db)
+    if held == n:
+        print(f"reusing {db} ({n:,} events, {db.stat().st_size / 1e6:,.0f} MB)")
+        return db, None, None
+    if held is not None:
+        print(f"{db} holds {held:,} events, not {n:,}: building it again")
+    remove_db(db)
+    src = generate(n, workdir)
+    started = time.perf_counter()
+    store = Store(db)
+    try:
+        result = load_files(store, [src], DATASET)
+    finally:
+        store.close()
+    seconds = time.perf_counter() - started
+    if result.failed_files or result.loaded != n:
+        errors = "; ".join(f.error or "" for f in result.failed_files)
+        raise SystemExit(
+            f"loading {src} gave {result.loaded:,} events, not {n:,} "
+            f"(rejected {result.rejected:,}, duplicates {result.duplicates:,}) {errors}"
+        )
+    print(
+        f"loaded {n:,} events into {db} ({db.stat().st_size / 1e6:,.0f} MB) in {seconds:.1f} s "
+        "(load_files, including its trace summary refresh)"
+    )
+    return db, src, seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# The baselines: the same answers from the events table
+# ---------------------------------------------------------------------------------------------
+
+ORDER = {
+    "last": "last_time",
+    "first": "first_time",
+    "events": "events",
+    "duration": "duration_ms",
+    "trace_id": "trace_id",
+}
+
+
+def baseline_search(
+    con: duckdb.DuckDBPyConnection, s: TraceSearch, limit: int = PAGE, offset: int = 0
+) -> tuple[pd.DataFrame, int]:
+    """One page of traces and the match count, grouped from the events in one query."""
+    where, having, params, having_params = ["true"], ["true"], [], []
+    if s.text:
+        where.append("trace_id = ?" if s.exact else "starts_with(trace_id, ?)")
+        params.append(s.text)
+    if s.datasets:
+        where.append("list_contains(?, dataset)")
+        params.append(list(s.datasets))
+    if s.event_types:
+        having.append("bool_or(list_contains(?, event_type))")
+        having_params.append(list(s.event_types))
+    if s.detail_key:
+        having.append("bool_or(event_details[?] = ?)")
+        having_params += [s.detail_key, s.detail_value]
+    if s.start is not None or s.end is not None:
+        raise NotImplementedError("the benchmark has no time filter")
+    order = f"{ORDER[s.sort]} {'DESC' if s.descending else 'ASC'} NULLS LAST, trace_id, dataset"
+    frame = con.execute(
+        f"""
+        SELECT trace_id, dataset, count(*) AS events, min(timestamp) AS first_time,
+               max(timestamp) AS last_time,
+               date_diff('millisecond', min(timestamp), max(timestamp)) AS duration_ms,
+               list_sort(list(DISTINCT event_type)) AS event_types,
+               count(*) OVER () AS total
+        FROM events WHERE {" AND ".join(where)}
+        GROUP BY dataset, trace_id HAVING {" AND ".join(having)}
+        ORDER BY {order} LIMIT ? OFFSET ?
+        """,
+        [*params, *having_params, int(limit), int(offset)],
+    ).df()
+    if len(frame):
+        total = int(frame["total"].iloc[0])
+    else:  # a page past the end carries no count: count the groups on their own
+        total = con.execute(
+            f"""
+            SELECT count(*) FROM (SELECT 1 FROM events WHERE {" AND ".join(where)}
+            GROUP BY dataset, trace_id HAVING {" AND ".join(having)})
+            """,
+            [*params, *having_params],
+        ).fetchone()[0]
+    return frame.drop(columns="total"), total
+
+
+def baseline_events(con: duckdb.DuckDBPyConnection, trace_id: str) -> pd.DataFrame:
+    return con.execute(
+        """
+        SELECT timestamp, event_type, metrics, event_details, event_id, dataset,
+               source_file, source_line
+        FROM events WHERE trace_id = ?
+        ORDER BY timestamp NULLS LAST, source_file, source_line, event_key
+        """,
+        [trace_id],
+    ).df()
+
+
+def baseline_summary(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, Any]:
+    events, first, last, span, untimed, types, datasets = con.execute(
+        """
+        SELECT count(*), min(timestamp), max(timestamp),
+               coalesce(date_diff('millisecond', min(timestamp), max(timestamp)), 0),
+               count(*) FILTER (WHERE timestamp IS NULL), histogram(event_type),
+               list_sort(list(DISTINCT dataset))
+        FROM events WHERE trace_id = ?
+        """,
+        [trace_id],
+    ).fetchone()
+    return {
+        "events": events,
+        "first": first,
+        "last": last,
+        "span_ms": float(span),
+        "untimed": untimed,
+        "types": dict(types or {}),
+        "datasets": datasets,
+    }
+
+
+def baseline_open(con: duckdb.DuckDBPyConnection, trace_id: str) -> tuple[pd.DataFrame, dict]:
+    return baseline_events(con, trace_id), baseline_summary(con, trace_id)
+
+
+def eventlens_open(store: Store, trace_id: str) -> tuple[pd.DataFrame, dict]:
+    if not traces.exists(store, trace_id):
+        raise SystemExit(f"{trace_id} does not exist")
+    frame = traces.events(store, trace_id)
+    return frame, traces.summarise(frame)
+
+
+BARE_SUMMARY = """
+    CREATE OR REPLACE TEMP TABLE _bare_summary AS
+    SELECT dataset, trace_id, count(*) AS events, min(timestamp) AS first_time,
+           max(timestamp) AS last_time, list_sort(list(DISTINCT event_type)) AS event_types
+    FROM events GROUP BY dataset, trace_id
+"""
+
+
+def bare_summary(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(BARE_SUMMARY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+LIST_COLUMNS = ["trace_id", "dataset", "events", "first_time", "last_time", "duration_ms"]
+
+
+def _instants(column: pd.Series) -> list[int | None]:
+    return [None if pd.isna(t) else pd.Timestamp(t).value for t in column]
+
+
+def check_search(ours: tuple[pd.DataFrame, int], base: tuple[pd.DataFrame, int]) -> str:
+    (frame, total), (bframe, btotal) = ours, base
+    problems = []
+    if total != btotal:
+        problems.append(f"match count {total:,} vs {btotal:,}")
+    if len(frame) != len(bframe):
+        problems.append(f"{len(frame)} rows vs {len(bframe)}")
+    else:
+        for column in LIST_COLUMNS:
+            a, b = frame[column], bframe[column]
+            if column.endswith("_time"):
+                same = _instants(a) == _instants(b)
+            else:
+                same = a.astype("object").tolist() == b.astype("object").tolist()
+            if not same:
+                problems.append(f"{column} differs")
+        a_types = [tuple(t) for t in frame["event_types"]]
+        b_types = [tuple(t) for t in bframe["event_types"]]
+        if a_types != b_types:
+            problems.append("event_types differ")
+    if problems:
+        return "MISMATCH: " + "; ".join(problems)
+    return f"ok: {len(frame)} rows of {total:,} matches, same ids, order, counts, times and types"
+
+
+def check_events(ours: pd.DataFrame, base: pd.DataFrame) -> str:
+    same = (
+        len(ours) == len(base)
+        and ours["event_id"].tolist() == base["event_id"].tolist()
+        and ours["event_type"].tolist() == base["event_type"].tolist()
+        and _instants(ours["timestamp"]) == _instants(base["timestamp"])
+        and [dict(m) for m in ours["metrics"]] == [dict(m) for m in base["metrics"]]
+    )
+    return (
+        f"{'ok' if same else 'MISMATCH'}: {len(ours)} events vs {len(base)} in the baseline"
+        f"{', same events, order, times and metrics' if same else ''}"
+    )
+
+
+def check_summary(ours: dict[str, Any], base: dict[str, Any]) -> str:
+    problems = [
+        key
+        for key in ("events", "span_ms", "untimed", "types", "datasets")
+        if (ours[key] if key != "types" else dict(ours[key])) != base[key]
+    ]
+    for key in ("first", "last"):
+        a, b = ours[key], base[key]
+        if (a is None) != (b is None) or (
+            a is not None and pd.Timestamp(a).value != pd.Timestamp(b).value
+        ):
+            problems.append(key)
+    if problems:
+        return "MISMATCH: " + ", ".join(problems)
+    return (
+        f"ok: {ours['events']} events, span {ours['span_ms']:,.0f} ms, "
+        f"{len(ours['types'])} event types, same numbers"
+    )
+
+
+def check_refresh(con: duckdb.DuckDBPyConnection) -> str:
+    """Whether trace_summary holds exactly the rows the bare GROUP BY gives."""
+    bare_summary(con)
+    rows = con.execute("SELECT count(*) FROM trace_summary").fetchone()[0]
+    bare = con.execute("SELECT count(*) FROM _bare_summary").fetchone()[0]
+    only_ours = con.execute(
+        "SELECT count(*) FROM (SELECT * FROM trace_summary EXCEPT ALL SELECT * FROM _bare_summary)"
+    ).fetchone()[0]
+    only_bare = con.execute(
+        "SELECT count(*) FROM (SELECT * FROM _bare_summary EXCEPT ALL SELECT * FROM trace_summary)"
+    ).fetchone()[0]
+    con.execute("DROP TABLE IF EXISTS _bare_summary")
+    ok = rows == bare and only_ours == 0 and only_bare == 0
+    return (
+        f"{'ok' if ok else 'MISMATCH'}: trace_summary {rows:,} rows, the bare GROUP BY {bare:,}; "
+        f"{only_ours} only in trace_summary, {only_bare} only in the bare result"
+    )
+
+
+def describe(sql: str) -> str:
+    words = " ".join(sql.split())
+    if words.startswith("SELECT trace_id, dataset, events"):
+        return "page of traces: trace_summary WHERE ... ORDER BY ... LIMIT/OFFSET"
+    if words.startswith("SELECT count(*) FROM trace_summary t WHERE"):
+        return "match count: count(*) FROM trace_summary WHERE ..."
+    if words.startswith("SELECT count(*) FROM trace_summary WHERE trace_id"):
+        return "exists: count(*) FROM trace_summary WHERE trace_id = ?"
+    if words.startswith("SELECT timestamp,"):
+        return "one trace: events WHERE trace_id = ? ORDER BY timestamp, file, line"
+    return words[:70] + ("..." if len(words) > 70 else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the store")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per row (median)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "bench_data",
+        help="where the JSONL and the store go (default ./bench_data)",
+    )
+    parser.add_argument("--prefix", default="trace_ab", help="the prefix search (b)")
+    parser.add_argument("--event-type", default="checkout", help="the event type filter (c)")
+    parser.add_argument(
+        "--detail", default="country=NL", metavar="KEY=VALUE", help="the detail filter (d)"
+    )
+    parser.add_argument("--deep-offset", type=int, default=10_000, help="the deep page (e)")
+    parser.add_argument(
+        "--refresh-repeat",
+        type=int,
+        default=3,
+        help="full rebuilds of the trace summary to time (default 3; 0: skip)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before the timed calls, wait up to SECONDS for other processes to use under 10%% "
+        "of the CPU (default 0: do not wait)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print DuckDB's EXPLAIN ANALYZE of the slowest query of the detail filter and of "
+        "the one-trace load",
+    )
+    parser.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="delete the generated JSONL and the store file at the end",
+    )
+    args = parser.parse_args(argv)
+    n, workdir = args.events, args.workdir.resolve()
+    if n < 1 or args.repeat < 1 or args.refresh_repeat < 0:
+        parser.error("--events and --repeat must be at least 1, --refresh-repeat at least 0")
+    detail_key, sep, detail_value = args.detail.partition("=")
+    if not sep or not detail_key:
+        parser.error("--detail takes KEY=VALUE")
+    raw_argv = sys.argv[1:] if argv is None else argv
+    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+
+    print(f"eventlens traces benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    print("command: " + shlex.join(["python", script, *raw_argv]))
+    print(machine_line())
+    started_all = time.perf_counter()
+    db, src, load_seconds = build_store(n, workdir)
+
+    opened = time.perf_counter()
+    store = Store(db)
+    opened = time.perf_counter() - opened
+    log = QueryLog()
+    con = store.cursor()  # the baselines' own cursor on the same database
+    n_traces = store.scalar("SELECT count(*) FROM trace_summary")
+    print(
+        f"{n:,} events in {n_traces:,} (dataset, trace) rows; store opened in "
+        f"{opened * 1000:,.0f} ms; {args.repeat} timed call(s) per row after one untimed "
+        "warm-up, round-robin, in one process"
+    )
+
+    searches = {
+        "a. default list (newest, page 1)": (TraceSearch(), 0),
+        f"b. prefix {args.prefix!r}": (TraceSearch(text=args.prefix), 0),
+        f"c. event type {args.event_type}": (TraceSearch(event_types=(args.event_type,)), 0),
+        f"d. detail {detail_key}={detail_value}": (
+            TraceSearch(detail_key=detail_key, detail_value=detail_value),
+            0,
+        ),
+        f"e. deep page (offset {args.deep_offset:,})": (TraceSearch(), args.deep_offset),
+    }
+    biggest, _ = traces.search(store, TraceSearch(sort="events"), 1, 0)
+    trace_id = str(biggest["trace_id"].iloc[0])
+    frame = traces.events(store, trace_id)
+    print(
+        f"one trace (f-h): {trace_id}, {len(frame)} events (the most of any trace; the first "
+        "when sorted by events)\n"
+    )
+
+    def search_call(s: TraceSearch, offset: int) -> Callable[[], Any]:
+        return lambda: traces.search(store, s, PAGE, offset)
+
+    def base_call(s: TraceSearch, offset: int) -> Callable[[], Any]:
+        return lambda: baseline_search(con, s, PAGE, offset)
+
+    pairs: list[tuple[Row, Row, Callable[[], Any], Callable[[], Any]]] = []
+    for name, (s, offset) in searches.items():
+        pairs.append(
+            (Row(name), Row("bare DuckDB GROUP BY"), search_call(s, offset), base_call(s, offset))
+        )
+    pairs += [
+        (
+            Row("f. one trace: traces.events"),
+            Row("bare DuckDB WHERE trace_id = ?"),
+            lambda: traces.events(store, trace_id),
+            lambda: baseline_events(con, trace_id),
+        ),
+        (
+            Row("g. traces.summarise (pandas)"),
+            Row("bare DuckDB summary query"),
+            lambda: traces.summarise(frame),
+            lambda: baseline_summary(con, trace_id),
+        ),
+        (
+            Row("h. open a trace (exists+f+g)"),
+            Row("bare DuckDB f' + g'"),
+            lambda: eventlens_open(store, trace_id),
+            lambda: baseline_open(con, trace_id),
+        ),
+    ]
+    calls = [(row, fn) for ours, base, fn, bfn in pairs for row, fn in ((ours, fn), (base, bfn))]
+    for row, fn in calls:
+        row.first = timed(row, fn, record=False)
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
+    for _ in range(args.repeat):
+        for row, fn in calls:
+            timed(row, fn)
+
+    checks = []
+    for ours, base, _, _ in pairs[: len(searches)]:
+        checks.append(f"{ours.name}: {check_search(ours.last, base.last)}")
+    f_row, f_base, g_row, g_base, h_row, h_base = (x for p in pairs[len(searches) :] for x in p[:2])
+    checks.append(f"{f_row.name}: {check_events(f_row.last, f_base.last)}")
+    checks.append(f"{g_row.name}: {check_summary(g_row.last, g_base.last)}")
+    checks.append(
+        f"{h_row.name}: {check_events(h_row.last[0], h_base.last[0])}; "
+        f"{check_summary(h_row.last[1], h_base.last[1])}"
+    )
+
+    breakdowns = []
+    for ours, _, fn, _ in pairs:
+        if ours is not g_row:
+            breakdowns.append((ours.name, *log.capture(fn)))
+    profiles = []
+    if args.profile:
+        for title, _, entries in breakdowns:
+            if title.startswith(("d.", "f.")):
+                profiles.append(profile(store, title, entries))
+
+    # The trace summary's cost at load time: a full rebuild, against the bare GROUP BY.
+    refresh_row, refresh_base = Row("refresh_traces() full rebuild"), Row("bare GROUP BY into temp")
+    refresh_check = "skipped (--refresh-repeat 0)"
+    if args.refresh_repeat:
+        if args.wait_quiet > 0:
+            wait_quiet(args.wait_quiet)
+        for _ in range(args.refresh_repeat):
+            timed(refresh_row, store.refresh_traces)
+            timed(refresh_base, lambda: bare_summary(con))
+        con.execute("DROP TABLE IF EXISTS _bare_summary")
+        refresh_check = check_refresh(con)
+    log.close()
+    con.close()
+    store.close()
+
+    target = TARGET_MS if n >= TARGET_EVENTS else None
+    table = [(ours, base, target, "200@10M") for ours, base, _, _ in pairs]
+    print_table(table)
+    print()
+    for line in checks:
+        print(line)
+    if args.refresh_repeat:
+        med, best = refresh_row.median_ms(), refresh_row.best_ms()
+        base_med = refresh_base.median_ms()
+        others = [r.others() for r in (refresh_row, refresh_base) if r.others() is not None]
+        calls_s = ", ".join(f"{t:.2f}" for t in refresh_row.times)
+        print(
+            f"\ntrace summary at load time: store.refresh_traces() (full rebuild of "
+            f"{n_traces:,} rows) median {_ms(med)} ms, best {_ms(best)} ms "
+            f"({args.refresh_repeat} calls: {calls_s} s); the bare GROUP BY into a temp table "
+            f"{_ms(base_med)} ms ({med / base_med:.1f}x); others CPU "
+            + (f"{max(others):.0%}" if others else "?")
+        )
+        if load_seconds:
+            print(
+                f"this run's load took {load_seconds:.1f} s in all; a full rebuild is "
+                f"{med / 1000 / load_seconds:.0%} of it (the first load of a store refreshes "
+                "every trace, so it pays about one rebuild)"
+            )
+        print(f"refresh check {refresh_check}")
+    print()
+    for title, total, entries in breakdowns:
+        described = [(describe(sql), p, t, r) for sql, p, t, r in entries]
+        print_breakdown(title, total, described, "in Python (pandas)")
+    for text in profiles:
+        print("\n" + text)
+    noisy = [r for r, b, _, _ in table for x in (r, b) if x and (x.others() or 0) > NOISY_SHARE]
+    noisy += [r for r in (refresh_row, refresh_base) if (r.others() or 0) > NOISY_SHARE]
+    if noisy:
+        print(
+            f"\nwarning: other processes used more than 10% of the CPU while {len(noisy)} row(s)"
+            " ran; those times are inflated, rerun on a quiet machine"
+        )
+    if args.delete_data:
+        remove_db(db)
+        (src or workdir / f"events_{n}.jsonl").unlink(missing_ok=True)
+        print(f"\ndeleted {db} and the JSONL")
+    print(f"\ntotal {time.perf_counter() - started_all:,.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

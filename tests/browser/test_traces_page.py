@@ -1,0 +1,182 @@
+"""The Traces page in a real headless Chromium: a shared trace link, and a row picked in the list.
+
+The link test comes first in this file: run on its own (`pytest tests/browser/test_traces_page.py`)
+it is the server's first page request, the case `ui.state.require_router()` exists for. With
+the other browser tests it may not be, since the app server is shared by the session.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from playwright.sync_api import expect
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
+NAV = ["Explore", "Traces", "Data"]
+TRACE_HEADING = re.compile(r"^Trace trace_[0-9a-f]+$")
+
+
+def sample_trace_id() -> str:
+    """A trace of the sample data, which a fresh store loads on its first start."""
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
+        return json.loads(fh.readline())["trace_id"]
+
+
+def no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def nav_labels(page) -> list[str]:
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav).to_be_visible(timeout=30_000)
+    links = nav.locator('[data-testid="stSidebarNavLink"]')
+    # Each link's text is its Material icon's name, then its label.
+    return [t.strip().splitlines()[-1].strip() for t in links.all_inner_texts()]
+
+
+def dataframe_after(page, heading_text: str | None = None):
+    """The first stDataFrame, or the first one after the heading with this text."""
+    frames = page.locator('[data-testid="stDataFrame"]')
+    if heading_text is None:
+        return frames.first
+    heading = page.get_by_role("heading", name=heading_text, exact=True)
+    return heading.locator('xpath=following::*[@data-testid="stDataFrame"][1]')
+
+
+def test_a_shared_trace_link_opens_through_the_router(browser, app_url, wait_for_app, tmp_path):
+    trace_id = sample_trace_id()
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/traces?trace={trace_id}")
+        heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
+        expect(heading).to_be_visible(timeout=90_000)  # a fresh store loads the sample first
+        wait_for_app(page)
+        # The router's menu (app.py's st.navigation), not the pages/ folder's "app" entry.
+        assert nav_labels(page) == NAV
+        expect(page.get_by_role("heading", name="Traces", exact=True)).to_be_visible()
+        # The events table follows the trace heading, the URL still names the trace.
+        expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
+        assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
+        assert urlparse(page.url).path.rstrip("/").endswith("/traces")
+        expect(
+            page.locator('[data-testid="stCode"]').filter(has_text="$LANGWATCH_API_KEY")
+        ).to_be_attached()
+        no_errors(page)
+        page.screenshot(path=str(tmp_path / "traces-link.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_clicking_a_row_in_the_list_opens_the_trace(page, app_url, wait_for_app, tmp_path):
+    page.goto(f"{app_url}/traces")
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Traces", exact=True)).to_be_visible()
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="traces match")
+    expect(caption).to_be_visible(timeout=30_000)
+    assert re.match(r"^[\d,]+ traces match; page 1 of", caption.inner_text())
+    assert page.get_by_role("heading", name=TRACE_HEADING).count() == 0
+    assert nav_labels(page) == NAV
+
+    grid = dataframe_after(page)
+    expect(grid).to_be_visible()
+    grid.scroll_into_view_if_needed()
+    canvas = grid.locator("canvas").first
+    expect(canvas).to_be_visible()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 100
+    # Glide's canvas grid: a 35 px header row, then 35 px rows; the row-selection checkbox
+    # column is the leftmost one.
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)
+
+    heading = page.get_by_role("heading", name=TRACE_HEADING)
+    expect(heading).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    trace_id = heading.inner_text().removeprefix("Trace ").strip()
+    assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
+    # Four headline metrics and the events table below the heading.
+    for label in ("Events", "Span", "Event types"):
+        expect(
+            page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+        ).to_be_visible()
+    events = dataframe_after(page, f"Trace {trace_id}")
+    expect(events).to_be_visible()
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 2
+    no_errors(page)
+    page.screenshot(path=str(tmp_path / "traces-picked.png"), full_page=True)
+
+
+def click_first_row(page, grid) -> None:
+    """Tick the row-selection checkbox of a canvas grid's first data row."""
+    grid.scroll_into_view_if_needed()
+    canvas = grid.locator("canvas").first
+    expect(canvas).to_be_visible()
+    box = canvas.bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 60
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)
+
+
+def test_explores_trace_link_opens_the_trace_in_the_same_session(page, wait_for_app, tmp_path):
+    """Explore: box-select on the chart, pick a trace, follow its page link to Traces."""
+    chart = page.locator('[data-testid="stPlotlyChart"]')
+    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
+    drag = chart.locator(".nsewdrag").first
+    drag.scroll_into_view_if_needed()
+    box = drag.bounding_box()
+    assert box and box["width"] > 100 and box["height"] > 100
+    x0, x1 = box["x"] + box["width"] * 0.40, box["x"] + box["width"] * 0.55
+    y0, y1 = box["y"] + 3, box["y"] + box["height"] - 3
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=10)
+    page.mouse.up()
+    caption = page.locator('[data-testid="stCaptionContainer"]').filter(
+        has_text="traces with events"
+    )
+    expect(caption).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+
+    click_first_row(page, dataframe_after(page, "Traces behind the selection"))
+    link = page.locator('[data-testid="stPageLink"] a').filter(has_text="Open it on the Traces")
+    expect(link).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    picked = page.get_by_text(re.compile(r"^Events of trace trace_[0-9a-f]+")).first
+    trace_id = re.search(r"trace_[0-9a-f]+", picked.inner_text()).group(0)
+
+    link.click()
+    heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
+    expect(heading).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    assert urlparse(page.url).path.rstrip("/").endswith("/traces")
+    assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
+    expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
+    no_errors(page)
+    page.screenshot(path=str(tmp_path / "explore-to-traces.png"), full_page=True)
+
+
+def test_the_next_trace_button_fills_in_the_comparison(browser, app_url, wait_for_app):
+    trace_id = sample_trace_id()
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/traces?trace={trace_id}")
+        expect(page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)).to_be_visible(
+            timeout=90_000
+        )
+        wait_for_app(page)
+        page.get_by_role("button", name="Use the next trace in the list").click()
+        compared = page.get_by_text(re.compile(r"^A = trace_"))
+        failed = page.locator('[data-testid="stException"]')
+        expect(compared.or_(failed).first).to_be_visible(timeout=30_000)
+        wait_for_app(page)
+        no_errors(page)
+        expect(compared).to_be_visible()
+        assert "compare" in parse_qs(urlparse(page.url).query)
+    finally:
+        context.close()
