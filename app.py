@@ -18,6 +18,7 @@ except StoreError as exc:
 pages = [
     st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
     st.Page("pages/traces.py", title="Traces", icon=":material/timeline:"),
+    st.Page("pages/submit.py", title="Submit", icon=":material/send:"),
     st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]
 page = st.navigation(pages)

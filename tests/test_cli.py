@@ -272,6 +272,13 @@ def test_ui_serves_the_app(tmp_path):
         assert proc.poll() is None, "eventlens ui exited"
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.is_success and "<title>" in page.text
+        # The sandbox answers on the app's own port, with its default key.
+        event = {"trace_id": "t_ui", "event_type": "x", "metrics": {"n": 1}, "event_id": "e1"}
+        url = f"http://127.0.0.1:{port}/api/track_event"
+        ok = httpx.post(url, json=event, headers={"X-Auth-Token": "sandbox-key"}, timeout=10)
+        assert (ok.status_code, ok.json()) == (200, {"message": "Event tracked"})
+        refused = httpx.post(url, json=event, headers={"X-Auth-Token": "wrong"}, timeout=10)
+        assert refused.status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -260,6 +261,124 @@ def _instant(store: Store, text: str | None, tz: str, name: str) -> dt.datetime 
         raise click.BadParameter(str(exc), param_hint="--tz") from None
 
 
+def _pairs(values: tuple[str, ...], name: str, numeric: bool) -> dict[str, Any]:
+    """KEY=VALUE options as a dict; numbers parsed for metrics."""
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=name)
+        if numeric:
+            try:
+                out[key] = float(value) if any(c in value.lower() for c in ".en") else int(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{key}: {value!r} is not a number", param_hint=name
+                ) from None
+        else:
+            out[key] = value
+    return out
+
+
+@main.command()
+@click.option("--trace-id", required=True, help="The trace the event belongs to.")
+@click.option("--type", "event_type", required=True, help="The event_type.")
+@click.option("--metric", "metrics", multiple=True, help="KEY=NUMBER (repeatable).")
+@click.option("--detail", "details", multiple=True, help="KEY=TEXT (repeatable).")
+@click.option("--timestamp", type=int, help="Epoch milliseconds (default: the server's now).")
+@click.option("--event-id", help="Makes a resend idempotent: the server drops repeats.")
+@click.option(
+    "--endpoint",
+    default=None,
+    help="Base URL (default: $LANGWATCH_ENDPOINT, else https://app.langwatch.ai).",
+)
+@click.option("--bearer", is_flag=True, help="Send the key as Authorization: Bearer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def send(
+    trace_id: str,
+    event_type: str,
+    metrics: tuple[str, ...],
+    details: tuple[str, ...],
+    timestamp: int | None,
+    event_id: str | None,
+    endpoint: str | None,
+    bearer: bool,
+    as_json: bool,
+) -> None:
+    """Send one event to POST /api/track_event; the key comes from $LANGWATCH_API_KEY only.
+
+    The event is checked against LangWatch's rules first and not sent if it breaks one.
+    Exit 0: accepted; 1: invalid, rejected or failed; 2: usage error.
+    """
+    from eventlens import client
+
+    body: dict[str, Any] = {
+        "trace_id": trace_id,
+        "event_type": event_type,
+        "metrics": _pairs(metrics, "--metric", numeric=True),
+    }
+    if details:
+        body["event_details"] = _pairs(details, "--detail", numeric=False)
+    if timestamp is not None:
+        body["timestamp"] = timestamp
+    if event_id:
+        body["event_id"] = event_id
+    target = client.resolve_target(endpoint, auth="bearer" if bearer else "x-auth-token")
+    result = client.send_event(body, target)
+    if as_json:
+        click.echo(json.dumps({**result.as_dict(), "endpoint": target.url}, ensure_ascii=False))
+    else:
+        where = f"{target.url} (key from {target.key_source})"
+        latency = f" in {result.latency_ms:.0f} ms" if result.latency_ms is not None else ""
+        click.echo(f"{result.outcome}: {result.message}{latency}; {where}")
+        if result.response is not None:
+            click.echo(json.dumps(result.response, ensure_ascii=False))
+    raise SystemExit(0 if result.ok else 1)
+
+
+@main.command()
+@DB_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8787, show_default=True)
+@click.option(
+    "--key",
+    default=None,
+    help="The sandbox's own key (default: $EVENTLENS_SANDBOX_KEY, else 'sandbox-key').",
+)
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 500s.")
+@click.option("--throttle-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of 429s.")
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of requests stored, then answered by a closed connection.",
+)
+@click.option("--latency-ms", type=click.FloatRange(0), default=0.0, help="Added to each answer.")
+@click.option("--seed", type=int, default=None, help="Makes the faults repeatable.")
+def sandbox(
+    db: str | None,
+    host: str,
+    port: int,
+    key: str | None,
+    fail_rate: float,
+    throttle_rate: float,
+    drop_rate: float,
+    latency_ms: float,
+    seed: int | None,
+) -> None:
+    """Run a local LangWatch-compatible track_event endpoint that stores what it accepts."""
+    from eventlens.sandbox import Faults, serve
+
+    if fail_rate + throttle_rate + drop_rate > 1:
+        raise click.BadParameter("the fault rates add up to more than 1", param_hint="--fail-rate")
+    faults = Faults(fail_rate, throttle_rate, drop_rate, latency_ms, seed=seed)
+    with _open_store(db) as store:
+        click.echo(
+            f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox)"
+        )
+        serve(store, host, port, key, faults)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @DB_OPTION
 @click.option("--port", type=int, default=None, help="Port to serve on (default 8501).")
@@ -270,7 +389,9 @@ def ui(db: str | None, port: int | None, streamlit_args: tuple[str, ...]) -> Non
     # The app runs from its own folder so its .streamlit/config.toml applies; the store path is
     # made absolute first so that it still means what it meant where the command was typed.
     env = dict(os.environ, **{DB_ENV: os.path.abspath(resolve_db_path(db))})
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app)]
+    # The launcher serves app.py and, on the same port, the sandbox's track_event routes.
+    launcher = Path(__file__).resolve().parent / "ui" / "server.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(launcher)]
     if port:
         cmd += ["--server.port", str(port)]
     cmd += list(streamlit_args)

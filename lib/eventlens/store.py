@@ -47,6 +47,24 @@ CREATE TABLE IF NOT EXISTS trace_summary (
     last_time TIMESTAMPTZ,
     event_types VARCHAR[] NOT NULL
 );
+-- Every event sent from the Submit page or `eventlens send`: never the key.
+CREATE SEQUENCE IF NOT EXISTS submission_ids;
+CREATE TABLE IF NOT EXISTS submissions (
+    id BIGINT PRIMARY KEY DEFAULT nextval('submission_ids'),
+    sent_at TIMESTAMPTZ NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    body VARCHAR NOT NULL,             -- the request body as JSON
+    outcome VARCHAR NOT NULL,
+    status INTEGER,
+    response VARCHAR,                  -- the answer as JSON, the key scrubbed
+    latency_ms DOUBLE,
+    message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS templates (  -- event shapes saved on the Submit page
+    name VARCHAR PRIMARY KEY,
+    body VARCHAR NOT NULL,
+    saved_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,

@@ -241,13 +241,23 @@ def jsonl(frame: pd.DataFrame, trace_id: str) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
-def curl(event_body: dict[str, Any], endpoint: str = DEFAULT_ENDPOINT) -> str:
-    """A curl command that sends the body; the key is the shell variable, never its value."""
-    url = endpoint.rstrip("/") + "/api/track_event"
+def curl(
+    event_body: dict[str, Any],
+    endpoint: str = DEFAULT_ENDPOINT,
+    *,
+    path: str = "/api/track_event",
+    auth: str = "x-auth-token",
+    key: str | None = None,
+) -> str:
+    """A curl command that sends the body; the key is the shell variable unless one is given."""
+    url = endpoint.rstrip("/") + path
     data = json.dumps(event_body, ensure_ascii=False)
+    name = "Authorization: Bearer " if auth == "bearer" else "X-Auth-Token: "
+    # The placeholder in double quotes so the shell fills it in; a given key quoted as data.
+    header = f"-H {shlex.quote(name + key)}" if key else f'-H "{name}{KEY_PLACEHOLDER}"'
     return (
         f"curl -X POST {shlex.quote(url)} \\\n"
-        f'  -H "X-Auth-Token: {KEY_PLACEHOLDER}" \\\n'
+        f"  {header} \\\n"
         "  -H 'Content-Type: application/json' \\\n"
         f"  -d {shlex.quote(data)}"
     )

@@ -19,11 +19,11 @@ SAMPLE_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "events.json
 
 def get_store() -> Store:
     """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process."""
-    return _open_store(resolve_db_path())
+    return open_store(resolve_db_path())
 
 
 @st.cache_resource(show_spinner=False)
-def _open_store(path: str) -> Store:
+def open_store(path: str) -> Store:
     # One Store per file and process: DuckDB allows a single writing process per file.
     store = Store(path)
     if store.is_empty():

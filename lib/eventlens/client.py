@@ -1,0 +1,261 @@
+"""The track_event client: validate as LangWatch does, send one event, say exactly what happened.
+
+The API key never leaves the request headers: it is not in a SendResult, a log record, an error
+message or a repr (Target hides it), and any text that echoes it back is scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from eventlens import model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://app.langwatch.ai"
+ENDPOINT_ENV = "LANGWATCH_ENDPOINT"
+KEY_ENV = "LANGWATCH_API_KEY"
+PATHS = ("/api/track_event", "/api/events/track")
+AUTH_STYLES = ("x-auth-token", "bearer")
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+# What happened to one send.
+ACCEPTED, REJECTED, UNAUTHORIZED, FORBIDDEN = "accepted", "rejected", "unauthorized", "forbidden"
+RETRYABLE, UNKNOWN, INVALID = "retryable", "unknown", "invalid"
+OUTCOMES = (ACCEPTED, REJECTED, UNAUTHORIZED, FORBIDDEN, RETRYABLE, UNKNOWN, INVALID)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to send: endpoint, route, auth header style, and the key (never shown)."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    key: str | None = field(default=None, repr=False)
+    key_source: str = "none"  # environment | secrets | typed | sandbox | none
+    auth: str = "x-auth-token"
+    path: str = PATHS[0]
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.rstrip("/") + self.path
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            if self.auth == "bearer":
+                headers["Authorization"] = f"Bearer {self.key}"
+            else:
+                headers["X-Auth-Token"] = self.key
+        return headers
+
+    def scrub(self, text: str) -> str:
+        """Text with the key (as written, or as Python would escape it) replaced by a mask."""
+        if not self.key:
+            return text
+        for form in {
+            self.key,
+            self.key.strip(),
+            repr(self.key)[1:-1],
+            repr(self.key.encode())[2:-1],
+        }:
+            if form:
+                text = text.replace(form, mask(self.key))
+        return text
+
+
+def mask(key: str | None) -> str:
+    """A key as it may be shown: its first 4 characters, then stars (nothing for short keys)."""
+    if not key:
+        return ""
+    return (key[:4] if len(key) >= 12 else "") + "*" * 8
+
+
+def resolve_target(
+    endpoint: str | None = None,
+    key: str | None = None,
+    secrets: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Target:
+    """A target from explicit values, else the environment, else Streamlit-style secrets."""
+    secrets = secrets or {}
+    endpoint = (
+        endpoint or os.environ.get(ENDPOINT_ENV) or secrets.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    )
+    if key:
+        source = "typed"
+    elif os.environ.get(KEY_ENV):
+        key, source = os.environ[KEY_ENV], "environment"
+    elif secrets.get(KEY_ENV):
+        key, source = str(secrets[KEY_ENV]), "secrets"
+    else:
+        key, source = None, "none"
+    return Target(endpoint=str(endpoint), key=key, key_source=source, **options)
+
+
+@dataclass
+class SendResult:
+    """One send: its outcome class, HTTP status, parsed response, latency and a sentence."""
+
+    outcome: str
+    message: str
+    status: int | None = None
+    response: Any = None
+    latency_ms: float | None = None
+    sent: bool = False  # whether the body left this machine
+    retry_after: float | None = None  # seconds the server asked to wait (429, 503)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == ACCEPTED
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome in (RETRYABLE, UNKNOWN)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message": self.message,
+            "status": self.status,
+            "response": self.response,
+            "latency_ms": self.latency_ms,
+            "sent": self.sent,
+            "retry_after": self.retry_after,
+        }
+
+
+def classify(status: int, response: Any) -> tuple[str, str]:
+    """The outcome class of an HTTP answer and a sentence with the server's own message."""
+    said = ""
+    if isinstance(response, dict):
+        said = str(response.get("message") or response.get("error") or "")
+    elif isinstance(response, str):
+        said = response[:300]
+    if 200 <= status < 300:
+        return ACCEPTED, said or "accepted"
+    if status == 401:
+        return UNAUTHORIZED, f"the key was refused (401){': ' + said if said else ''}"
+    if status == 403:
+        return FORBIDDEN, f"the key may not create traces (403){': ' + said if said else ''}"
+    if status == 429 or status >= 500:
+        return (
+            RETRYABLE,
+            f"the server asks to try again later ({status}){': ' + said if said else ''}",
+        )
+    return REJECTED, f"rejected ({status}){': ' + said if said else ''}"
+
+
+_shared: dict[str, httpx.Client] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_client() -> httpx.Client:
+    """One client per process, so sends reuse connections (a new client costs ~30 ms)."""
+    with _shared_lock:
+        if "client" not in _shared:
+            _shared["client"] = httpx.Client(timeout=DEFAULT_TIMEOUT)
+        return _shared["client"]
+
+
+def check_target(target: Target) -> str | None:
+    """Why the target cannot be used, in words that never show the key; None when usable."""
+    if not target.endpoint.startswith(("http://", "https://")):
+        return "the endpoint must start with http:// or https://"
+    try:
+        httpx.URL(target.url)
+    except (httpx.InvalidURL, ValueError):
+        return "the endpoint is not a valid URL"
+    if target.key is not None and (
+        target.key != target.key.strip() or not target.key.isascii() or not target.key.isprintable()
+    ):
+        return (
+            "the key has a space, line break or non-ASCII character at an end or inside it;"
+            " check where it came from (a .env file with Windows line endings?)"
+        )
+    return None
+
+
+def send_event(
+    body: Any,
+    target: Target,
+    *,
+    timeout: httpx.Timeout | float | None = None,
+    client: httpx.Client | None = None,
+) -> SendResult:
+    """Check the body against LangWatch's rules, then POST it; never raises for a failed send."""
+    problems = model.validate_body(body)
+    if problems:
+        return SendResult(INVALID, "not sent: " + model.reason(problems))
+    if unusable := check_target(target):
+        return SendResult(INVALID, "not sent: " + unusable)
+    http = client or shared_client()
+    extra = {} if timeout is None else {"timeout": timeout}
+    started = time.perf_counter()
+    try:
+        reply = http.post(target.url, content=json.dumps(body), headers=target.headers(), **extra)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        return _failed(RETRYABLE, "could not connect", exc, target, started, sent=False)
+    except httpx.TimeoutException as exc:
+        # The body may have arrived; with an event_id a retry is deduplicated by the server.
+        return _failed(RETRYABLE, "no answer in time", exc, target, started, sent=True)
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+        return _failed(
+            INVALID, "not sent: the request could not be made", exc, target, started, sent=False
+        )
+    except httpx.TransportError as exc:
+        return _failed(UNKNOWN, "the connection was lost after sending", exc, target, started)
+    except Exception as exc:  # noqa: BLE001 - a send must report, not raise
+        return _failed(UNKNOWN, "the send failed", exc, target, started, sent=False)
+    latency = (time.perf_counter() - started) * 1000
+    try:
+        response: Any = reply.json()
+    except ValueError:
+        response = reply.text[:2000]
+    response = _scrub_value(response, target)  # before classify cuts any text short
+    outcome, message = classify(reply.status_code, response)
+    return SendResult(
+        outcome,
+        target.scrub(message),
+        reply.status_code,
+        response,
+        round(latency, 2),
+        True,
+        retry_after=_retry_after(reply.headers.get("retry-after")),
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number of seconds; HTTP dates are not used here)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _failed(
+    outcome: str, what: str, exc: Exception, target: Target, started: float, *, sent: bool = True
+) -> SendResult:
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    message = target.scrub(f"{what} ({type(exc).__name__}: {exc})")
+    log.info("send to %s: %s", target.url, message)
+    return SendResult(outcome, message, None, None, latency, sent)
+
+
+def _scrub_value(value: Any, target: Target) -> Any:
+    """A parsed response with the key masked in every string (a server could echo it)."""
+    if isinstance(value, str):
+        return target.scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, target) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v, target) for v in value]
+    return value

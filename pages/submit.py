@@ -1,0 +1,371 @@
+"""Submit: fill in one event, see every rule it breaks before sending, send it, keep a history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import streamlit as st
+
+from eventlens import analytics, client, history, model, sandbox, traces
+from eventlens.ui.errors import guarded
+from eventlens.ui.format import md_escape
+from eventlens.ui.state import get_store, require_router
+
+require_router()
+store = get_store()
+ss = st.session_state
+
+st.title("Submit")
+st.caption(
+    "Send one test event to POST /api/track_event. It is checked against LangWatch's rules "
+    "as you type and is not sent while it breaks one. Every send is kept below, without the key."
+)
+
+EMBEDDED = "embedded sandbox (this app)"
+
+
+def embedded_url() -> str:
+    """The sandbox served beside this app (by `eventlens ui`) on the app's own port."""
+    return f"http://127.0.0.1:{st.get_option('server.port')}"
+
+
+def secrets_mapping() -> dict[str, str]:
+    """LANGWATCH_* values from Streamlit secrets, if a secrets file exists."""
+    try:
+        return {
+            k: str(st.secrets[k]) for k in (client.KEY_ENV, client.ENDPOINT_ENV) if k in st.secrets
+        }
+    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
+        return {}
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """A sent-to URL as (endpoint, route)."""
+    for route in client.PATHS:
+        if url.endswith(route):
+            return url[: -len(route)], route
+    return url, client.PATHS[0]
+
+
+def load_into_form(body: dict) -> None:
+    """Put a body's fields into the form's widgets (before they are drawn)."""
+    ss.s_trace = str(body.get("trace_id", ""))
+    ss.s_type_choice = "other"
+    ss.s_type_text = str(body.get("event_type", ""))
+    ss.s_metrics_base = pd.DataFrame(
+        list((body.get("metrics") or {}).items()), columns=["metric", "value"]
+    )
+    ss.s_details_base = pd.DataFrame(
+        list((body.get("event_details") or {}).items()), columns=["detail", "value"]
+    )
+    ss.s_event_id = str(body.get("event_id") or "")
+    for key in ("s_metrics", "s_details"):
+        ss.pop(key, None)
+
+
+if "s_trace" not in ss:
+    load_into_form(
+        {
+            "trace_id": f"trace_{secrets.token_hex(8)}",
+            "event_type": "add_to_cart",
+            "metrics": {"amount": 17.5},
+            "event_details": {"product_id": "sku_1"},
+        }
+    )
+    ss.s_type_choice = "add_to_cart"
+if pending := ss.pop("s_load", None):  # "load into the form" from the history, last run
+    load_into_form(pending)
+
+# -- where to -------------------------------------------------------------------------------------
+
+with st.container(border=True):
+    st.markdown("**Where to**")
+    configured = os.environ.get(client.ENDPOINT_ENV) or secrets_mapping().get(client.ENDPOINT_ENV)
+    t1, t2, t3 = st.columns([2, 1, 1])
+    choice = t1.selectbox(
+        "Endpoint",
+        [EMBEDDED, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
+        index=1 if configured else 0,
+        key="s_endpoint_choice",
+        help="With no LANGWATCH_ENDPOINT configured, events go to the sandbox served by this "
+        "app, which stores them as dataset 'sandbox'.",
+    )
+    other = t1.text_input(
+        "Other endpoint",
+        key="s_endpoint_other",
+        placeholder="https://...",
+        disabled=choice != "other",
+    )
+    path = t2.selectbox("Route", client.PATHS, key="s_path")
+    auth = t3.selectbox(
+        "Key header",
+        client.AUTH_STYLES,
+        key="s_auth",
+        format_func={"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}.get,
+    )
+    typed = st.text_input(
+        "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)",
+        type="password",
+        key="s_key",
+    )
+    endpoint = {EMBEDDED: embedded_url(), "other": other.strip()}.get(choice, choice)
+    if choice == EMBEDDED and not typed:
+        target = client.Target(embedded_url(), sandbox.default_key(), "sandbox", auth, path)
+    else:
+        target = client.resolve_target(
+            endpoint or None, typed or None, secrets_mapping(), auth=auth, path=path
+        )
+    source_words = {
+        "typed": "the key typed above",
+        "environment": "the LANGWATCH_API_KEY environment variable",
+        "secrets": "Streamlit secrets (LANGWATCH_API_KEY)",
+        "sandbox": "the sandbox's own key",
+        "none": "no key (the server will answer 401)",
+    }
+    st.caption(f"Sending to {md_escape(target.url)} with {source_words[target.key_source]}.")
+
+# -- the event ----------------------------------------------------------------------------------
+
+saved = history.templates(store)
+with st.container(border=True):
+    st.markdown("**The event**")
+    if saved:
+        l1, l2 = st.columns([3, 1])
+        template = l1.selectbox("Start from a template", list(saved), key="s_template")
+        if l2.button("Load template", key="s_template_load"):
+            ss.s_load = saved[template]
+            st.rerun()
+    e1, e2, e3 = st.columns([2, 1, 1])
+    e1.text_input("trace_id", key="s_trace")
+    if e2.button("New trace_id", help="A fresh trace_<16 hex digits>"):
+        ss.s_trace = f"trace_{secrets.token_hex(8)}"
+        st.rerun()
+    known, _ = traces.search(store, traces.TraceSearch(), limit=100)
+    picked = e3.selectbox(
+        "or a loaded trace",
+        [""] + known["trace_id"].tolist(),
+        key="s_trace_pick",
+        format_func=lambda t: t or "pick one",
+    )
+    if picked and picked != ss.get("s_trace_picked"):
+        ss.s_trace_picked = picked
+        ss.s_trace = picked
+        st.rerun()
+
+    seen = [t for t in analytics.event_types(store) if t not in model.PREDEFINED_RULES]
+    options = [*model.PREDEFINED_RULES, *seen, "other"]
+    if ss.s_type_choice not in options:
+        ss.s_type_choice = "other"
+    y1, y2 = st.columns(2)
+    y1.selectbox(
+        "event_type",
+        options,
+        key="s_type_choice",
+        format_func=lambda t: "other (type it)" if t == "other" else t,
+    )
+    y2.text_input("event_type (free text)", key="s_type_text", disabled=ss.s_type_choice != "other")
+    event_type = ss.s_type_text if ss.s_type_choice == "other" else ss.s_type_choice
+    if rule := model.PREDEFINED_RULES.get(event_type):
+        st.info(
+            f"{rule.event_type}: metrics.{rule.metric} is required, {rule.range_text}"
+            f" ({rule.meaning})." + (f" Optional detail: {rule.detail}." if rule.detail else ""),
+            icon=":material/rule:",
+        )
+
+    m1, m2 = st.columns(2)
+    with m1:
+        st.caption("metrics (numbers)")
+        metrics = st.data_editor(
+            ss.s_metrics_base,
+            key="s_metrics",
+            num_rows="dynamic",
+            hide_index=True,
+            width="stretch",
+            column_config={"value": st.column_config.NumberColumn()},
+        )
+    with m2:
+        st.caption("event_details (text)")
+        details = st.data_editor(
+            ss.s_details_base,
+            key="s_details",
+            num_rows="dynamic",
+            hide_index=True,
+            width="stretch",
+            column_config={"value": st.column_config.TextColumn()},
+        )
+    w1, w2, w3, w4 = st.columns([1, 1, 1, 1.2])
+    when = w1.radio(
+        "timestamp",
+        ["now", "pick", "none"],
+        key="s_when",
+        horizontal=True,
+        help="none: the server uses its own time",
+    )
+    zone = w4.selectbox(
+        "in time zone",
+        analytics.time_zones(store),
+        key="s_zone",
+        index=analytics.time_zones(store).index("UTC"),
+    )
+    day = w2.date_input("date", key="s_day", disabled=when != "pick")
+    clock = w3.time_input("time", key="s_clock", step=60, disabled=when != "pick")
+    st.text_input("event_id (optional: makes a resend idempotent)", key="s_event_id")
+
+
+def rows(frame: pd.DataFrame) -> list[tuple]:
+    return [tuple(r) for r in frame.itertuples(index=False) if pd.notna(r[0]) and str(r[0])]
+
+
+body: dict = {
+    "trace_id": ss.s_trace,
+    "event_type": event_type,
+    "metrics": {str(k): (None if pd.isna(v) else float(v)) for k, v in rows(metrics)},
+}
+detail_pairs = rows(details)
+if detail_pairs:
+    body["event_details"] = {str(k): (None if pd.isna(v) else str(v)) for k, v in detail_pairs}
+if when == "now":
+    body["timestamp"] = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+elif when == "pick":
+    instant = analytics.local_to_instant(store, dt.datetime.combine(day, clock), zone)
+    body["timestamp"] = int(instant.timestamp() * 1000)
+if ss.s_event_id.strip():
+    body["event_id"] = ss.s_event_id.strip()
+
+problems = model.validate_body(body)
+for p in problems:
+    st.error(md_escape(str(p)), icon=":material/block:")
+if not problems:
+    st.success("The event passes every LangWatch rule.", icon=":material/check:")
+
+p1, p2 = st.columns(2)
+with p1:
+    st.caption("Request body")
+    st.code(json.dumps(body, indent=2, ensure_ascii=False), language="json")
+with p2:
+    reveal = st.toggle(
+        "Show the key in the curl command",
+        key="s_reveal",
+        help="Off: the command reads the key from $LANGWATCH_API_KEY.",
+    )
+    command = traces.curl(
+        body,
+        target.endpoint,
+        path=target.path,
+        auth=target.auth,
+        key=target.key if reveal else None,
+    )
+    st.caption("As curl")
+    st.code(command, language="bash")
+
+s1, s2 = st.columns([3, 1])
+template_name = s1.text_input(
+    "Save this event's shape as a template", key="s_template_name", placeholder="a name"
+)
+if s2.button("Save template", disabled=not template_name.strip(), key="s_template_save"):
+    shape = {k: v for k, v in body.items() if k not in ("timestamp", "event_id")}
+    history.save_template(store, template_name.strip(), shape)
+    st.toast(f"Saved template {template_name.strip()}")
+
+with guarded("sending"):
+    if st.button("Send", type="primary", disabled=bool(problems), key="s_send"):
+        with st.spinner("Sending…"):
+            result = client.send_event(body, target)
+        history.record(store, target, body, result)
+        ss.s_last = (result.as_dict(), target.url)
+    if last := ss.get("s_last"):
+        shown, url = last
+        kind = {
+            "accepted": st.success,
+            "invalid": st.error,
+            "rejected": st.error,
+            "unauthorized": st.error,
+            "forbidden": st.error,
+        }.get(shown["outcome"], st.warning)
+        latency = f" in {shown['latency_ms']:.0f} ms" if shown["latency_ms"] is not None else ""
+        status = f"HTTP {shown['status']}, " if shown["status"] else ""
+        kind(md_escape(f"{shown['outcome']}: {status}{shown['message']}{latency} ({url})"))
+        if shown["response"] is not None:
+            st.code(json.dumps(shown["response"], indent=2, ensure_ascii=False), language="json")
+
+# -- many from a file ---------------------------------------------------------------------------
+
+with st.expander("Send many events from a small file"), guarded("the bulk send"):
+    upload = st.file_uploader(
+        "JSONL, JSON, CSV or Parquet of events (read as ingest reads exports; up to 1,000)",
+        key="s_bulk_file",
+    )
+    if upload is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(upload.name).name
+            path.write_bytes(upload.getbuffer())
+            bodies, unreadable = history.bodies_from_file(str(path))
+        for problem in unreadable[:10]:
+            st.warning(md_escape(problem))
+        st.caption(f"{len(bodies):,} events to send to {md_escape(target.url)}, one after another.")
+        if st.button(f"Send all {len(bodies):,}", disabled=not bodies, key="s_bulk_send"):
+            progress = st.progress(0.0, text="Sending…")
+            results = []
+            with httpx.Client(timeout=client.DEFAULT_TIMEOUT) as http:
+                for n, one in enumerate(bodies, start=1):
+                    result = client.send_event(one, target, client=http)
+                    history.record(store, target, one, result)
+                    results.append(
+                        {
+                            "row": n,
+                            "trace_id": one.get("trace_id"),
+                            "event_type": one.get("event_type"),
+                            "outcome": result.outcome,
+                            "status": result.status,
+                            "latency_ms": result.latency_ms,
+                            "message": result.message,
+                        }
+                    )
+                    progress.progress(n / len(bodies), text=f"Sent {n:,} of {len(bodies):,}")
+            ss.s_bulk_results = results
+        if results := ss.get("s_bulk_results"):
+            frame = pd.DataFrame(results)
+            counts = frame["outcome"].value_counts().to_dict()
+            st.caption(", ".join(f"{k}: {v}" for k, v in counts.items()))
+            st.dataframe(frame, hide_index=True, width="stretch")
+
+# -- history --------------------------------------------------------------------------------------
+
+st.subheader("History", anchor=False)
+with guarded("the history"):
+    past = history.recent(store)
+    if past.empty:
+        st.caption("Nothing sent yet.")
+    else:
+        picked_row = st.dataframe(
+            past.drop(columns=["body", "response"]),
+            key="s_history",
+            on_select="rerun",
+            selection_mode="single-row",
+            hide_index=True,
+            width="stretch",
+        )
+        chosen = picked_row.selection.rows if picked_row else []
+        if chosen:
+            entry = past.iloc[chosen[0]]
+            old = json.loads(entry["body"])
+            st.code(json.dumps(old, indent=2, ensure_ascii=False), language="json")
+            h1, h2 = st.columns(2)
+            if h1.button("Load into the form", key="s_load_btn"):
+                ss.s_load = old
+                st.rerun()
+            retry_word = "Retry" if entry["outcome"] != "accepted" else "Send again"
+            if h2.button(f"{retry_word} to {entry['endpoint']}", key="s_resend"):
+                base, route = split_url(entry["endpoint"])
+                again = client.Target(base, target.key, target.key_source, target.auth, route)
+                result = client.send_event(old, again)
+                history.record(store, again, old, result)
+                ss.s_last = (result.as_dict(), again.url)
+                st.rerun()

@@ -1,0 +1,100 @@
+"""Test helpers (not a test module): ASGI apps served over real loopback HTTP in a thread.
+
+Used by test_client.py and test_cli_send.py; the fixtures live in those modules.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from eventlens.sandbox import PATHS
+
+
+class CountingApp:
+    """Wraps an ASGI app and counts the HTTP requests that reach it, by path."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.paths: list[str] = []
+
+    @property
+    def track_requests(self) -> int:
+        """How many requests hit one of the track_event paths."""
+        return sum(p in PATHS for p in self.paths)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.paths.append(scope["path"])
+        await self.inner(scope, receive, send)
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_in_thread(asgi_app: Any) -> Iterator[str]:
+    """Serve `asgi_app` with uvicorn on a free loopback port; yields the base URL.
+
+    The socket is bound here and handed to uvicorn (no race for the port); the server is always
+    asked to exit and joined, whatever the test did.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        asgi_app,
+        log_config=None,
+        log_level="critical",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="sandbox"
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        assert not thread.is_alive(), "the test server did not stop"
+
+
+def stub_app(status: int, body: Any, headers: dict[str, str] | None = None) -> Starlette:
+    """A fake LangWatch that answers every POST on the track paths with one fixed answer.
+
+    `body` is JSON unless it is a str (then text/plain); a callable gets the request's headers
+    (lower-cased) and returns the body, so a test can echo what the client sent.
+    """
+
+    async def answer(request: Request) -> Response:
+        await request.body()
+        value = body({k.lower(): v for k, v in request.headers.items()}) if callable(body) else body
+        if isinstance(value, str):
+            return PlainTextResponse(value, status, headers=headers)
+        return JSONResponse(value, status, headers=headers)
+
+    return Starlette(routes=[Route(path, answer, methods=["POST"]) for path in PATHS])
