@@ -70,6 +70,19 @@ def load_into_form(body: dict) -> None:
         ss.pop(key, None)
 
 
+def pairs_editor(caption: str, key: str, value: object) -> pd.DataFrame:
+    """An editable key/value table, seeded from session state `<key>_base`."""
+    st.caption(caption)
+    return st.data_editor(
+        ss[f"{key}_base"],
+        key=key,
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        column_config={"value": value},
+    )
+
+
 if "s_trace" not in ss:
     load_into_form(
         {
@@ -181,25 +194,9 @@ with st.container(border=True):
 
     m1, m2 = st.columns(2)
     with m1:
-        st.caption("metrics (numbers)")
-        metrics = st.data_editor(
-            ss.s_metrics_base,
-            key="s_metrics",
-            num_rows="dynamic",
-            hide_index=True,
-            width="stretch",
-            column_config={"value": st.column_config.NumberColumn()},
-        )
+        metrics = pairs_editor("metrics (numbers)", "s_metrics", st.column_config.NumberColumn())
     with m2:
-        st.caption("event_details (text)")
-        details = st.data_editor(
-            ss.s_details_base,
-            key="s_details",
-            num_rows="dynamic",
-            hide_index=True,
-            width="stretch",
-            column_config={"value": st.column_config.TextColumn()},
-        )
+        details = pairs_editor("event_details (text)", "s_details", st.column_config.TextColumn())
     w1, w2, w3, w4 = st.columns([1, 1, 1, 1.2])
     when = w1.radio(
         "timestamp",
