@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -18,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from eventlens.sandbox import PATHS
+from eventlens.client import Target
+from eventlens.sandbox import PATHS, Faults, Sandbox, app
+from eventlens.store import Store
 
 
 class CountingApp:
@@ -98,3 +102,38 @@ def stub_app(status: int, body: Any, headers: dict[str, str] | None = None) -> S
         return JSONResponse(value, status, headers=headers)
 
     return Starlette(routes=[Route(path, answer, methods=["POST"]) for path in PATHS])
+
+
+@dataclass
+class Live:
+    """A sandbox served on loopback: its base URL, the Sandbox, its store and a request counter."""
+
+    url: str
+    sandbox: Sandbox
+    store: Store
+    counter: CountingApp
+    key: str
+
+    def target(self, **options: Any) -> Target:
+        options.setdefault("key", self.key)
+        return Target(endpoint=self.url, key_source="typed", **options)
+
+    def total_requests(self) -> int:
+        return self.counter.track_requests
+
+    def stored(self, trace_id: str) -> list[tuple]:
+        return self.store.rows(
+            "SELECT event_id, event_type, epoch_ms(timestamp), metrics, event_details, dataset,"
+            " source_file FROM events WHERE trace_id = ? ORDER BY timestamp, event_id",
+            [trace_id],
+        )
+
+
+@contextmanager
+def live_sandbox(path: Path, key: str) -> Iterator[Live]:
+    """A sandbox on a Store at `path`, served by uvicorn in a thread until the block ends."""
+    with Store(path) as store:
+        sandbox = Sandbox(store, key, Faults())
+        counter = CountingApp(app(sandbox))
+        with serve_in_thread(counter) as url:
+            yield Live(url, sandbox, store, counter, key)

@@ -9,45 +9,25 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_server import CountingApp, free_port, serve_in_thread, stub_app
+from sandbox_server import Live, free_port, live_sandbox, serve_in_thread, stub_app
 
 from eventlens.cli import main
 from eventlens.client import ENDPOINT_ENV, KEY_ENV, mask
-from eventlens.sandbox import DATASET, Faults, Sandbox, app
+from eventlens.sandbox import DATASET, Faults
 from eventlens.store import Store
 
 KEY = "sk-lw-cli-Rb4Tz8Wq1Kc6Nm3Hy9Lp"
 WRONG_KEY = "sk-lw-cli-wrong-Fv2Gs7Dj5Xa0Qe"
 
 
-@dataclass
-class Live:
-    url: str
-    sandbox: Sandbox
-    store: Store
-    counter: CountingApp
-
-    def stored(self, trace_id: str) -> list[tuple]:
-        return self.store.rows(
-            "SELECT event_id, event_type, epoch_ms(timestamp), metrics, event_details, dataset"
-            " FROM events WHERE trace_id = ?",
-            [trace_id],
-        )
-
-
 @pytest.fixture(scope="module")
 def module_sandbox(tmp_path_factory) -> Iterator[Live]:
-    path = tmp_path_factory.mktemp("cli_sandbox") / "sandbox.duckdb"
-    with Store(path) as store:
-        sandbox = Sandbox(store, KEY, Faults())
-        counter = CountingApp(app(sandbox))
-        with serve_in_thread(counter) as url:
-            yield Live(url, sandbox, store, counter)
+    with live_sandbox(tmp_path_factory.mktemp("cli_sandbox") / "sandbox.duckdb", KEY) as live:
+        yield live
 
 
 @pytest.fixture
@@ -141,6 +121,7 @@ def test_send_accepted_json(runner, live):
             {"amount": 17.5, "items": 3.0, "delta": -2.0},
             {"product_id": "sku_123", "note": "a=b"},
             DATASET,
+            "sandbox",
         )
     ]
 

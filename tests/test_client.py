@@ -8,55 +8,25 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from sandbox_server import CountingApp, free_port, serve_in_thread, stub_app
+from sandbox_server import Live, free_port, live_sandbox, serve_in_thread, stub_app
 
 from eventlens import client, model
 from eventlens.client import Target, classify, mask, resolve_target, send_event
-from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
-from eventlens.store import Store
+from eventlens.sandbox import DATASET, PATHS, Faults
 
 KEY = "sk-lw-test-7Qp2Xv9LmN4rT8wK3sJ6"  # the sandbox's key, a "secret" that must never show
 WRONG_KEY = "sk-lw-wrong-Hd83Jq0ZpY5cVb1Nx"  # a refused key is still a secret
 
 
-@dataclass
-class Live:
-    """A sandbox served on loopback: its base URL, the Sandbox, its store and a request counter."""
-
-    url: str
-    sandbox: Sandbox
-    store: Store
-    counter: CountingApp
-
-    def target(self, **options: Any) -> Target:
-        options.setdefault("key", KEY)
-        return Target(endpoint=self.url, key_source="typed", **options)
-
-    def total_requests(self) -> int:
-        return self.counter.track_requests
-
-    def stored(self, trace_id: str) -> list[tuple]:
-        return self.store.rows(
-            "SELECT event_id, event_type, epoch_ms(timestamp), metrics, event_details, dataset,"
-            " source_file FROM events WHERE trace_id = ? ORDER BY timestamp, event_id",
-            [trace_id],
-        )
-
-
 @pytest.fixture(scope="module")
 def module_sandbox(tmp_path_factory) -> Iterator[Live]:
     """One sandbox (on a Store in a tmp file) per module, served by uvicorn in a thread."""
-    path = tmp_path_factory.mktemp("sandbox") / "sandbox.duckdb"
-    with Store(path) as store:
-        sandbox = Sandbox(store, KEY, Faults())
-        counter = CountingApp(app(sandbox))
-        with serve_in_thread(counter) as url:
-            yield Live(url, sandbox, store, counter)
+    with live_sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.duckdb", KEY) as live:
+        yield live
 
 
 @pytest.fixture
