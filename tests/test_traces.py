@@ -1283,3 +1283,55 @@ def test_compare_timeline_escapes_types_and_ids(store, write_bodies):
     # One legend entry per event type.
     assert [t.name for t in fig.data if t.showlegend is not False] == [html.escape(EVIL), "ok"]
     fig.to_json()
+
+
+# -- the detail index behind "has an event with detail K = V" ----------------------------------
+
+
+def _ids(store: Store, **search) -> list[str]:
+    frame, _ = traces.search(store, TraceSearch(sort="trace_id", descending=False, **search))
+    return frame["trace_id"].tolist()
+
+
+def test_the_detail_index_is_built_on_first_search_and_kept_current(tmp_path):
+    db = tmp_path / "index.duckdb"
+    first = tmp_path / "a.jsonl"
+    later = tmp_path / "b.jsonl"
+
+    def write(path, rows):
+        path.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "trace_id": t,
+                        "event_type": "x",
+                        "metrics": {},
+                        "event_id": e,
+                        "event_details": {"country": c},
+                        "timestamp": 1_717_200_000_000 + n,
+                    }
+                )
+                + "\n"
+                for n, (t, e, c) in enumerate(rows)
+            )
+        )
+
+    write(first, [("t1", "e1", "NL"), ("t2", "e2", "DE"), ("t3", "e3", "NL")])
+    write(later, [("t4", "e4", "NL"), ("t2", "e5", "NL")])
+    with Store(db) as store:
+        load_files(store, [first], "d")
+        assert store.scalar("SELECT count(*) FROM detail_index_keys") == 0
+        assert _ids(store, detail_key="country", detail_value="NL") == ["t1", "t3"]
+        assert store.scalar("SELECT count(*) FROM detail_index_keys") == 1
+        load_files(store, [later], "d")  # new events join the index with the load
+        assert _ids(store, detail_key="country", detail_value="NL") == ["t1", "t2", "t3", "t4"]
+        assert _ids(store, detail_key="country", detail_value="DE") == ["t2"]
+        store.refresh_traces()  # a full rebuild gives the same index
+        assert _ids(store, detail_key="country", detail_value="NL") == ["t1", "t2", "t3", "t4"]
+        store.delete_dataset("d")
+        assert store.scalar("SELECT count(*) FROM detail_index") == 0
+    with Store(db) as store:
+        load_files(store, [first, later], "d")
+        with_index = _ids(store, detail_key="country", detail_value="NL")
+    with Store(db, read_only=True) as store:  # no index can be written: the events are read
+        assert _ids(store, detail_key="country", detail_value="NL") == with_index

@@ -65,6 +65,15 @@ CREATE TABLE IF NOT EXISTS templates (  -- event shapes saved on the Submit page
     body VARCHAR NOT NULL,
     saved_at TIMESTAMPTZ NOT NULL
 );
+-- The traces that have an event with detail key = value, for the keys someone searched by
+-- (built on the first search for a key, then kept up to date like trace_summary).
+CREATE TABLE IF NOT EXISTS detail_index (
+    key VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    trace_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS detail_index_keys (key VARCHAR PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,
@@ -113,6 +122,7 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
         self.path = resolve_db_path(path)
+        self.read_only = read_only
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -218,12 +228,55 @@ class Store:
                     " WHERE m.dataset = t.dataset AND m.trace_id = t.trace_id)"
                 )
                 cur.execute("INSERT INTO trace_summary SELECT * FROM _merged")
+                for (key,) in cur.execute("SELECT key FROM detail_index_keys").fetchall():
+                    if after_batch is None:
+                        cur.execute("DELETE FROM detail_index WHERE key = ?", [key])
+                    self._index_detail(cur, key, after_batch)
                 cur.execute("COMMIT")
             except Exception:
                 cur.execute("ROLLBACK")
                 raise
             finally:
                 cur.execute("DROP TABLE IF EXISTS _merged")
+
+    def ensure_detail_index(self, key: str) -> bool:
+        """Index which traces have an event with each value of detail `key`; False if read-only.
+
+        The first call for a key reads every event once; refresh_traces keeps it current.
+        """
+        if self.scalar("SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]):
+            return True
+        if self.read_only:
+            return False
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if not cur.execute(
+                    "SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]
+                ).fetchone()[0]:
+                    self._index_detail(cur, key, None)
+                    cur.execute("INSERT INTO detail_index_keys VALUES (?)", [key])
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+        return True
+
+    @staticmethod
+    def _index_detail(cur: duckdb.DuckDBPyConnection, key: str, after_batch: int | None) -> None:
+        """Add the (value, dataset, trace) rows of detail `key` from events after a batch."""
+        newer = "" if after_batch is None else " AND batch_id > ?"
+        params: list[Any] = [key, key, key] + ([] if after_batch is None else [after_batch])
+        cur.execute(
+            f"""
+            INSERT INTO detail_index
+            SELECT DISTINCT ?, event_details[?] AS value, dataset, trace_id FROM events
+            WHERE event_details[?] IS NOT NULL{newer}
+            EXCEPT SELECT key, value, dataset, trace_id FROM detail_index
+            ORDER BY value
+            """,
+            params,
+        )
 
     def version(self) -> tuple[int, int]:
         """A token that changes whenever events are added or removed (for caches)."""
@@ -264,7 +317,7 @@ class Store:
                 removed = cur.execute(
                     "SELECT count(*) FROM events WHERE dataset = ?", [name]
                 ).fetchone()[0]
-                for table in ("events", "rejects", "files", "trace_summary"):
+                for table in ("events", "rejects", "files", "trace_summary", "detail_index"):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])

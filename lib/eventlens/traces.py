@@ -54,8 +54,11 @@ class TraceSearch:
     descending: bool = True
 
 
-def _where(s: TraceSearch) -> tuple[str, list[Any]]:
-    """The WHERE clause over trace_summary (alias t) for a search; values are bound."""
+def _where(s: TraceSearch, indexed: bool = False) -> tuple[str, list[Any]]:
+    """The WHERE clause over trace_summary (alias t) for a search; values are bound.
+
+    With `indexed`, the detail filter reads detail_index instead of every event.
+    """
     conds, params = ["true"], []
     text = s.text.strip()
     if text:
@@ -74,10 +77,13 @@ def _where(s: TraceSearch) -> tuple[str, list[Any]]:
         conds.append("t.first_time < ?")
         params.append(s.end)
     if s.detail_key:
-        # Only this filter needs the events themselves.
+        source = (
+            "detail_index e WHERE e.key = ? AND e.value = ?"
+            if indexed
+            else "events e WHERE e.event_details[?] = ?"  # a read-only store: read the events
+        )
         conds.append(
-            "EXISTS (SELECT 1 FROM events e WHERE e.dataset = t.dataset"
-            " AND e.trace_id = t.trace_id AND e.event_details[?] = ?)"
+            f"EXISTS (SELECT 1 FROM {source} AND e.dataset = t.dataset AND e.trace_id = t.trace_id)"
         )
         params += [s.detail_key, s.detail_value]
     return " AND ".join(conds), params
@@ -89,22 +95,34 @@ def search(
     """One page of matching traces, ordered in DuckDB, and how many match in all."""
     if s.sort not in SORTS:
         raise ValueError(f"unknown sort {s.sort!r}; use one of {', '.join(SORTS)}")
-    where, params = _where(s)
+    indexed = bool(s.detail_key) and store.ensure_detail_index(s.detail_key)
+    where, params = _where(s, indexed)
     order = f"{SORTS[s.sort]} {'DESC' if s.descending else 'ASC'} NULLS LAST, trace_id, dataset"
     # Ordinarily two queries: a top-N page, then a count; a window count would stop DuckDB's
-    # top-N and sort every match. A detail filter reads the events, so there one query with
-    # the window reads them once rather than twice.
-    windowed = bool(s.detail_key)
+    # top-N and sort every match. A detail filter without its index reads the events, so
+    # there one query with the window reads them once rather than twice.
+    windowed = bool(s.detail_key) and not indexed
+    # The page is found without the type lists, then they are joined to its 50 rows: a deep
+    # page keeps thousands of candidates while sorting, and carrying each one's list costs.
     frame = store.df(
         f"""
-        SELECT trace_id, dataset, events, first_time, last_time,
-               date_diff('millisecond', first_time, last_time) AS duration_ms, event_types
-               {", count(*) OVER () AS total" if windowed else ""}
-        FROM trace_summary t WHERE {where}
-        ORDER BY {order} LIMIT ? OFFSET ?
+        SELECT p.* EXCLUDE (rid), l.event_types
+        FROM (
+            SELECT rowid AS rid, trace_id, dataset, events, first_time, last_time,
+                   date_diff('millisecond', first_time, last_time) AS duration_ms
+                   {", count(*) OVER () AS total" if windowed else ""}
+            FROM trace_summary t WHERE {where}
+            ORDER BY {order} LIMIT ? OFFSET ?
+        ) p
+        JOIN (SELECT rowid AS rid, event_types FROM trace_summary) l USING (rid)
+        ORDER BY {order}
         """,
         [*params, int(limit), int(offset)],
     )
+    frame = frame[
+        ["trace_id", "dataset", "events", "first_time", "last_time", "duration_ms", "event_types"]
+        + (["total"] if windowed else [])
+    ]
     if windowed and not frame.empty:
         return frame.drop(columns=["total"]), int(frame["total"].iloc[0])
     total = store.scalar(f"SELECT count(*) FROM trace_summary t WHERE {where}", params)
