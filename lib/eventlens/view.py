@@ -247,22 +247,31 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def check_against_store(store: Store, view: ExploreView) -> tuple[ExploreView, list[str]]:
-    """The view with names the store does not know replaced by defaults, and why."""
+def _known_names(
+    store: Store, datasets: tuple[str, ...], event_types: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """The datasets and event types a link names that the store has, and a warning per gap."""
     warnings: list[str] = []
-    q = view.query
-    known_datasets = set(store.datasets()["dataset"])
-    missing = [d for d in q.datasets if d not in known_datasets]
+    known = set(store.dataset_names())
+    missing = [d for d in datasets if d not in known]
     if missing:
         warnings.append(f"No dataset named {', '.join(map(repr, missing))}; it was left out.")
-        q = dataclasses.replace(q, datasets=tuple(d for d in q.datasets if d in known_datasets))
-    known_types = set(analytics.event_types(store, q.datasets))
-    missing = [t for t in q.event_types if t not in known_types]
+        datasets = tuple(d for d in datasets if d in known)
+    known = set(analytics.event_types(store, datasets))
+    missing = [t for t in event_types if t not in known]
     if missing:
         warnings.append(
             f"No events of type {', '.join(map(repr, missing))} here; the filter left them out."
         )
-        q = dataclasses.replace(q, event_types=tuple(t for t in q.event_types if t in known_types))
+        event_types = tuple(t for t in event_types if t in known)
+    return datasets, event_types, warnings
+
+
+def check_against_store(store: Store, view: ExploreView) -> tuple[ExploreView, list[str]]:
+    """The view with names the store does not know replaced by defaults, and why."""
+    q = view.query
+    datasets, event_types, warnings = _known_names(store, q.datasets, q.event_types)
+    q = dataclasses.replace(q, datasets=datasets, event_types=event_types)
     if q.metric and q.metric not in analytics.metric_keys(store, q):
         warnings.append(
             f"No metric {q.metric!r} on the chosen event types; showing the event count."
@@ -360,18 +369,9 @@ def traces_from_params(params: Mapping[str, Any]) -> tuple[TracesView, list[str]
 
 def check_traces_against_store(store: Store, v: TracesView) -> tuple[TracesView, list[str]]:
     """The Traces view with names the store does not have left out, and a warning for each."""
-    warnings: list[str] = []
     s = v.search
-    known = set(store.dataset_names())
-    missing = [d for d in s.datasets if d not in known]
-    if missing:
-        warnings.append(f"No dataset named {', '.join(map(repr, missing))}; it was left out.")
-        s = dataclasses.replace(s, datasets=tuple(d for d in s.datasets if d in known))
-    known = set(analytics.event_types(store, s.datasets))
-    missing = [t for t in s.event_types if t not in known]
-    if missing:
-        warnings.append(f"No events of type {', '.join(map(repr, missing))}; left out.")
-        s = dataclasses.replace(s, event_types=tuple(t for t in s.event_types if t in known))
+    datasets, event_types, warnings = _known_names(store, s.datasets, s.event_types)
+    s = dataclasses.replace(s, datasets=datasets, event_types=event_types)
     scope = SeriesQuery(datasets=s.datasets)
     if s.detail_key and s.detail_key not in analytics.detail_keys(store, scope):
         warnings.append(f"No event detail {s.detail_key!r}; the detail filter was left out.")
