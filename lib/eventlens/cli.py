@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -377,6 +379,307 @@ def sandbox(
             f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox)"
         )
         serve(store, host, port, key, faults)
+
+
+@main.command()
+@click.argument("source", required=False)
+@DB_OPTION
+@click.option(
+    "--endpoint", default=None, help="Base URL (default: $LANGWATCH_ENDPOINT, else LangWatch)."
+)
+@click.option(
+    "--path",
+    "route",
+    type=click.Choice(["/api/track_event", "/api/events/track"]),
+    default=None,
+    help="The route (default /api/track_event).",
+)
+@click.option("--bearer", is_flag=True, default=None, help="Send the key as Authorization: Bearer.")
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="VAR",
+    help="Environment variable holding the key (default LANGWATCH_API_KEY).",
+)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), help="At most N events/s.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Keep the original timing, X times faster (e.g. 60).",
+)
+@click.option(
+    "--max-gap",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --speed: original gaps longer than this many seconds count as this long (60).",
+)
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None, help="In flight (16).")
+@click.option("--max-retries", type=click.IntRange(0, 100), default=None, help="Per event (8).")
+@click.option(
+    "--timestamps",
+    type=click.Choice(["keep", "shift", "now"]),
+    default=None,
+    help="keep; shift (the first event is now, gaps kept); now.",
+)
+@click.option("--trace-ids", default=None, metavar="keep|prefix:P|fresh", help="Trace ids (keep).")
+@click.option("--redact", multiple=True, metavar="KEY", help="Replace this detail's value.")
+@click.option("--dataset", "datasets", multiple=True, help="SOURCE store: only this dataset.")
+@click.option("--type", "types", multiple=True, help="SOURCE store: only this event type.")
+@click.option("--trace", "traces", multiple=True, help="SOURCE store: only this trace id.")
+@click.option("--since", help="SOURCE store: events at or after this ISO time (UTC unless given).")
+@click.option("--until", help="SOURCE store: events before this ISO time.")
+@click.option("--dry-run", is_flag=True, help="Check, count and estimate; send nothing.")
+@click.option(
+    "--resume", "resume_id", metavar="RUN_ID", help="Resume a run ('last': the newest unfinished)."
+)
+@click.option("--dead-letter", type=click.Path(dir_okay=False), help="Write dead letters here.")
+@click.option("--json", "as_json", is_flag=True, help="End with the report as one JSON object.")
+def replay(
+    source: str | None,
+    db: str | None,
+    endpoint: str | None,
+    route: str | None,
+    bearer: bool | None,
+    api_key_env: str | None,
+    rate: float | None,
+    speed: float | None,
+    max_gap: float | None,
+    concurrency: int | None,
+    max_retries: int | None,
+    timestamps: str | None,
+    trace_ids: str | None,
+    redact: tuple[str, ...],
+    datasets: tuple[str, ...],
+    types: tuple[str, ...],
+    traces: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    resume_id: str | None,
+    dead_letter: str | None,
+    as_json: bool,
+) -> None:
+    """Replay SOURCE (an export file, or the word `store` for --db's events) to track_event.
+
+    Paced, concurrent, retried (5xx, 429 with Retry-After, timeouts); each event gets an event_id
+    stable for the run, so retries and resumes are deduplicated by the server. Every outcome is
+    journalled in the store: `--resume RUN_ID` (or `last`) sends only what was not accepted.
+    The key is read from $LANGWATCH_API_KEY (or --api-key-env VAR), never from an argument.
+    Exit 0: every valid event accepted; 1: otherwise; 2: usage error.
+    """
+    from eventlens import client
+    from eventlens import replay as rp
+
+    if resume_id and (
+        source or timestamps or trace_ids or redact or datasets or types or traces or since or until
+    ):
+        raise click.UsageError(
+            "--resume continues a run as it was planned: give no SOURCE, filters or transforms"
+        )
+    if not resume_id and not source:
+        raise click.UsageError("give a SOURCE file (or `store`), or --resume RUN_ID")
+    if source and source != "store" and not os.path.isfile(source):
+        raise click.BadParameter(f"{source}: no such file", param_hint="SOURCE")
+    if source != "store" and (datasets or types or traces or since or until):
+        raise click.UsageError(
+            "--dataset, --type, --trace, --since and --until filter SOURCE store"
+        )
+    with _open_store(db) as store:
+        try:
+            if resume_id:
+                run = rp.get_run(store, resume_id)
+                if endpoint and endpoint.rstrip("/") != run.endpoint.url.rstrip("/"):
+                    raise click.UsageError(
+                        f"run {run.run_id} sends to {run.endpoint.url}; a resume must send to the"
+                        " same place (the server's deduplication is per project)"
+                    )
+                run.pacing = dataclasses.replace(
+                    run.pacing,
+                    **{
+                        k: v
+                        for k, v in {
+                            "rate": rate,
+                            "speed": speed,
+                            "max_gap_s": max_gap,
+                            "concurrency": concurrency,
+                            "max_retries": max_retries,
+                        }.items()
+                        if v is not None
+                    },
+                )
+                if api_key_env:
+                    run.endpoint = dataclasses.replace(run.endpoint, key_env=api_key_env)
+            else:
+                run = rp.plan(
+                    store,
+                    _replay_source(store, source or "", datasets, types, traces, since, until),
+                    rp.Transforms(timestamps or "keep", trace_ids or "keep", redact),
+                    rp.Pacing(
+                        rate=rate,
+                        speed=speed,
+                        max_gap_s=60.0 if max_gap is None else max_gap,
+                        concurrency=concurrency or 16,
+                        max_retries=8 if max_retries is None else max_retries,
+                    ),
+                    rp.Endpoint(
+                        url=endpoint
+                        or os.environ.get(client.ENDPOINT_ENV)
+                        or client.DEFAULT_ENDPOINT,
+                        path=route or "/api/track_event",
+                        auth="bearer" if bearer else "x-auth-token",
+                        key_env=api_key_env or client.KEY_ENV,
+                    ),
+                )
+        except rp.ReplayError as exc:
+            raise click.UsageError(str(exc)) from None
+        click.echo(f"run_id: {run.run_id}" + (" (dry run: nothing is sent)" if dry_run else ""))
+        if dry_run:
+            _print_dry_run(rp.dry_run(store, run), as_json)
+            rp.delete_run(store, run.run_id)
+            raise SystemExit(0)
+        key = os.environ.get(run.endpoint.key_env)
+        if not key:
+            raise click.UsageError(
+                f"set ${run.endpoint.key_env} to the API key (the run is saved: resume it with"
+                f" --resume {run.run_id})"
+            )
+        report = _run_replay(store, run, key)
+        if dead_letter or report["dead_lettered"]:
+            out = dead_letter or str(rp.plan_dir(store) / f"{run.run_id}.dead-letter.jsonl")
+            report["dead_letter_file"] = out
+            rp.write_dead_letters(store, run.run_id, out)
+        click.echo(_report_text(report))
+        if as_json:
+            click.echo(json.dumps(report, ensure_ascii=False))
+    raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
+
+
+def _replay_source(
+    store: Store,
+    source: str,
+    datasets: tuple[str, ...],
+    types: tuple[str, ...],
+    traces: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+) -> Any:
+    from eventlens.replay import Source
+
+    if source != "store":
+        return Source(path=source)
+    return Source(
+        datasets=datasets,
+        event_types=types,
+        trace_ids=traces,
+        start=_instant(store, since, "UTC", "--since"),
+        end=_instant(store, until, "UTC", "--until"),
+    )
+
+
+def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
+    """Run a session in a thread, drawing progress on stderr; Ctrl-C or TERM stops it cleanly."""
+    import signal
+    import threading
+
+    from eventlens.replay import Replay
+
+    session = Replay(store, run, key)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["report"] = session.execute()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            box["error"] = exc
+
+    def stop(signum: int, frame: Any) -> None:
+        session.stop("stopped by a signal; resume the run to send the rest")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    thread = threading.Thread(target=work, name="replay", daemon=True)
+    thread.start()
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    try:
+        while thread.is_alive():
+            try:
+                thread.join(0.5 if tty else 5.0)
+            except KeyboardInterrupt:
+                session.stop("stopped by Ctrl-C; resume the run to send the rest")
+                continue
+            now = time.monotonic()
+            if thread.is_alive() and (tty or now - last_line >= 5.0):
+                _progress_line(session.progress(), tty)
+                last_line = now
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if tty:
+            click.echo("", err=True)
+    if "error" in box:
+        error = box["error"]
+        raise click.ClickException(f"the replay failed: {error}")
+    return box["report"]
+
+
+def _progress_line(p: Any, tty: bool) -> None:
+    width = 30
+    share = p.done / p.planned if p.planned else 1.0
+    bar = "#" * int(share * width) + "." * (width - int(share * width))
+    errors = p.rejected + p.invalid + p.failed + p.unknown
+    eta = _duration(p.eta_s) if p.eta_s is not None else "?"
+    held = f" | paused {p.paused_for_s:.0f}s (Retry-After)" if p.paused_for_s else ""
+    line = (
+        f"[{bar}] {p.done:,}/{p.planned:,} events | {p.rate:,.0f}/s | errors {errors:,}"
+        f" | retries {p.retried:,} | ETA {eta}{held}"
+    )
+    click.echo(("\r" + line) if tty else line, err=True, nl=not tty)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _print_dry_run(info: dict[str, Any], as_json: bool) -> None:
+    est = info["estimated_s"]
+    click.echo(
+        f"{info['events']:,} events in {info['traces']:,} traces would be sent"
+        f" ({info['first_time'] or '-'} .. {info['last_time'] or '-'});"
+        f" {info['invalid']:,} invalid, {info['duplicates']:,} repeated in the source"
+    )
+    fastest = "as fast as the endpoint answers (no --rate or --speed)"
+    click.echo("estimated duration: " + (_duration(est) if est is not None else fastest))
+    for item in info["invalid_reasons"]:
+        click.echo(f"  invalid: {item['reason']}")
+    click.echo("first bodies as they would be sent:")
+    for body in info["first_bodies"]:
+        click.echo("  " + json.dumps(body, ensure_ascii=False))
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+
+
+def _report_text(r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    lines = [
+        f"run {r['run_id']}: {r['state']}" + (f" ({r['message']})" if r.get("message") else ""),
+        f"  events {r['events']:,}: planned {r['planned']:,}, invalid {r['invalid']:,},"
+        f" repeated in the source {r['duplicates_in_source']:,}",
+        f"  sent {r['sent']:,} ({r['requests']:,} requests): accepted {r['accepted']:,},"
+        f" rejected {r['rejected']:,}, retried {r['retried']:,}, failed {r['failed']:,},"
+        f" unknown {r['unknown']:,}, not sent {r['not_sent']:,}",
+        f"  dead-lettered {r['dead_lettered']:,}"
+        + (f" -> {r['dead_letter_file']}" if r.get("dead_letter_file") else ""),
+        f"  {r['rate_per_s'] or 0:,.0f} events/s over {_duration(r['elapsed_s'])};"
+        f" latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms",
+    ]
+    for event_type, counts in r["by_type"].items():
+        parts = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+        lines.append(f"  {event_type}: {parts}")
+    return "\n".join(lines)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

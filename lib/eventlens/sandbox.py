@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import random
 import secrets as tokens
 import threading
@@ -61,7 +62,8 @@ class Sandbox:
         self.key = key or default_key()
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
-        self.lock = threading.Lock()  # one write at a time: dedupe must see the last insert
+        self.lock = threading.Lock()  # guards counts and the writer
+        self._writer: _Writer | None = None
         self.counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "unauthorized": 0}
 
     def authorised(self, headers: dict[str, str]) -> bool:
@@ -85,72 +87,175 @@ class Sandbox:
             draw -= rate
         return None
 
-    def handle(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
-        """The status and JSON body LangWatch answers with (after storing an accepted event)."""
+    def check(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any], Any]:
+        """LangWatch's answer for a request that is not accepted, or (200, ..., body) to store."""
         if not self.authorised(headers):
-            self.counts["unauthorized"] += 1
-            return 401, {"error": "Unauthorized", "message": "Invalid or missing API key"}
+            self._count("unauthorized")
+            return 401, {"error": "Unauthorized", "message": "Invalid or missing API key"}, None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            self.counts["rejected"] += 1
-            return 400, {"error": "Bad request"}
+            self._count("rejected")
+            return 400, {"error": "Bad request"}, None
         problems = model.validate_body(body)
         if problems:
-            self.counts["rejected"] += 1
-            return 400, {"error": f"Validation error: {model.reason(problems)}"}
-        inserted = self.store_event(body)
-        with self.lock:
-            self.counts["accepted" if inserted else "duplicate"] += 1
-        return 200, {"message": "Event tracked"}
+            self._count("rejected")
+            return 400, {"error": f"Validation error: {model.reason(problems)}"}, None
+        return 200, {"message": "Event tracked"}, body
+
+    def handle(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body LangWatch answers with (after storing an accepted event)."""
+        status, answer, body = self.check(headers, raw)
+        if body is not None:
+            self.store_event(body)
+        return status, answer
 
     def store_event(self, body: dict[str, Any]) -> bool:
-        """Insert one valid body into dataset 'sandbox'; False when (trace_id, event_id) exists."""
-        event_id = body.get("event_id") or f"event_{uuid.uuid4().hex}"  # as the server does
-        timestamp = body.get("timestamp")
-        if timestamp is None:
-            timestamp = int(time.time() * 1000)
-        metrics = [{"key": k, "value": float(v)} for k, v in body["metrics"].items()]
-        details = [{"key": k, "value": v} for k, v in (body.get("event_details") or {}).items()]
-        key_sql = "md5_number('id' || chr(0) || ? || chr(0) || ?)"
-        with self.lock, self.store.write_lock:
+        """Store one valid body in dataset 'sandbox'; False when (trace_id, event_id) exists."""
+        done = threading.Event()
+        box: list[bool] = []
+        self.writer.put(body, lambda inserted: (box.append(inserted), done.set()))
+        done.wait()
+        return box[0]
+
+    async def store_async(self, body: dict[str, Any]) -> bool:
+        """store_event for the web route: waits for the group commit without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self.writer.put(
+            body, lambda inserted: loop.call_soon_threadsafe(future.set_result, inserted)
+        )
+        return await future
+
+    @property
+    def writer(self) -> _Writer:
+        with self.lock:
+            if self._writer is None:
+                self._writer = _Writer(self)
+            return self._writer
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+    def insert(self, bodies: list[dict[str, Any]]) -> list[bool]:
+        """Insert a batch of valid bodies in one transaction; whether each one was new.
+
+        Repeats of (trace_id, event_id) already in dataset 'sandbox', or earlier in the batch,
+        are dropped as LangWatch drops them.
+        """
+        now = int(time.time() * 1000)
+        rows, keys = [], []
+        for i, body in enumerate(bodies):
+            event_id = body.get("event_id") or f"event_{uuid.uuid4().hex}"  # as the server does
+            timestamp = body.get("timestamp")
+            rows.append(
+                {
+                    "i": i,
+                    "event_id": event_id,
+                    "trace_id": body["trace_id"],
+                    "event_type": body["event_type"],
+                    "ts": float(now if timestamp is None else timestamp),
+                    "metrics": [{"key": k, "value": float(v)} for k, v in body["metrics"].items()],
+                    "details": [
+                        {"key": k, "value": v} for k, v in (body.get("event_details") or {}).items()
+                    ],
+                }
+            )
+            keys.append((body["trace_id"], event_id))
+        row_type = (
+            "STRUCT(i INTEGER, event_id VARCHAR, trace_id VARCHAR, event_type VARCHAR, ts DOUBLE,"
+            " metrics STRUCT(key VARCHAR, value DOUBLE)[], details STRUCT(key VARCHAR,"
+            " value VARCHAR)[])[]"
+        )
+        with self.store.write_lock:
             before = self.store.last_batch()
             with self.store.cursor() as cur:
-                inserted = cur.execute(
-                    f"""
-                    INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp,
-                                        metrics, event_details, dataset, source_file, source_line,
-                                        batch_id)
-                    SELECT {key_sql}, ?, ?, ?, epoch_ms(round(?::DOUBLE)::BIGINT)::TIMESTAMPTZ,
-                           map_from_entries(?::STRUCT(key VARCHAR, value DOUBLE)[]),
-                           map_from_entries(?::STRUCT(key VARCHAR, value VARCHAR)[]),
-                           ?, 'sandbox', NULL, nextval('event_batches')
-                    WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_key = {key_sql})
-                    """,
-                    [
-                        body["trace_id"],
-                        event_id,
-                        event_id,
-                        body["trace_id"],
-                        body["event_type"],
-                        timestamp,
-                        metrics,
-                        details,
-                        DATASET,
-                        body["trace_id"],
-                        event_id,
-                    ],
-                ).fetchone()[0]
-                if inserted:
-                    cur.execute(
-                        "INSERT OR REPLACE INTO datasets SELECT ?, ['sandbox'], 'sandbox', now(),"
-                        " (SELECT count(*) FROM events WHERE dataset = ?), 0,"
-                        " coalesce((SELECT duplicates FROM datasets WHERE name = ?), 0)",
-                        [DATASET, DATASET, DATASET],
-                    )
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    inserted = cur.execute(
+                        f"""
+                        WITH batch AS (
+                            SELECT r.*, md5_number('id' || chr(0) || r.trace_id || chr(0)
+                                                   || r.event_id) AS event_key
+                            FROM (SELECT unnest(?::{row_type}) AS r)
+                        ), fresh AS (
+                            SELECT * FROM batch
+                            WHERE event_key NOT IN (
+                                SELECT event_key FROM events WHERE dataset = ?)
+                            QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY i) = 1
+                        ), batch_id AS (SELECT nextval('event_batches') AS id)
+                        INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp,
+                                            metrics, event_details, dataset, source_file,
+                                            source_line, batch_id)
+                        SELECT event_key, event_id, trace_id, event_type,
+                               epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,
+                               map_from_entries(metrics), map_from_entries(details), ?,
+                               'sandbox', NULL, (SELECT id FROM batch_id)
+                        FROM fresh ORDER BY i
+                        RETURNING trace_id, event_id
+                        """,
+                        [rows, DATASET, DATASET],
+                    ).fetchall()
+                    if inserted:
+                        cur.execute(
+                            "INSERT OR REPLACE INTO datasets SELECT ?, ['sandbox'], 'sandbox',"
+                            " now(), (SELECT count(*) FROM events WHERE dataset = ?), 0,"
+                            " coalesce((SELECT duplicates FROM datasets WHERE name = ?), 0)",
+                            [DATASET, DATASET, DATASET],
+                        )
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
             if inserted:
                 self.store.refresh_traces(after_batch=before)
-        return bool(inserted)
+        new = set(inserted)
+        result = []
+        for key in keys:  # the first of repeats in one batch is the one inserted
+            result.append(key in new)
+            new.discard(key)
+        self._count("accepted", sum(result))
+        self._count("duplicate", len(result) - sum(result))
+        return result
+
+
+class _Writer:
+    """Group commit: accepted events queue here and one thread inserts them in batches, so the
+    sandbox keeps up with a replay (one insert per event would cap it near 60 events/s)."""
+
+    MAX_BATCH = 5_000
+
+    def __init__(self, sandbox: Sandbox):
+        self.sandbox = sandbox
+        self.queue: queue.SimpleQueue[tuple[dict[str, Any], Any]] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="sandbox-writer", daemon=True).start()
+
+    def put(self, body: dict[str, Any], done: Any) -> None:
+        """Queue a body; `done(inserted)` is called once it is committed."""
+        self.queue.put((body, done))
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                results = self.sandbox.insert([body for body, _ in batch])
+            except Exception:  # noqa: BLE001 - answer every waiter, one at a time
+                log.exception("sandbox batch insert failed; inserting one by one")
+                results = []
+                for body, _ in batch:
+                    try:
+                        results.extend(self.sandbox.insert([body]))
+                    except Exception:  # noqa: BLE001
+                        log.exception("sandbox insert failed")
+                        results.append(False)
+            for (_, done), inserted in zip(batch, results, strict=True):
+                done(inserted)
 
 
 def routes(get_sandbox: Any) -> list[Route]:
@@ -187,7 +292,9 @@ async def _track(sandbox: Sandbox, request: Request) -> Response:
             headers={"Retry-After": str(sandbox.faults.retry_after_s)},
         )
     headers = {k.lower(): v for k, v in request.headers.items()}
-    status, body = await asyncio.to_thread(sandbox.handle, headers, raw)
+    status, body, event = sandbox.check(headers, raw)
+    if event is not None:
+        await sandbox.store_async(event)
     if fault == "drop" and status == 200:
         return DroppedResponse()
     return JSONResponse(body, status)

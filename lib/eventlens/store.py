@@ -74,6 +74,37 @@ CREATE TABLE IF NOT EXISTS detail_index (
     trace_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS detail_index_keys (key VARCHAR PRIMARY KEY);
+-- Replay's journal: one row per run (its spec never holds the key) and one per event outcome
+-- per session, written in small batches so that a resume after a crash sends only the rest.
+CREATE TABLE IF NOT EXISTS replay_runs (
+    run_id VARCHAR PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    source VARCHAR NOT NULL,          -- the file replayed, or 'store'
+    spec VARCHAR NOT NULL,            -- JSON: filters, transforms, pacing, endpoint, key variable
+    plan_path VARCHAR NOT NULL,       -- Parquet: the events in replay order
+    planned BIGINT NOT NULL,          -- valid events in the plan
+    invalid BIGINT NOT NULL,          -- source records that are not valid events
+    duplicates BIGINT NOT NULL,       -- source records that repeat an earlier event
+    state VARCHAR NOT NULL,           -- planned | running | paused | stopped | finished | failed
+    message VARCHAR,
+    sessions INTEGER NOT NULL,        -- how many times it was started or resumed
+    elapsed_s DOUBLE NOT NULL,        -- time spent sending, over all sessions
+    report VARCHAR                    -- JSON, written at the end of each session
+);
+CREATE TABLE IF NOT EXISTS replay_outcomes (
+    run_id VARCHAR NOT NULL,
+    session INTEGER NOT NULL,
+    seq BIGINT NOT NULL,              -- position in the plan; a source record not planned: -line
+    event_type VARCHAR,
+    outcome VARCHAR NOT NULL,         -- accepted | rejected | invalid | failed | unknown
+    status INTEGER,
+    attempts INTEGER NOT NULL,        -- requests made for it in this session
+    latency_ms DOUBLE,                -- of the last request
+    message VARCHAR,
+    record VARCHAR,                   -- dead letters: the original event (or raw record)
+    logged_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,
