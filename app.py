@@ -19,6 +19,7 @@ pages = [
     st.Page("pages/explore.py", title="Explore", icon=":material/monitoring:", default=True),
     st.Page("pages/traces.py", title="Traces", icon=":material/timeline:"),
     st.Page("pages/submit.py", title="Submit", icon=":material/send:"),
+    st.Page("pages/replay.py", title="Replay", icon=":material/replay:"),
     st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]
 page = st.navigation(pages)

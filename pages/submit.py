@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import tempfile
 from pathlib import Path
@@ -13,10 +12,11 @@ import httpx
 import pandas as pd
 import streamlit as st
 
-from eventlens import analytics, client, history, model, sandbox, traces
+from eventlens import analytics, client, history, model, traces
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.state import get_store, require_router
+from eventlens.ui.target import target_picker
 
 require_router()
 store = get_store()
@@ -27,23 +27,6 @@ st.caption(
     "Send one test event to POST /api/track_event. It is checked against LangWatch's rules "
     "as you type and is not sent while it breaks one. Every send is kept below, without the key."
 )
-
-EMBEDDED = "embedded sandbox (this app)"
-
-
-def embedded_url() -> str:
-    """The sandbox served beside this app (by `eventlens ui`) on the app's own port."""
-    return f"http://127.0.0.1:{st.get_option('server.port')}"
-
-
-def secrets_mapping() -> dict[str, str]:
-    """LANGWATCH_* values from Streamlit secrets, if a secrets file exists."""
-    try:
-        return {
-            k: str(st.secrets[k]) for k in (client.KEY_ENV, client.ENDPOINT_ENV) if k in st.secrets
-        }
-    except (FileNotFoundError, KeyError, st.errors.StreamlitSecretNotFoundError):
-        return {}
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -100,49 +83,11 @@ if pending := ss.pop("s_load", None):  # "load into the form" from the history, 
 
 with st.container(border=True):
     st.markdown("**Where to**")
-    configured = os.environ.get(client.ENDPOINT_ENV) or secrets_mapping().get(client.ENDPOINT_ENV)
-    t1, t2, t3 = st.columns([2, 1, 1])
-    choice = t1.selectbox(
-        "Endpoint",
-        [EMBEDDED, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
-        index=1 if configured else 0,
-        key="s_endpoint_choice",
-        help="With no LANGWATCH_ENDPOINT configured, events go to the sandbox served by this "
+    target = target_picker(
+        "s_",
+        "With no LANGWATCH_ENDPOINT configured, events go to the sandbox served by this "
         "app, which stores them as dataset 'sandbox'.",
     )
-    other = t1.text_input(
-        "Other endpoint",
-        key="s_endpoint_other",
-        placeholder="https://...",
-        disabled=choice != "other",
-    )
-    path = t2.selectbox("Route", client.PATHS, key="s_path")
-    auth = t3.selectbox(
-        "Key header",
-        client.AUTH_STYLES,
-        key="s_auth",
-        format_func={"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}.get,
-    )
-    typed = st.text_input(
-        "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)",
-        type="password",
-        key="s_key",
-    )
-    endpoint = {EMBEDDED: embedded_url(), "other": other.strip()}.get(choice, choice)
-    if choice == EMBEDDED and not typed:
-        target = client.Target(embedded_url(), sandbox.default_key(), "sandbox", auth, path)
-    else:
-        target = client.resolve_target(
-            endpoint or None, typed or None, secrets_mapping(), auth=auth, path=path
-        )
-    source_words = {
-        "typed": "the key typed above",
-        "environment": "the LANGWATCH_API_KEY environment variable",
-        "secrets": "Streamlit secrets (LANGWATCH_API_KEY)",
-        "sandbox": "the sandbox's own key",
-        "none": "no key (the server will answer 401)",
-    }
-    st.caption(f"Sending to {md_escape(target.url)} with {source_words[target.key_source]}.")
 
 # -- the event ----------------------------------------------------------------------------------
 

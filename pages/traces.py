@@ -270,11 +270,11 @@ with guarded("the trace"):
             st.caption("Metrics and details in full (shown as text, never as HTML)")
             st.code(json.dumps(body, indent=2, ensure_ascii=False), language="json")
         with right:
-            st.caption(
-                "Edit and resend: the Submit page is not built yet, so here is the same "
-                "event as a curl command. The key stays in $LANGWATCH_API_KEY."
-            )
+            st.caption("The same event as a curl command (the key stays in $LANGWATCH_API_KEY).")
             st.code(traces.curl(body), language="bash")
+            if st.button("Edit and resend on the Submit page", key="t_to_submit"):
+                ss.s_load = body  # Submit puts a pending body into its form
+                st.switch_page("pages/submit.py")
 
     a1, a2 = st.columns(2)
     a1.download_button(
@@ -283,11 +283,15 @@ with guarded("the trace"):
         file_name=f"{trace_id}.jsonl"[:120],
         mime="application/x-ndjson",
     )
-    a2.button(
+    if a2.button(
         "Replay this trace",
-        disabled=True,
-        help="The Replay page is not built yet; the JSONL download is the input it will take.",
-    )
+        key="t_replay",
+        help="Opens the Replay page with this trace as the source.",
+    ):
+        params = {"trace": trace_id}
+        if len(info["datasets"]) == 1:
+            params["dataset"] = info["datasets"][0]
+        st.switch_page("pages/replay.py", query_params=params)
 
 # -- compare -------------------------------------------------------------------------------------
 

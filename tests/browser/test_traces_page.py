@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 from playwright.sync_api import expect
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
-NAV = ["Explore", "Traces", "Submit", "Data"]
+NAV = ["Explore", "Traces", "Submit", "Replay", "Data"]
 TRACE_HEADING = re.compile(r"^Trace trace_[0-9a-f]+$")
 
 

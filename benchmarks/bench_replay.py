@@ -1,0 +1,834 @@
+"""Replay benchmark: eventlens's replay engine against bare HTTP clients, and its memory.
+
+    uv run python benchmarks/bench_replay.py [--instant-events N] [--slow-events N]
+                                             [--repeat R] [--concurrency C]
+                                             [--source-events M] [--sparse-source-events M2]
+                                             [--slow-sequential K] [--instant-sequential K]
+                                             [--only KEYS] [--endpoints instant,slow]
+                                             [--memory-events M3] [--memory-seconds S]
+                                             [--skip-throughput] [--skip-memory]
+                                             [--wait-quiet SECONDS] [--retry-noisy K]
+                                             [--workdir DIR]
+
+1. Throughput. Starts two local endpoints, each a minimal asyncio HTTP/1.1 keep-alive server
+   (`asyncio.start_server`, one process, one core, no framework; the code is _SERVER below)
+   answering every POST 200 `{"message": "Event tracked"}`:
+     instant   answers at once: what the client costs per request decides the rate
+     slow      answers after 50 ms (asyncio.sleep): the ideal at 64 in flight is 64 / 0.05 =
+               1,280 events/s; a client that keeps 64 requests in flight gets close to it
+   The events are the first N of bench_ingest's generated export WORKDIR/events_<M>.jsonl (M =
+   --source-events, 10M by default, so about 170 traces are live in any 512 consecutive events
+   and the replay's one-trace-at-a-time ordering does not bind), copied to
+   WORKDIR/replay_head_<N>_of_<M>.jsonl. Every contender posts those same events as JSON, with
+   the same headers, each in a fresh process (the same interpreter), R times round-robin,
+   with C in flight:
+     a   eventlens replay      replay.plan(...) untimed (its seconds are printed apart), then
+                               Replay(store, run, key).execute() timed: the engine as the CLI
+                               and the page run it (AsyncSender on httpx-aiohttp's
+                               AiohttpTransport, per-trace ordering, the outcome journal in
+                               DuckDB, the final report)
+     a2  eventlens, sparse     the same on the first N events of events_<M2>.jsonl (1M): the
+                               trace density of a small export, about 42 traces live in 512
+                               consecutive events, so the per-trace ordering caps the requests
+                               in flight below C (skipped with --sparse-source-events 0)
+     b   httpx sequential      httpx.Client, one request at a time (only K events: about 20/s
+                               against the slow endpoint)
+     c   raw aiohttp           aiohttp.ClientSession(TCPConnector(limit=C)) with C worker
+                               coroutines taking the next event in turn: the baseline
+     c2  raw aiohttp, sem.     the same session, one task per event (asyncio.gather) each
+                               holding an asyncio.Semaphore(C) around its post
+     d   httpx threads         one httpx.Client (C connections) shared by C threads
+     e   httpx AsyncClient     httpx.AsyncClient, its default transport (httpcore), C workers
+     f   AsyncClient+aiohttp   httpx.AsyncClient(transport=AiohttpTransport(...)), C workers
+     g   AsyncSender+aiohttp   eventlens.client.AsyncSender on AiohttpTransport, C workers:
+                               eventlens's request path without the replay engine around it
+   Only the sending is timed (bodies are parsed, clients built and the plan written before).
+   Every answer must be a 200: a contender's events are counted as accepted only then.
+2. Memory. Runs the real CLI, `python -m eventlens.cli replay FILE --db DB --endpoint URL
+   --concurrency C --json` on WORKDIR/events_<M3>.jsonl (10M by default) against a fresh instant
+   server, samples its resident set (VmRSS of the process and any children, /proc) every 0.5 s,
+   and reports the peak while planning (until it prints `run_id:`), the time to plan, and
+   min / median / max of the RSS while sending. With --memory-seconds S it stops the CLI with
+   SIGTERM after S seconds of sending (the CLI stops cleanly and journals what it sent);
+   without, it sends the whole file (about an hour for 10M). The store and plan are deleted.
+3. Prints the command, the machine, a table per endpoint (median seconds and events/s, ratio
+   against raw aiohttp, client CPU per 1,000 events, the server's CPU share) and the memory
+   samples. The issue's targets: against raw aiohttp at the same concurrency, eventlens >= 0.85x
+   on the slow endpoint and >= 0.3x on the instant one; under 300 MB RSS replaying 10M events.
+
+The machine is shared: each timed window reads /proc/stat and prints the CPU other processes
+used meanwhile (above 10% the run is noisy). --wait-quiet waits for a quiet machine before each
+run; --retry-noisy K runs a noisy run again (up to K times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ingest import NOISY_SHARE, ROOT, generate, machine_line, wait_quiet  # noqa: E402
+from bench_submit import busy_cpu_seconds, free_port, process_cpu_seconds  # noqa: E402
+
+KEY = "bench-replay-key-0123456789"
+SLOW_DELAY_S = 0.05
+SLOW_TARGET, INSTANT_TARGET = 0.85, 0.30
+RSS_TARGET_MB = 300
+SAMPLE_S = 0.5
+
+# A minimal HTTP/1.1 keep-alive endpoint: reads a request (head + Content-Length body), waits
+# DELAY seconds, answers 200 with LangWatch's body. One asyncio loop, one process.
+_SERVER = r"""
+import asyncio, sys
+RESP = (b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 28\r\n\r\n'
+        b'{"message": "Event tracked"}')
+DELAY = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+async def handle(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            n = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+            if n:
+                await reader.readexactly(n)
+            if DELAY:
+                await asyncio.sleep(DELAY)
+            writer.write(RESP)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+"""
+
+CONTENDERS = {
+    "a": "eventlens replay",
+    "a2": "eventlens, sparse traces",
+    "b": "httpx sequential",
+    "c": "raw aiohttp",
+    "c2": "raw aiohttp, semaphore",
+    "d": "httpx Client, threads",
+    "e": "httpx AsyncClient",
+    "f": "AsyncClient+aiohttp",
+    "g": "AsyncSender+aiohttp",
+}
+BASELINE = "c"
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoints
+# ---------------------------------------------------------------------------------------------
+
+
+class Endpoint:
+    """The minimal server in its own process on a free loopback port."""
+
+    def __init__(self, name: str, delay_s: float):
+        self.name, self.delay_s = name, delay_s
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Endpoint:
+        cmd = [sys.executable, "-c", _SERVER, str(self.port), str(self.delay_s)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the {self.name} server exited: {self.proc.stderr.read()!r}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"the {self.name} server did not start in 15 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def head_file(n: int, source_events: int, workdir: Path) -> Path:
+    """WORKDIR/replay_head_<n>_of_<M>.jsonl: the first n events of events_<M>.jsonl."""
+    path = workdir / f"replay_head_{n}_of_{source_events}.jsonl"
+    if path.is_file() and sum(1 for _ in open(path, "rb")) == n:
+        return path
+    src = generate(source_events, workdir)
+    tmp = path.with_suffix(".part")
+    with open(src, "rb") as fh, open(tmp, "wb") as out:
+        out.writelines(itertools.islice(fh, n))
+    tmp.replace(path)
+    return path
+
+
+def trace_density(path: Path, window: int = 512) -> str:
+    """Distinct traces in each `window` consecutive events of the file: median (min-max)."""
+    with duckdb.connect() as con:
+        lo, med, hi = con.execute(
+            f"""
+            WITH e AS (SELECT row_number() OVER () - 1 AS i, trace_id
+                       FROM read_json(?, columns={{trace_id: 'VARCHAR'}})),
+                 w AS (SELECT i // {window} AS w, count(DISTINCT trace_id) AS d FROM e GROUP BY 1)
+            SELECT min(d), median(d), max(d) FROM w
+            """,
+            [str(path)],
+        ).fetchone()
+    return f"{med:.0f} distinct traces per {window} consecutive events (min {lo}, max {hi})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The contenders (each runs in a child process: `bench_replay.py --child KEY ...`)
+# ---------------------------------------------------------------------------------------------
+
+
+def _bodies(path: str, n: int) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in itertools.islice(fh, n)]
+
+
+def _headers() -> dict[str, str]:
+    from eventlens import client
+
+    return client.Target("http://unused", KEY, "typed").headers()
+
+
+async def _pool(n: int, concurrency: int, send: Any) -> int:
+    """C worker coroutines taking the next index in turn; the number of 200 answers."""
+    import asyncio
+
+    counter = itertools.count()
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        while (i := next(counter)) < n:
+            accepted = await send(i)  # (ok += await ... would read ok before the await)
+            ok += accepted
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok
+
+
+def _child_http(kind: str, url: str, bodies: list[dict[str, Any]], conc: int) -> tuple[int, Any]:
+    """(events accepted, a closure that sends them all) for contenders b-g; built untimed."""
+    import asyncio
+
+    import httpx
+
+    n = len(bodies)
+    headers = _headers()
+    post_url = url + "/api/track_event"
+    timeout = httpx.Timeout(10.0, connect=5.0)
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+
+    if kind == "b":
+
+        def run() -> int:
+            ok = 0
+            with httpx.Client(timeout=timeout) as http:
+                for body in bodies:
+                    r = http.post(post_url, content=json.dumps(body).encode(), headers=headers)
+                    ok += r.status_code == 200
+            return ok
+
+        return n, run
+
+    if kind == "d":
+
+        def run() -> int:
+            from concurrent.futures import ThreadPoolExecutor
+
+            counter = itertools.count()
+            with httpx.Client(timeout=timeout, limits=limits) as http:
+
+                def worker() -> int:
+                    ok = 0
+                    while (i := next(counter)) < n:
+                        r = http.post(
+                            post_url, content=json.dumps(bodies[i]).encode(), headers=headers
+                        )
+                        ok += r.status_code == 200
+                    return ok
+
+                with ThreadPoolExecutor(conc) as pool:
+                    return sum(pool.map(lambda _: worker(), range(conc)))
+
+        return n, run
+
+    async def main_c() -> int:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=conc)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+        ) as session:
+
+            async def send(i: int) -> int:
+                data = json.dumps(bodies[i]).encode()
+                async with session.post(post_url, data=data, headers=headers) as r:
+                    await r.read()
+                    return r.status == 200
+
+            return await _pool(n, conc, send)
+
+    async def main_client(transport: Any) -> int:
+        kwargs = {"transport": transport} if transport is not None else {"limits": limits}
+        async with httpx.AsyncClient(timeout=timeout, **kwargs) as http:
+
+            async def send(i: int) -> int:
+                r = await http.post(post_url, content=json.dumps(bodies[i]).encode(), headers=headers)
+                return r.status_code == 200
+
+            return await _pool(n, conc, send)
+
+    async def main_g() -> int:
+        from httpx_aiohttp import AiohttpTransport
+
+        from eventlens import client
+
+        target = client.Target(url, KEY, "typed")
+        transport = AiohttpTransport(limits=limits)
+        sender = client.AsyncSender(target, transport, timeout)
+        async with transport:
+
+            async def send(i: int) -> int:
+                result = await sender.send(bodies[i])
+                return result.ok
+
+            return await _pool(n, conc, send)
+
+    async def main_c2() -> int:
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=conc)
+        gate = asyncio.Semaphore(conc)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
+        ) as session:
+
+            async def send(body: dict[str, Any]) -> bool:
+                async with gate:
+                    data = json.dumps(body).encode()
+                    async with session.post(post_url, data=data, headers=headers) as r:
+                        await r.read()
+                        return r.status == 200
+
+            return sum(await asyncio.gather(*(send(b) for b in bodies)))
+
+    def aiohttp_transport() -> Any:
+        from httpx_aiohttp import AiohttpTransport
+
+        return AiohttpTransport(limits=limits)
+
+    runners = {
+        "c": lambda: asyncio.run(main_c()),
+        "c2": lambda: asyncio.run(main_c2()),
+        "e": lambda: asyncio.run(main_client(None)),
+        "f": lambda: asyncio.run(main_client(aiohttp_transport())),
+        "g": lambda: asyncio.run(main_g()),
+    }
+    return n, runners[kind]
+
+
+def child(args: argparse.Namespace) -> int:
+    """Run one contender once; print one JSON line with the timed window's numbers."""
+    extra: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="bench_replay_", dir=args.workdir))
+    try:
+        if args.child in ("a", "a2"):
+            from eventlens import replay as rp
+            from eventlens.store import Store
+
+            store = Store(workdir / "replay.duckdb")
+            started = time.perf_counter()
+            run = rp.plan(
+                store,
+                rp.Source(path=args.file),
+                rp.Transforms(),
+                rp.Pacing(concurrency=args.concurrency),
+                rp.Endpoint(url=args.url),
+            )
+            extra["plan_s"] = round(time.perf_counter() - started, 3)
+            events = run.planned
+            session = rp.Replay(store, run, KEY)
+
+            def send_all() -> int:
+                report = session.execute()
+                extra["report_rate"] = report["rate_per_s"]
+                extra["report_elapsed_s"] = report["elapsed_s"]
+                extra["p50_ms"] = report["latency_ms"]["p50"]
+                return int(report["accepted"])
+        else:
+            events, send_all = _child_http(
+                args.child, args.url, _bodies(args.file, args.events), args.concurrency
+            )
+        busy0, cpu0 = busy_cpu_seconds(), time.process_time()
+        server0 = process_cpu_seconds(args.server_pid)
+        started = time.perf_counter()
+        ok = send_all()
+        seconds = time.perf_counter() - started
+        busy1, cpu1 = busy_cpu_seconds(), time.process_time()
+        server = process_cpu_seconds(args.server_pid) - server0
+        if args.child in ("a", "a2"):
+            store.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    cpu = cpu1 - cpu0
+    others = None
+    if busy0 is not None and busy1 is not None:
+        others = max(0.0, busy1 - busy0 - cpu - server) / (seconds * (os.cpu_count() or 1))
+    print(
+        json.dumps(
+            {"events": events, "ok": ok, "seconds": seconds, "cpu_s": cpu, "server_cpu_s": server}
+            | {"others": others}
+            | extra
+        )
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput: the parent side
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    events: int
+    ok: int
+    seconds: float
+    cpu_s: float
+    server_cpu_s: float
+    others: float | None
+    plan_s: float | None = None
+    detail: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+@dataclass
+class Row:
+    key: str
+    file: Path
+    events: int
+    runs: list[Result] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    discarded: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}. {CONTENDERS[self.key]}"
+
+    def median_seconds(self) -> float | None:
+        return statistics.median(r.seconds for r in self.runs) if self.runs else None
+
+
+def run_child(row: Row, endpoint: Endpoint, conc: int, workdir: Path) -> Result | str:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", row.key,
+           "--url", endpoint.url, "--file", str(row.file), "--events", str(row.events),
+           "--concurrency", str(conc), "--server-pid", str(endpoint.proc.pid),
+           "--workdir", str(workdir)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return f"exit {proc.returncode}: {tail}"
+    try:
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return f"unreadable output {proc.stdout[-200:]!r}"
+    detail = ""
+    if "plan_s" in out:
+        detail = (
+            f"plan {out['plan_s']:.2f} s (untimed); report: {out['report_rate']:,} ev/s over "
+            f"{out['report_elapsed_s']} s, p50 {out['p50_ms']} ms"
+        )
+    return Result(
+        out["events"], out["ok"], out["seconds"], out["cpu_s"], out["server_cpu_s"],
+        out["others"], out.get("plan_s"), detail,
+    )  # fmt: skip
+
+
+def measure(
+    endpoint: Endpoint, rows: list[Row], args: argparse.Namespace, workdir: Path
+) -> None:
+    for rep in range(args.repeat):
+        for row in rows:
+            for attempt in range(args.retry_noisy + 1):
+                if args.wait_quiet > 0:
+                    wait_quiet(args.wait_quiet)
+                res = run_child(row, endpoint, args.concurrency, workdir)
+                if isinstance(res, str):
+                    row.failed.append(res)
+                    print(f"  [{rep + 1}/{args.repeat}] {row.name}: FAILED {res}", flush=True)
+                    break
+                noisy = res.others is not None and res.others > NOISY_SHARE
+                retry = noisy and attempt < args.retry_noisy
+                others = "?" if res.others is None else f"{res.others:.0%}"
+                print(
+                    f"  [{rep + 1}/{args.repeat}] {row.name}: {res.events:,} events in "
+                    f"{res.seconds:.2f} s = {res.rate:,.0f}/s, {res.ok:,} accepted, client CPU "
+                    f"{res.cpu_s:.2f} s, server CPU {res.server_cpu_s:.2f} s, others {others}"
+                    + (f"; {res.detail}" if res.detail else "")
+                    + ("  -> noisy, running it again" if retry else ""),
+                    flush=True,
+                )
+                if not retry:
+                    row.runs.append(res)
+                    break
+                row.discarded += 1
+
+
+def print_table(endpoint: Endpoint, rows: list[Row], conc: int) -> dict[str, float]:
+    """The endpoint's table; returns the median events/s by contender key."""
+    rates = {
+        r.key: r.events / r.median_seconds() for r in rows if r.runs and not r.failed
+    }
+    base = rates.get(BASELINE)
+    ideal = f", ideal {conc / endpoint.delay_s:,.0f}/s" if endpoint.delay_s else ""
+    print(
+        f"\n{endpoint.name} endpoint ({endpoint.url}, answers after "
+        f"{endpoint.delay_s * 1000:.0f} ms{ideal}), concurrency {conc}, median of "
+        f"{max(len(r.runs) for r in rows)} runs"
+    )
+    header = (
+        f"{'contender':<28} {'events':>7} {'seconds':>8} {'events/s':>9} {'vs c':>6} "
+        f"{'cpu ms/1k':>9} {'server':>7} {'others':>7}  accepted"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if not r.runs or r.failed:
+            print(f"{r.name:<28} FAILED: {r.failed[0] if r.failed else 'no runs'}")
+            continue
+        med = r.median_seconds()
+        cpu = statistics.median(x.cpu_s for x in r.runs) / r.events * 1e6
+        server = statistics.median(x.server_cpu_s / x.seconds for x in r.runs)
+        others = [x.others for x in r.runs if x.others is not None]
+        ok = all(x.ok == x.events for x in r.runs)
+        ratio = f"{rates[r.key] / base:.2f}x" if base else "-"
+        print(
+            f"{r.name:<28} {r.events:>7,} {med:>8.2f} {rates[r.key]:>9,.0f} {ratio:>6} "
+            f"{cpu:>9,.0f} {server:>7.0%} "
+            + (f"{max(others):>7.0%}" if others else f"{'?':>7}")
+            + f"  {'all' if ok else 'NOT ALL'}"
+        )
+    plans = [x.plan_s for r in rows for x in r.runs if x.plan_s is not None and r.key == "a"]
+    if plans:
+        print(f"eventlens plan() (untimed above): median {statistics.median(plans):.2f} s")
+    return rates
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: the real CLI on a big file
+# ---------------------------------------------------------------------------------------------
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """VmRSS of pid and its descendants, in MB (10^6 bytes); None once it is gone."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            if p == pid:
+                return None
+    return total / 1e6
+
+
+PROGRESS = re.compile(r"\]\s+([\d,]+)/([\d,]+) events \| ([\d,]+)/s")
+
+
+def memory_run(args: argparse.Namespace, workdir: Path) -> None:
+    n = args.memory_events
+    src = generate(n, workdir)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_replay_mem_", dir=workdir))
+    server = Endpoint("instant", 0.0).start()
+    db = tmp / "replay.duckdb"
+    cmd = [sys.executable, "-m", "eventlens.cli", "replay", str(src), "--db", str(db),
+           "--endpoint", server.url, "--concurrency", str(args.concurrency), "--json"]  # fmt: skip
+    shown = ["eventlens", *cmd[3:]]
+    print(f"\nmemory: {shlex.join(shown)}")
+    print(
+        f"  ({n:,} events, {src.stat().st_size / 1e6:,.0f} MB; RSS of the process tree every "
+        f"{SAMPLE_S} s; "
+        + (
+            f"SIGTERM after {args.memory_seconds:.0f} s of sending)"
+            if args.memory_seconds
+            else "the whole file is sent)"
+        ),
+        flush=True,
+    )
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
+    env = dict(os.environ, LANGWATCH_API_KEY=KEY, PYTHONUNBUFFERED="1")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    planned_at: list[float] = []
+    out_lines: list[str] = []
+    progress: list[tuple[float, int, int]] = []  # (t, done, rate)
+    err_tail: list[str] = []
+
+    def read_out() -> None:
+        for line in proc.stdout:
+            out_lines.append(line)
+            if line.startswith("run_id:") and not planned_at:
+                planned_at.append(time.monotonic())
+
+    def read_err() -> None:
+        for line in proc.stderr:
+            if m := PROGRESS.search(line):
+                done, rate = int(m.group(1).replace(",", "")), int(m.group(3).replace(",", ""))
+                progress.append((time.monotonic() - started, done, rate))
+            else:
+                err_tail.append(line.rstrip())
+                del err_tail[:-20]
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+    for t in readers:
+        t.start()
+    samples: list[tuple[float, str, float]] = []  # (t, phase, MB)
+    termed = None
+    try:
+        while proc.poll() is None:
+            rss = tree_rss_mb(proc.pid)
+            now = time.monotonic()
+            if rss is not None:
+                samples.append((now - started, "send" if planned_at else "plan", rss))
+            if (
+                args.memory_seconds
+                and planned_at
+                and termed is None
+                and now - planned_at[0] >= args.memory_seconds
+            ):
+                proc.send_signal(signal.SIGTERM)
+                termed = now
+            if termed is not None and now - termed > 120:
+                print("  the CLI did not stop 120 s after SIGTERM: killing it")
+                proc.kill()
+            time.sleep(SAMPLE_S)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.stop()
+        for t in readers:
+            t.join(timeout=5)
+    ended = time.monotonic()
+    plan_s = planned_at[0] - started if planned_at else None
+    report: dict[str, Any] = {}
+    for line in reversed(out_lines):
+        if line.startswith("{"):
+            report = json.loads(line)
+            break
+    plan_dir = Path(f"{db}.replays")
+    plan_mb = sum(p.stat().st_size for p in plan_dir.glob("*.parquet")) / 1e6
+    db_mb = db.stat().st_size / 1e6 if db.is_file() else 0.0
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    plan_rss = [mb for _, phase, mb in samples if phase == "plan"]
+    send = [(t, mb) for t, phase, mb in samples if phase == "send"]
+    print(f"  exit code {code}" + (" (stopped by SIGTERM, as asked)" if termed else ""))
+    if plan_s is not None:
+        print(
+            f"  planning: {plan_s:,.1f} s from the process start to `run_id:` (interpreter start "
+            f"and imports included); peak RSS {max(plan_rss, default=0):,.0f} MB"
+        )
+    else:
+        print("  planning never finished: " + " | ".join(err_tail[-3:]))
+    if send:
+        mbs = [mb for _, mb in send]
+        third = max(1, len(send) // 3)
+        first, last = mbs[:third], mbs[-third:]
+        print(
+            f"  sending: {send[-1][0] - send[0][0]:,.0f} s sampled, {len(send)} samples; RSS min "
+            f"{min(mbs):,.0f} / median {statistics.median(mbs):,.0f} / max {max(mbs):,.0f} MB; "
+            f"median of the first third {statistics.median(first):,.0f} MB, of the last third "
+            f"{statistics.median(last):,.0f} MB"
+        )
+    if report:
+        print(
+            f"  report: state {report.get('state')}, {report.get('accepted', 0):,} accepted of "
+            f"{report.get('planned', 0):,} planned, {report.get('not_sent', 0):,} not sent, "
+            f"{report.get('failed', 0):,} failed, {report.get('unknown', 0):,} unknown; "
+            f"{report.get('rate_per_s')} ev/s over {report.get('elapsed_s')} s"
+        )
+    print(f"  files (deleted): plan {plan_mb:,.0f} MB, store {db_mb:,.0f} MB")
+    print(f"  total {ended - started:,.0f} s")
+    print("  RSS over time (MB), every ~15 s; done/rate from the CLI's progress lines:")
+    step = max(1, int(15 / SAMPLE_S))
+    for t, phase, mb in samples[::step]:
+        before = [p for p in progress if p[0] <= t]
+        done = f"{before[-1][1]:>10,} done, {before[-1][2]:>6,}/s" if before else ""
+        print(f"    {t:>7.1f} s  {phase:<4}  {mb:>6,.0f}  {done}")
+    peak = max((mb for _, _, mb in samples), default=0)
+    verdict = "met" if peak < RSS_TARGET_MB else "NOT MET"
+    print(f"  target: under {RSS_TARGET_MB} MB RSS throughout: peak {peak:,.0f} MB, {verdict}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def versions() -> str:
+    import aiohttp
+    import httpx
+
+    from importlib.metadata import version
+
+    return (
+        f"httpx {httpx.__version__}, aiohttp {aiohttp.__version__}, "
+        f"httpx-aiohttp {version('httpx-aiohttp')}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--instant-events", type=int, default=20_000)
+    parser.add_argument("--slow-events", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
+    parser.add_argument(
+        "--source-events",
+        type=int,
+        default=10_000_000,
+        help="the contenders' events are the head of events_<M>.jsonl (default 10M)",
+    )
+    parser.add_argument(
+        "--sparse-source-events",
+        type=int,
+        default=1_000_000,
+        help="a2's events are the head of events_<M2>.jsonl (default 1M; 0: skip a2)",
+    )
+    parser.add_argument("--slow-sequential", type=int, default=300, help="b's events, slow")
+    parser.add_argument("--instant-sequential", type=int, default=3000, help="b's events, instant")
+    parser.add_argument("--only", default="", metavar="KEYS", help="e.g. a,c,g (default: all)")
+    parser.add_argument("--endpoints", default="instant,slow", help="instant,slow (default both)")
+    parser.add_argument("--memory-events", type=int, default=10_000_000)
+    parser.add_argument(
+        "--memory-seconds",
+        type=float,
+        default=180,
+        help="stop the memory run after this many seconds of sending (0: send everything)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS")
+    parser.add_argument("--retry-noisy", type=int, default=0, metavar="K")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench_data")
+    # the child side (one contender, one run)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.workdir = args.workdir.resolve()
+    if args.child:
+        return child(args)
+
+    raw_argv = sys.argv[1:] if argv is None else argv
+    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
+    print(f"eventlens replay benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    print("command: " + shlex.join(["python", script, *raw_argv]))
+    print(machine_line() + "; " + versions())
+    only = {k.strip() for k in args.only.split(",") if k.strip()}
+    keys = [k for k in CONTENDERS if (not only or k in only)]
+    if not args.sparse_source_events and "a2" in keys:
+        keys.remove("a2")
+    summary: dict[str, dict[str, float]] = {}
+    if not args.skip_throughput:
+        for name in [e.strip() for e in args.endpoints.split(",") if e.strip()]:
+            delay = SLOW_DELAY_S if name == "slow" else 0.0
+            n = args.slow_events if name == "slow" else args.instant_events
+            seq = args.slow_sequential if name == "slow" else args.instant_sequential
+            data = head_file(n, args.source_events, args.workdir)
+            print(f"\n{name}: {data.name}: {trace_density(data)}")
+            rows = []
+            for key in keys:
+                if key == "a2":
+                    sparse = head_file(n, args.sparse_source_events, args.workdir)
+                    print(f"{name}: a2 uses {sparse.name}: {trace_density(sparse)}")
+                    rows.append(Row(key, sparse, n))
+                else:
+                    rows.append(Row(key, data, min(n, seq) if key == "b" else n))
+            endpoint = Endpoint(name, delay).start()
+            try:
+                measure(endpoint, rows, args, args.workdir)
+            finally:
+                endpoint.stop()
+            summary[name] = print_table(endpoint, rows, args.concurrency)
+            if any(r.discarded for r in rows):
+                print(
+                    "noisy runs discarded and rerun: "
+                    + ", ".join(f"{r.key} {r.discarded}" for r in rows if r.discarded)
+                )
+        for name, target in (("slow", SLOW_TARGET), ("instant", INSTANT_TARGET)):
+            rates = summary.get(name, {})
+            raw = [k for k in (BASELINE, "c2") if k in rates]
+            if "a" in rates and raw:
+                best = max(raw, key=rates.__getitem__)  # the faster raw aiohttp shape
+                ratio = rates["a"] / rates[best]
+                met = "met" if ratio >= target else "NOT MET"
+                print(
+                    f"target ({name}): eventlens >= {target:.2f}x raw aiohttp: {ratio:.2f}x "
+                    f"({rates['a']:,.0f} vs {rates[best]:,.0f} events/s, {best}: the faster raw "
+                    f"aiohttp shape), {met}"
+                )
+    if not args.skip_memory:
+        memory_run(args, args.workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
