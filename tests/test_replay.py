@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
+import itertools
 import json
 import random
 import threading
@@ -242,23 +244,13 @@ def test_faults_every_valid_event_stored_exactly_once(journal, tmp_path):
     stored exactly once by (trace_id, event_id), the invalid ones are dead letters with reasons,
     and the report accounts for every event."""
     valid = make_events(1000, traces=400, id_every=2)
-    lines: list[Any] = []
-    invalid_at: dict[int, str] = {}  # line number -> reason fragment
-    for i, body in enumerate(valid):
-        lines.append(body)
-        if i % 100 == 50:
-            raw, reason = INVALID_LINES[(i // 100) % len(INVALID_LINES)]
-            lines.append(raw)
-            invalid_at[len(lines)] = reason
+    bad = [INVALID_LINES[k % len(INVALID_LINES)] for k in range(10)]
+    lines: list[Any] = [*valid, *(raw for raw, _ in bad)]
     lines.append(valid[10])  # a repeat with an event_id
     lines.append(valid[11])  # a repeat without one (same content)
     random.Random(3).shuffle(lines)  # the plan orders by timestamp, not by line
-    invalid_at = {
-        n: reason
-        for n, item in enumerate(lines, 1)
-        for raw, reason in INVALID_LINES
-        if isinstance(item, str) and item == raw
-    }
+    reasons = dict(INVALID_LINES)
+    invalid_at = {n: reasons[x] for n, x in enumerate(lines, 1) if isinstance(x, str)}
     assert len(invalid_at) == 10
     source = write_jsonl(tmp_path / "mixed.jsonl", lines)
 
@@ -328,8 +320,12 @@ def test_faults_every_valid_event_stored_exactly_once(journal, tmp_path):
         assert meta["reason"].startswith(f"line {meta['line']}: ")
         assert invalid_at[meta["line"]] in meta["reason"]
         raw = lines[meta["line"] - 1]
-        if isinstance(json.loads(raw) if not raw.endswith("{") else None, dict):
-            assert {k: v for k, v in letter.items() if k != "dead_letter"} == json.loads(raw)
+        try:
+            original = json.loads(raw)
+        except ValueError:
+            original = None
+        if isinstance(original, dict):  # the record as the source had it
+            assert {k: v for k, v in letter.items() if k != "dead_letter"} == original
         else:  # not an object: the raw line is kept as it was
             assert letter["raw"] == raw
 
@@ -385,52 +381,101 @@ def test_rate_200_per_second_within_5_percent(journal, tmp_path):
     assert 190 <= achieved <= 210, achieved
 
 
+def timed_events(stamps: list[int], traces: str = "ab") -> list[dict[str, Any]]:
+    return [
+        {
+            "trace_id": f"trace_{traces[i % len(traces)]}",
+            "event_type": "tick",
+            "metrics": {"i": i},
+            "timestamp": BASE_MS + ms,
+            "event_id": f"e{i}",
+        }
+        for i, ms in enumerate(stamps)
+    ]
+
+
+def assert_offsets(hits: list[Hit], events: list[dict], ref: int, speed: float, cap_ms: float):
+    """Each arrival after event `ref` is where the scaled (and capped) original timing puts it,
+    measured from event `ref`'s arrival, within 40 ms; the ones before it arrive before it."""
+    due, offset = {}, 0.0
+    for prev, event in itertools.pairwise([events[0], *events]):
+        offset += min(event["timestamp"] - prev["timestamp"], cap_ms) / speed / 1000
+        due[event["event_id"]] = offset
+    at = {h.body["event_id"]: h.t for h in hits}
+    ref_id = events[ref]["event_id"]
+    for event in events:
+        eid = event["event_id"]
+        if due[eid] < due[ref_id]:
+            assert at[eid] <= at[ref_id]
+            continue
+        got, want = at[eid] - at[ref_id], due[eid] - due[ref_id]
+        assert abs(got - want) <= 0.04, (eid, round(got, 3), round(want, 3))
+
+
 def test_speed_10_keeps_order_and_scaled_gaps(journal, tmp_path):
-    """Original gaps of 0, 300 ms, 1 s, 2 s ... across two traces arrive 10x closer, in order."""
-    gaps_ms = [0, 0, 300, 1000, 2000, 500, 150, 1200]
-    events, ts = [], BASE_MS
-    for i, gap in enumerate(gaps_ms):
-        ts += gap
-        events.append(
-            {
-                "trace_id": f"trace_{'ab'[i % 2]}",
-                "event_type": "tick",
-                "metrics": {"i": i},
-                "timestamp": ts,
-                "event_id": f"e{i}",
-            }
-        )
+    """Original gaps of 0, 300 ms, 1 s, 2 s ... across two traces arrive 10x closer, in order.
+    (A 2 s lead-in: the first gap is measured by the next, xfail, test.)"""
+    gaps = [0, 2000, 0, 300, 1000, 2000, 500, 150, 1200]
+    events = timed_events(list(itertools.accumulate(gaps)))
     source = write_jsonl(tmp_path / "timed.jsonl", events[::-1])
     recorder = Recorder()
     with serve_in_thread(recorder.app) as url:
         run = plan_file(journal, source, url, speed=10, concurrency=4)
-        assert rp.dry_run(journal, run)["estimated_s"] == 0.5  # 5.15 s of gaps / 10
+        assert rp.dry_run(journal, run)["estimated_s"] == 0.7  # 7.15 s of gaps / 10
         rp.Replay(journal, run, KEY).execute()
     hits = sorted(recorder.hits, key=lambda h: h.t)
-    assert [h.body["event_id"] for h in hits] == [e["event_id"] for e in events]
-    start = hits[0].t
-    for hit, event in zip(hits, events, strict=True):
-        expected_s = (event["timestamp"] - BASE_MS) / 1000 / 10
-        assert abs((hit.t - start) - expected_s) <= 0.04, (event["event_id"], hit.t - start)
+    assert sorted(h.body["event_id"] for h in hits) == sorted(e["event_id"] for e in events)
+    stamps = [h.body["timestamp"] for h in hits]
+    assert stamps == sorted(stamps)  # in timestamp order (e1 and e2 share one)
+    for trace in ("trace_a", "trace_b"):
+        mine = [h.body["timestamp"] for h in hits if h.body["trace_id"] == trace]
+        assert mine == sorted(mine) and len(mine) >= 4
+    assert_offsets(hits, events, ref=1, speed=10, cap_ms=60_000)
 
 
 def test_max_gap_caps_long_gaps(journal, tmp_path):
     """A 100 s gap with max_gap_s=2 at 10x takes 0.2 s, not 10 s; shorter gaps stay scaled."""
-    stamps = [BASE_MS, BASE_MS + 500, BASE_MS + 100_500, BASE_MS + 101_000]
-    events = [
-        {"trace_id": "trace_gap", "event_type": "tick", "metrics": {}, "timestamp": ts}
-        for ts in stamps
-    ]
+    events = timed_events([0, 2000, 2500, 102_500, 103_000], traces="g")
     source = write_jsonl(tmp_path / "gap.jsonl", events)
     recorder = Recorder()
     with serve_in_thread(recorder.app) as url:
         run = plan_file(journal, source, url, speed=10, max_gap_s=2)
-        assert rp.dry_run(journal, run)["estimated_s"] == 0.3
+        assert rp.dry_run(journal, run)["estimated_s"] == 0.5
+        started = time.monotonic()
         rp.Replay(journal, run, KEY).execute()
-    times = [h.t - recorder.hits[0].t for h in recorder.hits]
-    assert [h.body["timestamp"] for h in recorder.hits] == stamps
-    for got, want in zip(times, [0.0, 0.05, 0.25, 0.30], strict=True):
-        assert abs(got - want) <= 0.04, times
+        assert time.monotonic() - started < 3
+    assert [h.body["event_id"] for h in recorder.hits] == [e["event_id"] for e in events]
+    assert_offsets(recorder.hits, events, ref=1, speed=10, cap_ms=2000)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Replay._dispatch starts the schedule's clock (clock_start) before it reads the"
+    " first plan chunk and queries the journal; that start-up time is taken out of the first"
+    " gaps, so the first events of a timed replay go out in a burst",
+)
+def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
+    """A resume of a 16,384-event run with 3 events left: the first chunk is read in full before
+    anything is sent, and the first gap (2 s at 10x: 200 ms) comes out ~100 ms short."""
+    head = timed_events([0, 2000, 2500], traces="a")
+    rest = [
+        {"trace_id": "trace_rest", "event_type": "tick", "metrics": {}, "event_id": f"x{i}",
+         "timestamp": BASE_MS + 10_000}
+        for i in range(rp.CHUNK - 3)
+    ]
+    source = write_jsonl(tmp_path / "big.jsonl", head + rest)
+    recorder = Recorder()
+    with serve_in_thread(recorder.app) as url:
+        run = plan_file(journal, source, url, speed=10)
+        # An earlier session accepted everything but the first three events.
+        journal.execute(
+            "INSERT INTO replay_outcomes SELECT ?, 1, seq, 'tick', 'accepted', 200, 1, 1.0, NULL,"
+            " NULL, now() FROM range(4, ?) t(seq)",
+            [run.run_id, rp.CHUNK + 1],
+        )
+        rp.Replay(journal, run, KEY).execute()
+    assert [h.body["event_id"] for h in recorder.hits] == ["e0", "e1", "e2"]
+    assert_offsets(recorder.hits, head, ref=0, speed=10, cap_ms=60_000)
 
 
 # -- 3. stopping: 401, pause/resume/stop, failed then resumed ------------------------------------
@@ -578,7 +623,7 @@ def test_rejected_events_are_dead_letters_not_retried_and_replayable(journal, tm
         assert letter["dead_letter"]["reason"] == f"rejected (400): {error}"
         assert isinstance(letter["dead_letter"]["seq"], int)
     invalid = [x for x in letters if x["dead_letter"]["outcome"] == "invalid"]
-    assert [x["dead_letter"]["line"] for x in invalid] == [25, 26]
+    assert [x["dead_letter"]["line"] for x in invalid] == [24, 25]
     assert invalid[0]["raw"] == broken
     assert {k: v for k, v in invalid[1].items() if k != "dead_letter"} == missing
 
@@ -814,8 +859,11 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
     assert [b["trace_id"] for b in info["first_bodies"]] == ["dry-" + e["trace_id"] for e in ordered]
     assert [b["metrics"] for b in info["first_bodies"]] == [e["metrics"] for e in ordered]
     assert all(b["event_id"] for b in info["first_bodies"])
-    # Gaps are 250 ms give or take 200: capped at 250 ms, halved.
-    assert 0 < timed["estimated_s"] <= round(29 * 0.25 / 2, 1)
+    # The original gaps (250 ms give or take 200), each capped at 250 ms, at half the time.
+    ordered_ts = sorted(e["timestamp"] for e in events)
+    capped = sum(min(b - a, 250) for a, b in itertools.pairwise(ordered_ts)) / 1000
+    assert timed["estimated_s"] == round(capped / 2, 1)
+    assert timed["estimated_s"] < round(sum(b - a for a, b in itertools.pairwise(ordered_ts)) / 2000, 1)
     # Only planning wrote to the journal: the invalid source records.
     assert journal.rows(
         "SELECT count(*) FROM replay_outcomes WHERE seq > 0 OR outcome <> 'invalid'"
@@ -852,7 +900,7 @@ def test_store_source_with_filters(journal, tmp_path, formats_dir):
         # Trace and time filters (the end is exclusive).
         trace = "trace_0001"
         stamps = sorted(e["timestamp"] for e in extra if e["trace_id"] == trace)
-        lo, hi = (rp.dt.datetime.fromtimestamp(ms / 1000, rp.dt.UTC) for ms in stamps[2:4])
+        lo, hi = (dt.datetime.fromtimestamp(ms / 1000, dt.UTC) for ms in stamps[2:4])
         window = rp.plan(journal, rp.Source(trace_ids=(trace,), start=lo, end=hi), endpoint=endpoint)
         assert [p.ts for p in plan_rows(window)] == [stamps[2]]
         with pytest.raises(rp.ReplayError, match="no events match"):

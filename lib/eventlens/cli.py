@@ -537,6 +537,13 @@ def replay(
             _print_dry_run(rp.dry_run(store, run), as_json)
             rp.delete_run(store, run.run_id)
             raise SystemExit(0)
+        if run.state == "finished":  # nothing left to send: say so, with its report
+            report = run.report or rp.build_report(store, run)
+            click.echo(f"run {run.run_id} has finished; there is nothing left to send")
+            click.echo(_report_text(report))
+            if as_json:
+                click.echo(json.dumps(report, ensure_ascii=False))
+            raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
         key = os.environ.get(run.endpoint.key_env)
         if not key:
             raise click.UsageError(
