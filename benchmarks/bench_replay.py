@@ -4,6 +4,7 @@
                                              [--repeat R] [--concurrency C]
                                              [--source-events M] [--sparse-source-events M2]
                                              [--slow-sequential K] [--instant-sequential K]
+                                             [--capped-events K]
                                              [--only KEYS] [--endpoints instant,slow]
                                              [--memory-events M3] [--memory-seconds S]
                                              [--skip-throughput] [--skip-memory]
@@ -39,6 +40,7 @@
                                holding an asyncio.Semaphore(C) around its post
      d   httpx threads         one httpx.Client (C connections) shared by C threads
      e   httpx AsyncClient     httpx.AsyncClient, its default transport (httpcore), C workers
+                               (d and e send only --capped-events, 3000: they are slow)
      f   AsyncClient+aiohttp   httpx.AsyncClient(transport=AiohttpTransport(...)), C workers
      g   AsyncSender+aiohttp   eventlens.client.AsyncSender on AiohttpTransport, C workers:
                                eventlens's request path without the replay engine around it
@@ -312,7 +314,8 @@ def _child_http(kind: str, url: str, bodies: list[dict[str, Any]], conc: int) ->
         async with httpx.AsyncClient(timeout=timeout, **kwargs) as http:
 
             async def send(i: int) -> int:
-                r = await http.post(post_url, content=json.dumps(bodies[i]).encode(), headers=headers)
+                data = json.dumps(bodies[i]).encode()
+                r = await http.post(post_url, content=data, headers=headers)
                 return r.status_code == 200
 
             return await _pool(n, conc, send)
@@ -486,9 +489,7 @@ def run_child(row: Row, endpoint: Endpoint, conc: int, workdir: Path) -> Result 
     )  # fmt: skip
 
 
-def measure(
-    endpoint: Endpoint, rows: list[Row], args: argparse.Namespace, workdir: Path
-) -> None:
+def measure(endpoint: Endpoint, rows: list[Row], args: argparse.Namespace, workdir: Path) -> None:
     for rep in range(args.repeat):
         for row in rows:
             for attempt in range(args.retry_noisy + 1):
@@ -518,9 +519,7 @@ def measure(
 
 def print_table(endpoint: Endpoint, rows: list[Row], conc: int) -> dict[str, float]:
     """The endpoint's table; returns the median events/s by contender key."""
-    rates = {
-        r.key: r.events / r.median_seconds() for r in rows if r.runs and not r.failed
-    }
+    rates = {r.key: r.events / r.median_seconds() for r in rows if r.runs and not r.failed}
     base = rates.get(BASELINE)
     ideal = f", ideal {conc / endpoint.delay_s:,.0f}/s" if endpoint.delay_s else ""
     print(
@@ -582,6 +581,18 @@ def tree_rss_mb(pid: int) -> float | None:
     return total / 1e6
 
 
+def dir_mb(path: Path) -> float:
+    """Bytes under path, in MB (files that vanish meanwhile are skipped)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total / 1e6
+
+
 PROGRESS = re.compile(r"\]\s+([\d,]+)/([\d,]+) events \| ([\d,]+)/s")
 
 
@@ -637,12 +648,20 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
         t.start()
     samples: list[tuple[float, str, float]] = []  # (t, phase, MB)
     termed = None
+    plan_dir = Path(f"{db}.replays")
+    copy_at: float | None = None  # when the plan's Parquet file appeared (staging load done)
+    disk_peak, next_disk = 0.0, 0.0
     try:
         while proc.poll() is None:
             rss = tree_rss_mb(proc.pid)
             now = time.monotonic()
             if rss is not None:
                 samples.append((now - started, "send" if planned_at else "plan", rss))
+            if not planned_at and now >= next_disk:  # the planning's files, every 2 s
+                next_disk = now + 2
+                disk_peak = max(disk_peak, dir_mb(tmp))
+                if copy_at is None and any(plan_dir.glob("*.parquet.part")):
+                    copy_at = now
             if (
                 args.memory_seconds
                 and planned_at
@@ -670,7 +689,6 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
         if line.startswith("{"):
             report = json.loads(line)
             break
-    plan_dir = Path(f"{db}.replays")
     plan_mb = sum(p.stat().st_size for p in plan_dir.glob("*.parquet")) / 1e6
     db_mb = db.stat().st_size / 1e6 if db.is_file() else 0.0
     shutil.rmtree(tmp, ignore_errors=True)
@@ -683,6 +701,13 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
             f"  planning: {plan_s:,.1f} s from the process start to `run_id:` (interpreter start "
             f"and imports included); peak RSS {max(plan_rss, default=0):,.0f} MB"
         )
+        if copy_at is not None:
+            print(
+                f"    of which reading the file into the staging store (ingest) "
+                f"{copy_at - started:,.1f} s, writing the sorted Parquet plan "
+                f"{planned_at[0] - copy_at:,.1f} s; peak disk used by the run's folder "
+                f"{disk_peak / 1000:,.1f} GB (staging store, DuckDB spill files, plan)"
+            )
     else:
         print("  planning never finished: " + " | ".join(err_tail[-3:]))
     if send:
@@ -695,6 +720,12 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
             f"median of the first third {statistics.median(first):,.0f} MB, of the last third "
             f"{statistics.median(last):,.0f} MB"
         )
+        if len(send) > 2:
+            slope = statistics.linear_regression([t for t, _ in send], mbs).slope * 60
+            print(
+                f"  sending: least-squares RSS trend {slope:+.1f} MB per minute "
+                f"({slope * 60:+,.0f} MB per hour if it kept on)"
+            )
     if report:
         print(
             f"  report: state {report.get('state')}, {report.get('accepted', 0):,} accepted of "
@@ -721,10 +752,10 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def versions() -> str:
+    from importlib.metadata import version
+
     import aiohttp
     import httpx
-
-    from importlib.metadata import version
 
     return (
         f"httpx {httpx.__version__}, aiohttp {aiohttp.__version__}, "
@@ -752,6 +783,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slow-sequential", type=int, default=300, help="b's events, slow")
     parser.add_argument("--instant-sequential", type=int, default=3000, help="b's events, instant")
+    parser.add_argument(
+        "--capped-events",
+        type=int,
+        default=3000,
+        help="d's and e's events (they cost 1-4 ms of CPU a request; default 3000)",
+    )
     parser.add_argument("--only", default="", metavar="KEYS", help="e.g. a,c,g (default: all)")
     parser.add_argument("--endpoints", default="instant,slow", help="instant,slow (default both)")
     parser.add_argument("--memory-events", type=int, default=10_000_000)
@@ -776,6 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir = args.workdir.resolve()
     if args.child:
         return child(args)
+    # A TERM (or Ctrl-C) unwinds through the finally blocks, which stop the servers and the CLI.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
 
     raw_argv = sys.argv[1:] if argv is None else argv
     script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
@@ -801,7 +840,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: a2 uses {sparse.name}: {trace_density(sparse)}")
                     rows.append(Row(key, sparse, n))
                 else:
-                    rows.append(Row(key, data, min(n, seq) if key == "b" else n))
+                    cap = {"b": seq, "d": args.capped_events, "e": args.capped_events}
+                    rows.append(Row(key, data, min(n, cap.get(key, n))))
             endpoint = Endpoint(name, delay).start()
             try:
                 measure(endpoint, rows, args, args.workdir)

@@ -228,6 +228,16 @@ def make_plan() -> replay.Run:
         )
 
 
+def replace_unstarted(run_id: str) -> None:
+    """Delete the previous dry run's plan if it was never started (by either Start button)."""
+    try:
+        old = replay.get_run(store, run_id)
+    except replay.ReplayError:
+        return  # already deleted
+    if old.state == "planned" and not old.sessions and runs.get(run_id) is None:
+        replay.delete_run(store, run_id)
+
+
 for problem in problems:
     st.warning(md_escape(problem), icon=":material/rule:")
 b1, b2, _ = st.columns([1, 1, 3])
@@ -237,8 +247,8 @@ if b1.button(
     "Dry run", disabled=bool(problems), help="Validate, count and estimate; send nothing."
 ):
     with st.spinner("Reading the source and writing the plan…"), guarded("the dry run"):
-        if checked is not None and checked["state"] == "planned":
-            replay.delete_run(store, checked["run_id"])  # an unstarted plan is replaced
+        if checked is not None:
+            replace_unstarted(checked["run_id"])
         try:
             planned = make_plan()
             info = replay.dry_run(store, planned)
@@ -444,6 +454,8 @@ with guarded("the run's report"):
             else target_for(run.endpoint.url, None, run.endpoint.auth, run.endpoint.path)
         )
         runs.start(store, run, key_target.key, key_target.key_source)
+        if ss.get("r_dry") and ss.r_dry["run_id"] == run.run_id:
+            ss.r_dry["state"] = "started"  # the form's Start and a new dry run leave it alone
         st.toast(
             f"Resuming with {KEY_SOURCE_WORDS[key_target.key_source]}", icon=":material/replay:"
         )
@@ -464,6 +476,8 @@ with guarded("the run's report"):
     if a3.button("Delete this run", key="r_delete", disabled=alive):
         replay.delete_run(store, run.run_id)
         ss.pop("r_open", None)
+        if ss.get("r_dry") and ss.r_dry["run_id"] == run.run_id:
+            ss.r_dry = None
         st.rerun()
     if report:
         with st.expander("Report as JSON"):

@@ -282,18 +282,81 @@ def big_traces(store, n: int, skip: int = 0) -> list[str]:
 
 
 def all_text(at: AppTest) -> str:
-    """Every rendered element's protobuf as text, except the key's own password field."""
+    """Every rendered element's protobuf and value as text, except the key's password field."""
     parts = []
 
     def walk(node) -> None:
         proto = getattr(node, "proto", None)
         if proto is not None and getattr(node, "key", None) != "r_key":
             parts.append(str(proto))
+            try:
+                value = node.value  # a widget's current value, a table's cells
+            except Exception:  # noqa: BLE001 - elements without one
+                value = None
+            if isinstance(value, pd.DataFrame):
+                value = value.to_csv()
+            parts.append(str(value))
         for child in getattr(node, "children", {}).values():
             walk(child)
 
     walk(at._tree)
     return "\n".join(parts)
+
+
+def day_filter(event_type: str, since: str, until: str) -> tuple[str, list]:
+    """The SQL for the sample's events of one type in [since, until)."""
+    return (
+        "dataset = 'sample' AND event_type = ? AND timestamp >= ? AND timestamp < ?",
+        [
+            event_type,
+            *(dt.datetime.fromisoformat(d).replace(tzinfo=dt.UTC) for d in (since, until)),
+        ],
+    )
+
+
+def window(at: AppTest, event_type: str, since: str, until: str) -> AppTest:
+    """The form's source: the sample's events of one type in [since, until)."""
+    choose(at, datasets=["sample"], types=[event_type])
+    at.text_input(key="r_since").input(since).run()
+    at.text_input(key="r_until").input(until).run()
+    ok(at)
+    return at
+
+
+def live_progress(at: AppTest, run_id: str) -> tuple[int, str]:
+    """(events done, state) from the live section of the page."""
+    marks = [
+        m for m in map(plain, (m.value for m in at.markdown)) if m.startswith(f"Run {run_id} ·")
+    ]
+    assert marks, f"run {run_id} is not in the live section"
+    state = marks[0].rsplit("**", 2)[-2]
+    bars = [p.text for p in at.progress]
+    assert len(bars) == 1, bars
+    return number(bars[0].split(" of ", 1)[0]), state
+
+
+def sending(live: Live, at_least: int = 3, timeout: float = 20) -> None:
+    """Wait until the run is sending (mid-run, as a person would press Pause)."""
+    deadline = time.monotonic() + timeout
+    while live.total_requests() < at_least:
+        assert time.monotonic() < deadline, "the run did not start sending"
+        time.sleep(0.02)
+
+
+def quiet_for(live: Live, seconds: float = 1.0, grace: float = 0.5) -> tuple[int, int]:
+    """Requests the sandbox got after `grace` (answers in flight) and `seconds` later."""
+    time.sleep(grace)
+    before = live.total_requests()
+    time.sleep(seconds)
+    return before, live.total_requests()
+
+
+def paced_checkouts(at: AppTest, concurrency: int, until: str) -> None:
+    """The sample's checkout events from 1 Nov until `until`, at 20 events/s."""
+    window(at, "checkout", "2025-11-01", until)
+    at.number_input(key="r_rate").set_value(20.0).run()
+    at.slider(key="r_concurrency").set_value(concurrency).run()
+    ok(at)
 
 
 # -- tests -------------------------------------------------------------------------------------
@@ -362,15 +425,20 @@ def test_a_dry_run_counts_what_the_filters_match_and_sends_nothing(page, store, 
     assert any("form changed" in plain(i.value) for i in page.info), [i.value for i in page.info]
     page.number_input(key="r_rate").set_value(200.0).run()  # back as it was: fresh again
     assert not button(page, "Start").disabled
+    # A new dry run replaces the unstarted plan (it is not left behind in the Runs table).
+    page.number_input(key="r_rate").set_value(100.0).run()
+    again = dry_run(page)
+    assert again["run_id"] != checked["run_id"] and again["info"]["events"] == len(want)
+    assert checked["run_id"] not in runs_table(page)["run"].tolist()
+    assert not button(page, "Start").disabled
     assert box.total_requests() == 0
 
 
 def test_start_sends_every_planned_event_once_and_reports(page, store, box):
-    traces = big_traces(store, 2, skip=1)
-    want = expected(store, "dataset = 'sample' AND list_contains(?, trace_id)", [traces])
+    want = expected(store, *day_filter("checkout", "2025-11-04", "2025-11-06"))
     aim(page, box)
-    choose(page, datasets=["sample"], traces=traces)
-    dry_run(page)
+    window(page, "checkout", "2025-11-04", "2025-11-06")
+    assert dry_run(page)["info"]["events"] == len(want) == 63
     run_id = start(page)
     wait_until_ended(page, run_id)
 
@@ -386,7 +454,6 @@ def test_start_sends_every_planned_event_once_and_reports(page, store, box):
     assert report_metric(page, "Not sent yet") == 0
     letters = dead_letters_button(page)
     assert letters.disabled and "(0)" in letters.label
-    assert not page.button(key="r_resume").disabled is False  # a finished run has no resume
     assert page.button(key="r_resume").disabled
 
 
@@ -427,3 +494,229 @@ def test_replay_this_trace_on_traces_opens_the_prefilled_replay(env, db):
     assert [t.value for t in at.title] == ["Replay"]
     assert at.text_area(key="r_traces").value == trace
     assert at.multiselect(key="r_datasets").value == ["sample"]
+
+
+def test_an_uploaded_export_is_checked_sent_and_dead_lettered(page, box):
+    page.radio(key="r_source").set_value(UPLOAD_SOURCE).run()
+    ok(page)
+    assert any("choose a file" in plain(w.value) for w in page.warning)
+    assert button(page, "Dry run").disabled
+    page.file_uploader(key="r_upload").set_value(
+        (BAD_LINES.name, BAD_LINES.read_bytes(), "application/x-ndjson")
+    ).run()
+    ok(page)
+    aim(page, box)
+    checked = dry_run(page)
+    assert number(metric(page, "Events to send")) == 20
+    assert number(metric(page, "Invalid (dead letters)")) == 8
+    reasons = [d.value for d in page.dataframe if list(d.value.columns) == ["line", "reason"]]
+    assert len(reasons) == 1 and len(reasons[0]) == 8, reasons
+    assert reasons[0]["reason"].map(bool).all()
+    assert box.total_requests() == 0
+    run_id = start(page)
+    wait_until_ended(page, run_id)
+    row = run_row(page, run_id)
+    assert row["state"] == "finished" and row["source"] == BAD_LINES.name, row.to_dict()
+    assert (row["events"], row["accepted"], row["dead-lettered"]) == (28, "20", "8")
+    assert box.total_requests() == 20 and len(received(box)) == 20
+    letters = dead_letters_button(page)
+    assert not letters.disabled and "(8)" in letters.label
+    assert checked["run_id"] == run_id
+
+
+def test_pause_resume_stop_then_resume_sends_each_event_once(page, store, box):
+    want = expected(store, *day_filter("checkout", "2025-11-01", "2025-11-03"))
+    aim(page, box)
+    paced_checkouts(page, concurrency=2, until="2025-11-03")
+    assert dry_run(page)["info"]["events"] == len(want) == 44
+    run_id = start(page)
+    sending(box)
+    page.button(key=f"r_pause_{run_id}").click().run()
+    ok(page)
+    assert registry().get(run_id).replay.progress().state == "paused"
+    before, after = quiet_for(box)
+    assert before == after < len(want), "events were sent while paused"
+    page.run()
+    done, state = live_progress(page, run_id)
+    assert state == "paused" and done < len(want)
+    assert page.button(key=f"r_go_{run_id}")  # Resume in place of Pause
+
+    page.button(key=f"r_go_{run_id}").click().run()
+    ok(page)
+    time.sleep(0.5)
+    page.run()
+    resumed, state = live_progress(page, run_id)
+    assert state == "running" and resumed >= done
+    assert box.total_requests() > after, "nothing was sent after Resume"
+
+    page.button(key=f"r_stop_{run_id}").click().run()
+    wait_until_ended(page, run_id)
+    row = run_row(page, run_id)
+    assert row["state"] == "stopped", row.to_dict()
+    sent = box.total_requests()
+    assert 0 < sent < len(want)
+    assert any("stopped from the Replay page" in plain(i.value) for i in page.info)
+    assert report_metric(page, "Not sent yet") == len(want) - sent
+    resume = page.button(key="r_resume")
+    assert resume.label == "Resume" and not resume.disabled
+
+    resume.click().run()
+    ok(page)
+    wait_until_ended(page, run_id)
+    row = run_row(page, run_id)
+    assert row["state"] == "finished", row.to_dict()
+    assert row["accepted"] == f"{len(want):,}"
+    assert received(box) == sorted((t, e) for t, e, _, _ in want)
+    assert box.total_requests() == len(want)  # each event sent once, over both sessions
+    assert box.sandbox.counts["duplicate"] == 0
+    assert report_metric(page, "Accepted") == len(want)
+    assert page.button(key="r_resume").disabled
+
+
+def test_pause_stops_sending_at_the_default_concurrency(page, box):
+    aim(page, box)
+    paced_checkouts(page, concurrency=64, until="2025-11-04")
+    assert dry_run(page)["info"]["events"] == 84
+    run_id = start(page)
+    sending(box)
+    page.button(key=f"r_pause_{run_id}").click().run()
+    ok(page)
+    before, after = quiet_for(box)
+    assert after < 84, "the run ended before it could be paused"
+    assert before == after, f"{after - before} events were sent in the second after Pause"
+
+
+def test_the_typed_key_is_never_shown_kept_or_put_in_the_url(page, store, box, caplog):
+    """A wrong key (401: the run stops), then the right one for Resume: neither shows up."""
+    wrong = "lw-WRONG-key-9876543210fedcba"
+    caplog.set_level("DEBUG")
+    aim(page, box, key=wrong)
+    window(page, "error", "2025-11-10", "2025-11-11")
+    dry_run(page)
+    run_id = start(page)
+    wait_until_ended(page, run_id)
+    row = run_row(page, run_id)
+    assert row["state"] == "stopped", row.to_dict()
+    assert box.sandbox.counts["unauthorized"] >= 1 and received(box) == []
+    assert any("LANGWATCH_API_KEY" in plain(i.value) for i in page.info), [
+        i.value for i in page.info
+    ]
+
+    page.text_input(key="r_key").input(SECRET).run()
+    page.button(key="r_resume").click().run()
+    ok(page)
+    wait_until_ended(page, run_id)
+    assert run_row(page, run_id)["state"] == "finished"
+    assert len(received(box)) == len(
+        expected(store, *day_filter("error", "2025-11-10", "2025-11-11"))
+    )
+
+    shown = all_text(page)
+    journal = json.dumps(
+        [store.rows("SELECT * FROM replay_runs"), store.rows("SELECT * FROM replay_outcomes")],
+        default=str,
+    )
+    url = json.dumps({k: page.query_params[k] for k in page.query_params})
+    assert "Not sent yet" in shown and "r_runs_table" in shown  # nested elements are in it
+    kept = json.dumps(page.session_state["r_dry"], default=str)
+    for key in (wrong, SECRET):
+        assert key not in kept
+        assert key not in shown
+        assert key not in journal
+        assert key not in url
+        assert key not in caplog.text
+    assert page.text_input(key="r_key").value == SECRET  # the field itself keeps it
+
+
+def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedded):
+    """A run the journal says is running, with no live session (its process died)."""
+    store = open_store(db)
+    day = dt.datetime(2025, 11, 12, tzinfo=dt.UTC)
+    run = replay.plan(
+        store,
+        replay.Source(
+            datasets=("sample",), event_types=("error",), start=day, end=day + dt.timedelta(1)
+        ),
+        endpoint=replay.Endpoint(url=embedded.url),
+    )
+    # The dead process had sent the first 3 events and was sending when it stopped.
+    sent_before = [p for chunk in replay.read_plan(run.plan_path) for p in chunk][:3]
+    rows = [
+        {
+            "run_id": run.run_id,
+            "session": 1,
+            "seq": p.seq,
+            "event_type": p.event_type,
+            "outcome": "accepted",
+            "status": 200,
+            "attempts": 1,
+            "latency_ms": 5.0,
+            "message": None,
+            "record": None,
+            "logged_at": dt.datetime.now(dt.UTC),
+        }
+        for p in sent_before
+    ]
+    run.state, run.sessions, run.anchor_ms = "running", 1, int(time.time() * 1000)
+    with store.write_lock:
+        replay._journal(store, rows)
+        replay._save_run(store, run)
+
+    at = open_page()
+    assert registry().get(run.run_id) is None
+    row = run_row(at, run.run_id)
+    assert row["state"] == "interrupted", row.to_dict()
+    resume = at.button(key="r_resume")
+    assert resume.label == "Resume" and not resume.disabled
+    assert report_metric(at, "Not sent yet") == run.planned - 3
+
+    resume.click().run()
+    ok(at)
+    toasts = [plain(t.value) for t in at.toast]
+    assert any("the sandbox's own key" in t for t in toasts), toasts
+    wait_until_ended(at, run.run_id)
+    row = run_row(at, run.run_id)
+    assert row["state"] == "finished", row.to_dict()
+    assert row["accepted"] == f"{run.planned:,}"
+    # The embedded sandbox (its own key) got the other events, each once, and not the 3.
+    got = received(embedded)
+    assert len(got) == embedded.total_requests() == run.planned - 3
+    assert not {(p.send_trace_id, p.send_event_id) for p in sent_before} & set(got)
+
+
+def test_a_new_dry_run_keeps_a_run_started_from_the_runs_list(page, box):
+    aim(page, box)
+    window(page, "error", "2025-11-14", "2025-11-15")
+    run_id = dry_run(page)["run_id"]
+    go = page.button(key="r_resume")
+    assert go.label == "Start" and not go.disabled  # a planned run's own Start
+    go.click().run()
+    ok(page)
+    wait_until_ended(page, run_id)
+    assert run_row(page, run_id)["state"] == "finished"
+    sent = box.total_requests()
+    assert sent > 0
+
+    page.text_input(key="r_until").input("2025-11-16").run()  # plan something else
+    button(page, "Dry run").click().run()
+    ok(page)
+    assert run_id in runs_table(page)["run"].tolist(), "the finished run was deleted"
+    assert run_row(page, run_id)["state"] == "finished"
+
+
+def test_deleting_the_dry_runs_plan_lets_a_new_dry_run_be_made(page, box):
+    aim(page, box)
+    window(page, "error", "2025-11-15", "2025-11-16")
+    run_id = dry_run(page)["run_id"]
+    assert run_row(page, run_id)["state"] == "planned"
+    page.button(key="r_delete").click().run()
+    ok(page)
+    assert run_id not in runs_table(page)["run"].tolist()
+
+    page.text_input(key="r_until").input("2025-11-17").run()
+    button(page, "Dry run").click().run()
+    errors_shown = [plain(e.value) for e in page.error]
+    assert not errors_shown, errors_shown
+    assert page.session_state["r_dry"]["run_id"] != run_id
+    assert not button(page, "Start").disabled
+    assert box.total_requests() == 0

@@ -967,6 +967,8 @@ class Replay:
                 return
             if not await self.gate.sleep(self.limit.slot()):
                 return
+            if self.gate.paused or self.gate.held_for() > 0:
+                continue  # paused (or held by a Retry-After) while waiting for the slot
             result = await sender.send(body)
             outcome = result.outcome
             if result.sent or outcome != client.INVALID:
