@@ -66,6 +66,14 @@ class Sandbox:
         self.lock = threading.Lock()  # guards counts and the writer
         self._writer: _Writer | None = None
         self._unsummarised: int | None = None  # the batch after which the summary is behind
+        if not store.read_only:
+            with store.write_lock, store.cursor() as cur:  # in step with what the dataset holds
+                cur.execute("DELETE FROM sandbox_keys")
+                cur.execute(
+                    "INSERT INTO sandbox_keys SELECT DISTINCT event_key FROM events"
+                    " WHERE dataset = ?",
+                    [DATASET],
+                )
         self._summarised_at = 0.0
         self.counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "unauthorized": 0}
 
@@ -194,30 +202,39 @@ class Sandbox:
             with self.store.cursor() as cur:
                 cur.execute("BEGIN TRANSACTION")
                 try:
-                    inserted = cur.execute(
-                        f"""
-                        WITH batch AS (
-                            SELECT r.*, md5_number('id' || chr(0) || r.trace_id || chr(0)
-                                                   || r.event_id) AS event_key
-                            FROM (SELECT unnest(?::{row_type}) AS r)
-                        ), fresh AS (
-                            SELECT * FROM batch
-                            WHERE event_key NOT IN (
-                                SELECT event_key FROM events WHERE dataset = ?)
-                            QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY i) = 1
-                        ), batch_id AS (SELECT nextval('event_batches') AS id)
-                        INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp,
-                                            metrics, event_details, dataset, source_file,
-                                            source_line, batch_id)
-                        SELECT event_key, event_id, trace_id, event_type,
-                               epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,
-                               map_from_entries(metrics), map_from_entries(details), ?,
-                               'sandbox', NULL, (SELECT id FROM batch_id)
-                        FROM fresh ORDER BY i
-                        RETURNING trace_id, event_id
-                        """,
-                        [rows, DATASET, DATASET],
+                    # The keys index answers "seen before?" without scanning the events.
+                    fresh = cur.execute(
+                        "INSERT INTO sandbox_keys SELECT DISTINCT md5_number('id' || chr(0)"
+                        " || r.trace_id || chr(0) || r.event_id)"
+                        f" FROM (SELECT unnest(?::{row_type}) AS r)"
+                        " ON CONFLICT DO NOTHING RETURNING event_key",
+                        [rows],
                     ).fetchall()
+                    inserted = []
+                    if fresh:
+                        inserted = cur.execute(
+                            f"""
+                            WITH batch AS (
+                                SELECT r.*, md5_number('id' || chr(0) || r.trace_id || chr(0)
+                                                       || r.event_id) AS event_key
+                                FROM (SELECT unnest(?::{row_type}) AS r)
+                            ), fresh AS (
+                                SELECT * FROM batch
+                                WHERE list_contains(?::UHUGEINT[], event_key)
+                                QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY i) = 1
+                            ), batch_id AS (SELECT nextval('event_batches') AS id)
+                            INSERT INTO events (event_key, event_id, trace_id, event_type,
+                                                timestamp, metrics, event_details, dataset,
+                                                source_file, source_line, batch_id)
+                            SELECT event_key, event_id, trace_id, event_type,
+                                   epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,
+                                   map_from_entries(metrics), map_from_entries(details), ?,
+                                   'sandbox', NULL, (SELECT id FROM batch_id)
+                            FROM fresh ORDER BY i
+                            RETURNING trace_id, event_id
+                            """,
+                            [rows, [k for (k,) in fresh], DATASET],
+                        ).fetchall()
                     if inserted:
                         cur.execute(
                             # Counted up: a count(*) per batch would grow with the store.

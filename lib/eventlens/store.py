@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS detail_index (
     trace_id VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS detail_index_keys (key VARCHAR PRIMARY KEY);
+-- The sandbox's (trace_id, event_id) identities, indexed so dedupe does not scan the events.
+CREATE TABLE IF NOT EXISTS sandbox_keys (event_key UHUGEINT PRIMARY KEY);
 -- Replay's journal: one row per run (its spec never holds the key) and one per event outcome
 -- per session, written in small batches so that a resume after a crash sends only the rest.
 CREATE TABLE IF NOT EXISTS replay_runs (
@@ -352,6 +354,8 @@ class Store:
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])
+                if name == "sandbox":  # its dedupe keys go with it (see sandbox.py)
+                    cur.execute("DELETE FROM sandbox_keys")
                 cur.execute("COMMIT")
             except Exception:
                 cur.execute("ROLLBACK")
