@@ -207,7 +207,8 @@ class Sandbox:
                         "INSERT INTO sandbox_keys SELECT DISTINCT md5_number('id' || chr(0)"
                         " || r.trace_id || chr(0) || r.event_id)"
                         f" FROM (SELECT unnest(?::{row_type}) AS r)"
-                        " ON CONFLICT DO NOTHING RETURNING event_key",
+                        # As text: a list of Python ints would be bound as DOUBLEs.
+                        " ON CONFLICT DO NOTHING RETURNING event_key::VARCHAR",
                         [rows],
                     ).fetchall()
                     inserted = []
@@ -220,7 +221,7 @@ class Sandbox:
                                 FROM (SELECT unnest(?::{row_type}) AS r)
                             ), fresh AS (
                                 SELECT * FROM batch
-                                WHERE list_contains(?::UHUGEINT[], event_key)
+                                WHERE list_contains(?::VARCHAR[], event_key::VARCHAR)
                                 QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY i) = 1
                             ), batch_id AS (SELECT nextval('event_batches') AS id)
                             INSERT INTO events (event_key, event_id, trace_id, event_type,

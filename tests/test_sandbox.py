@@ -1,0 +1,70 @@
+"""The sandbox's group-commit writer: batches store every new event once, whatever the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from eventlens import sandbox
+from eventlens.store import Store
+
+
+def bodies(n: int, trace: str | None = None) -> list[dict]:
+    return [
+        {
+            "trace_id": trace or f"trace_{uuid.uuid4().hex[:12]}",
+            "event_id": uuid.uuid4().hex,
+            "event_type": "page_view",
+            "metrics": {"load_ms": float(i)},
+            "event_details": {"page": f"/p{i}"},
+            "timestamp": 1_700_000_000_000 + i,
+        }
+        for i in range(n)
+    ]
+
+
+def stored_keys(store: Store) -> list[tuple[str, str]]:
+    return store.rows("SELECT trace_id, event_id FROM events WHERE dataset = 'sandbox'")
+
+
+def test_a_batch_stores_every_new_event_once():
+    store = Store(":memory:")
+    box = sandbox.Sandbox(store, "k")
+    first = bodies(300)
+    assert box.insert(first) == [True] * 300
+    repeat = first[:40] + bodies(25)
+    # A repeat within the batch too: the first copy wins, the second is a duplicate.
+    repeat.append(dict(repeat[-1]))
+    assert box.insert(repeat) == [False] * 40 + [True] * 25 + [False]
+    keys = stored_keys(store)
+    assert len(keys) == len(set(keys)) == 325
+    assert box.counts["accepted"] == 325 and box.counts["duplicate"] == 41
+    assert store.scalar("SELECT events FROM datasets WHERE name = 'sandbox'") == 325
+
+
+def test_concurrent_requests_are_committed_together_and_answered(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    box = sandbox.Sandbox(store, "k")
+    sent = bodies(200, trace="trace_shared")
+
+    async def all_at_once() -> list[bool]:
+        return list(await asyncio.gather(*(box.store_async(b) for b in sent + sent[:20])))
+
+    answers = asyncio.run(all_at_once())
+    assert sum(answers) == 200  # the 20 repeats are answered as duplicates
+    assert sorted(stored_keys(store)) == sorted((b["trace_id"], b["event_id"]) for b in sent)
+    box.flush()
+    summary = store.rows("SELECT events FROM trace_summary WHERE trace_id = 'trace_shared'")
+    assert summary == [(200,)]
+
+
+def test_a_restarted_sandbox_still_drops_repeats_and_forgets_a_deleted_dataset(tmp_path):
+    path = tmp_path / "s.duckdb"
+    sent = bodies(50)
+    with Store(path) as store:
+        assert all(sandbox.Sandbox(store, "k").insert(sent))
+    with Store(path) as store:
+        again = sandbox.Sandbox(store, "k")
+        assert again.insert(sent[:10]) == [False] * 10
+        store.delete_dataset("sandbox")
+        assert again.insert(sent[:10]) == [True] * 10
