@@ -653,6 +653,7 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
             "latency_ms": 5.0,
             "message": None,
             "record": None,
+            "line": p.line,
             "logged_at": dt.datetime.now(dt.UTC),
         }
         for p in sent_before

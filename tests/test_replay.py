@@ -207,6 +207,7 @@ def sandbox_server(key: str = KEY, faults: Faults | None = None) -> Iterator[Box
         counter = CountingApp(statuses)
         with serve_in_thread(counter) as url:
             yield Box(url, box, store, counter, statuses)
+        box.flush()  # before the store closes (its writer thread would do it a second later)
 
 
 @pytest.fixture
@@ -462,12 +463,6 @@ def test_max_gap_caps_long_gaps(journal, tmp_path):
     assert_offsets(recorder.hits, events, ref=1, speed=10, cap_ms=2000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Replay._dispatch starts the schedule's clock (clock_start) before it reads the"
-    " first plan chunk and queries the journal; that start-up time is taken out of the first"
-    " gaps, so the first events of a timed replay go out in a burst",
-)
 def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
     """A resume of a 16,384-event run with 3 events left: the first chunk is read in full before
     anything is sent, and the first gap (2 s at 10x: 200 ms) comes out ~100 ms short."""
@@ -489,7 +484,7 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
         # An earlier session accepted everything but the first three events.
         journal.execute(
             "INSERT INTO replay_outcomes SELECT ?, 1, seq, 'tick', 'accepted', 200, 1, 1.0, NULL,"
-            " NULL, now() FROM range(4, ?) t(seq)",
+            " NULL, NULL, now() FROM range(4, ?) t(seq)",
             [run.run_id, rp.CHUNK + 1],
         )
         rp.Replay(journal, run, KEY).execute()
@@ -600,12 +595,6 @@ def test_server_errors_exhaust_retries_then_a_resume_finishes(journal, tmp_path)
         rp.get_run(journal, "last")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Replay._send ends an event whose retries ran out on HTTP 5xx answers as"
-    " 'unknown' (final = 'unknown' if ... or result.sent), since any HTTP answer counts as sent;"
-    " the server said it failed, so the report should count it as 'failed'",
-)
 def test_server_errors_exhausting_retries_are_reported_failed(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(4, traces=4))
     recorder = Recorder(lambda body, _: (500, {"error": "Internal server error"}, None))
@@ -712,12 +701,6 @@ def test_retry_after_pauses_the_whole_run(journal, tmp_path):
     assert len(retry) == 1 and retry[0].t - t429 >= 0.95
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replay.py Replay._send checks the gate (gate.wait) before reserving a rate slot,"
-    " then sleeps for the slot with gate.sleep, which only looks at the stop flag: requests"
-    " waiting for a rate slot when a 429 Retry-After arrives are sent during the pause",
-)
 def test_retry_after_also_holds_requests_waiting_for_a_rate_slot(journal, tmp_path):
     """At 10/s with 8 in flight, 7 requests hold slots 0.1 .. 0.7 s ahead when the 429 comes."""
     source = write_jsonl(tmp_path / "e.jsonl", make_events(10, traces=10, id_every=1))
@@ -948,33 +931,26 @@ def test_store_source_with_filters(journal, tmp_path, formats_dir):
     assert again.source == window.source
 
 
-# -- 7. library bugs ----------------------------------------------------------------------------
+def build_report_of(journal, run_id: str) -> dict:
+    return rp.build_report(journal, rp.get_run(journal, run_id))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key with a trailing line break is refused client-side by _refusal/check_target"
-    " as outcome 'invalid', which Replay._send records as a final per-event outcome: every event"
-    " becomes a dead letter, the run ends 'finished' with nothing accepted and cannot be resumed",
-)
+# -- 7. bugs found while writing these tests, fixed
+
+
 def test_malformed_key_stops_the_run_instead_of_dead_lettering_every_event(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(5, traces=5))
     with sandbox_server() as box:
         run = plan_file(journal, source, box.url)
-        report = rp.Replay(journal, run, KEY + "\r").execute()
+        with pytest.raises(rp.ReplayError, match="line break") as refused:
+            rp.Replay(journal, run, KEY + "\r").execute()
+        assert KEY not in str(refused.value)
         assert box.counter.track_requests == 0
-        assert report["dead_lettered"] == 0, "events blamed for the key"
-        assert report["state"] == "stopped"
+        assert build_report_of(journal, run.run_id)["dead_lettered"] == 0, "events blamed"
         final = rp.Replay(journal, rp.get_run(journal, "last"), KEY).execute()
         assert final["accepted"] == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _plan_file journals an invalid record as seq = -line, so two invalid events from"
-    " one source line (a trace document) share a seq; _LATEST keeps one per seq, so the report"
-    " and the dead letters lose one while run.invalid counts both",
-)
 def test_two_invalid_events_on_one_line_are_both_dead_letters(journal, tmp_path):
     document = {
         "traces": [

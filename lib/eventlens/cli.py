@@ -535,7 +535,8 @@ def replay(
         click.echo(f"run_id: {run.run_id}" + (" (dry run: nothing is sent)" if dry_run else ""))
         if dry_run:
             _print_dry_run(rp.dry_run(store, run), as_json)
-            rp.delete_run(store, run.run_id)
+            if not resume_id:  # planned just for this look; a resumed run stays
+                rp.delete_run(store, run.run_id)
             raise SystemExit(0)
         if run.state == "finished":  # nothing left to send: say so, with its report
             report = run.report or rp.build_report(store, run)
@@ -588,7 +589,7 @@ def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
     import signal
     import threading
 
-    from eventlens.replay import Replay
+    from eventlens.replay import Replay, ReplayError
 
     session = Replay(store, run, key)
     box: dict[str, Any] = {}
@@ -624,6 +625,8 @@ def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
             click.echo("", err=True)
     if "error" in box:
         error = box["error"]
+        if isinstance(error, ReplayError):
+            raise click.UsageError(str(error))
         raise click.ClickException(f"the replay failed: {error}")
     return box["report"]
 

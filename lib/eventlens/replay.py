@@ -290,7 +290,8 @@ def _journal(store: Store, rows: list[dict[str, Any]]) -> None:
         cur.execute(
             "INSERT INTO replay_outcomes SELECT unnest(?::STRUCT(run_id VARCHAR, session INTEGER,"
             " seq BIGINT, event_type VARCHAR, outcome VARCHAR, status INTEGER, attempts INTEGER,"
-            " latency_ms DOUBLE, message VARCHAR, record VARCHAR, logged_at TIMESTAMPTZ)[],"
+            " latency_ms DOUBLE, message VARCHAR, record VARCHAR, line BIGINT,"
+            " logged_at TIMESTAMPTZ)[],"
             " recursive := true)",
             [rows],
         )
@@ -411,7 +412,7 @@ def _plan_file(store: Store, run: Run) -> None:
         {
             "run_id": run.run_id,
             "session": 0,
-            "seq": -(line or 0),
+            "seq": -n,  # one seq per record: a trace document line can hold several
             "event_type": None,
             "outcome": "invalid",
             "status": None,
@@ -419,9 +420,10 @@ def _plan_file(store: Store, run: Run) -> None:
             "latency_ms": None,
             "message": f"{location}: {reason}" if location else reason,
             "record": raw,
+            "line": line,
             "logged_at": now,
         }
-        for line, location, reason, raw in rejects
+        for n, (line, location, reason, raw) in enumerate(rejects, start=1)
     ]
     with store.write_lock:
         for start in range(0, len(rows), 10_000):
@@ -586,8 +588,8 @@ def estimate_seconds(pacing: Pacing, events: int, timed_s: float) -> float | Non
 def invalid_reasons(store: Store, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The first source records that were not valid events, with their reasons."""
     rows = store.rows(
-        "SELECT -seq, message FROM replay_outcomes WHERE run_id = ? AND outcome = 'invalid'"
-        " AND seq <= 0 ORDER BY seq DESC LIMIT ?",
+        "SELECT line, message FROM replay_outcomes WHERE run_id = ? AND outcome = 'invalid'"
+        " AND seq < 0 ORDER BY seq DESC LIMIT ?",
         [run_id, limit],
     )
     return [{"line": line or None, "reason": reason} for line, reason in rows]
@@ -807,6 +809,8 @@ class Replay:
                 [run.run_id, list(FINAL)],
             )
         )
+        if problem := client.check_target(self.target):
+            raise ReplayError(f"nothing sent: {problem}")  # not a reason to dead-letter events
         now_ms = time.time() * 1000
         if run.anchor_ms is None:
             run.anchor_ms = int(now_ms)
@@ -901,8 +905,8 @@ class Replay:
                 if p.seq in skip:
                     continue
                 if timed:
-                    if first_due is None:  # a resume starts at its first unsent event
-                        first_due = offset_ms
+                    if first_due is None:  # the clock starts at the first event sent
+                        first_due, clock_start = offset_ms, time.monotonic()
                     due = clock_start + (offset_ms - first_due) / 1000
                     if not await self.gate.sleep(due - time.monotonic()):
                         return
@@ -989,7 +993,9 @@ class Replay:
                 return
             # Retryable (429, 5xx, connect errors, timeouts) or unknown (dropped mid-answer).
             if attempts > pacing.max_retries:
-                final = "unknown" if outcome == client.UNKNOWN or result.sent else "failed"
+                # Unknown: it may have arrived (no answer came back); failed: the server said no.
+                no_answer = result.status is None and result.sent
+                final = "unknown" if outcome == client.UNKNOWN or no_answer else "failed"
                 self._record(p, final, result.status, attempts, result.latency_ms, result.message)
                 return
             self.counts["retried"] += 1
@@ -1021,6 +1027,7 @@ class Replay:
             "latency_ms": latency_ms,
             "message": message,
             "record": record,
+            "line": p.line,
             "logged_at": dt.datetime.now(dt.UTC),
         }
         with self._rows_lock:
@@ -1113,18 +1120,19 @@ def dead_letters(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     """The run's dead letters: each original event (or raw record) plus why it was refused."""
     with store.cursor() as cur:
         cur.execute(
-            f"SELECT seq, outcome, status, message, record FROM ({_LATEST})"
-            " WHERE list_contains(?, outcome) ORDER BY seq <= 0, abs(seq)",
+            f"SELECT seq, outcome, status, message, record, line FROM ({_LATEST})"
+            " WHERE list_contains(?, outcome) ORDER BY line NULLS LAST, seq",
             [run_id, list(DEAD)],
         )
         while rows := cur.fetchmany(10_000):
-            for seq, outcome, status, message, record in rows:
+            for seq, outcome, status, message, record, line in rows:
                 letter = {
                     "reason": message,
                     "outcome": outcome,
                     "status": status,
                     "run_id": run_id,
-                    ("line" if seq <= 0 else "seq"): abs(seq) or None,
+                    "line": line,
+                    "seq": seq if seq > 0 else None,
                 }
                 try:
                     event = json.loads(record) if record is not None else None

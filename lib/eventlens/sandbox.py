@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -281,7 +282,10 @@ class _Writer:
             try:
                 first = self.queue.get(timeout=REFRESH_S)
             except queue.Empty:
-                self.sandbox.flush()  # idle: catch the trace summary up
+                try:
+                    self.sandbox.flush()  # idle: catch the trace summary up
+                except duckdb.ConnectionException:
+                    return  # the store was closed: the sandbox is gone
                 continue
             batch = [first]
             while len(batch) < self.MAX_BATCH:

@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS replay_runs (
 CREATE TABLE IF NOT EXISTS replay_outcomes (
     run_id VARCHAR NOT NULL,
     session INTEGER NOT NULL,
-    seq BIGINT NOT NULL,              -- position in the plan; a source record not planned: -line
+    seq BIGINT NOT NULL,              -- position in the plan; source records not planned: -1, -2..
     event_type VARCHAR,
     outcome VARCHAR NOT NULL,         -- accepted | rejected | invalid | failed | unknown
     status INTEGER,
@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS replay_outcomes (
     latency_ms DOUBLE,                -- of the last request
     message VARCHAR,
     record VARCHAR,                   -- dead letters: the original event (or raw record)
+    line BIGINT,                      -- where the event is in the source file, if known
     logged_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejects (
