@@ -288,7 +288,7 @@ def _journal(store: Store, rows: list[dict[str, Any]]) -> None:
         return
     with store.cursor() as cur:
         cur.execute(
-            "INSERT INTO replay_outcomes SELECT unnest(?::STRUCT(run_id VARCHAR, session INTEGER,"
+            "INSERT INTO replay_outcomes BY NAME SELECT unnest(?::STRUCT(run_id VARCHAR, session INTEGER,"
             " seq BIGINT, event_type VARCHAR, outcome VARCHAR, status INTEGER, attempts INTEGER,"
             " latency_ms DOUBLE, message VARCHAR, record VARCHAR, line BIGINT,"
             " logged_at TIMESTAMPTZ)[],"

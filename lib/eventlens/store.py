@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS replay_outcomes (
     line BIGINT,                      -- where the event is in the source file, if known
     logged_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE replay_outcomes ADD COLUMN IF NOT EXISTS line BIGINT;  -- journals made before it
 CREATE TABLE IF NOT EXISTS rejects (
     dataset VARCHAR NOT NULL,
     file VARCHAR,
