@@ -54,6 +54,11 @@ def parse_time(text: str, name: str, problems: list[str]) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def count(n: int) -> str:
+    """A count short enough for a metric tile (1,234 or 1.23M)."""
+    return f"{n / 1e6:.2f}M" if n >= 1_000_000 else f"{n:,}"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
@@ -277,10 +282,10 @@ if checked is not None and checked["state"] == "planned":
         if not fresh:
             st.info("The form changed since this dry run: run it again to start.")
         m = st.columns(5)
-        m[0].metric("Events to send", f"{info['events']:,}")
-        m[1].metric("Traces", f"{info['traces']:,}")
-        m[2].metric("Invalid (dead letters)", f"{info['invalid']:,}")
-        m[3].metric("Repeated in the source", f"{info['duplicates']:,}")
+        m[0].metric("Events to send", count(info["events"]))
+        m[1].metric("Traces", count(info["traces"]))
+        m[2].metric("Invalid (dead letters)", count(info["invalid"]))
+        m[3].metric("Repeated in the source", count(info["duplicates"]))
         m[4].metric(
             "Estimated duration",
             duration(info["estimated_s"]) if info["estimated_s"] is not None else "endpoint-bound",
@@ -333,11 +338,11 @@ def live_runs() -> None:
                 f"ETA {duration(p.eta_s)}",
             )
             m = st.columns(6)
-            m[0].metric("Accepted", f"{p.accepted:,}")
-            m[1].metric("Dead-lettered", f"{p.rejected + p.invalid:,}")
-            m[2].metric("Retries", f"{p.retried:,}")
-            m[3].metric("Failed / unknown", f"{p.failed + p.unknown:,}")
-            m[4].metric("Requests", f"{p.requests:,}")
+            m[0].metric("Accepted", count(p.accepted))
+            m[1].metric("Dead-lettered", count(p.rejected + p.invalid))
+            m[2].metric("Retries", count(p.retried))
+            m[3].metric("Failed / unknown", count(p.failed + p.unknown))
+            m[4].metric("Requests", count(p.requests))
             m[5].metric("Server pause", f"{p.paused_for_s:.0f} s" if p.paused_for_s else "–")
             if p.message:
                 st.warning(md_escape(p.message))
@@ -416,12 +421,12 @@ with guarded("the run's report"):
         st.caption("Sending now: the live progress is above; the report follows when it ends.")
     elif report:
         m = st.columns(7)
-        m[0].metric("Events", f"{report['events']:,}")
-        m[1].metric("Accepted", f"{report['accepted']:,}")
-        m[2].metric("Dead-lettered", f"{report['dead_lettered']:,}")
-        m[3].metric("Retried", f"{report['retried']:,}")
-        m[4].metric("Failed / unknown", f"{report['failed'] + report['unknown']:,}")
-        m[5].metric("Not sent yet", f"{report['not_sent']:,}")
+        m[0].metric("Events", count(report["events"]))
+        m[1].metric("Accepted", count(report["accepted"]))
+        m[2].metric("Dead-lettered", count(report["dead_lettered"]))
+        m[3].metric("Retried", count(report["retried"]))
+        m[4].metric("Failed / unknown", count(report["failed"] + report["unknown"]))
+        m[5].metric("Not sent yet", count(report["not_sent"]))
         m[6].metric("Events/s", f"{report['rate_per_s'] or 0:,.0f}")
         lat = report["latency_ms"]
         st.caption(

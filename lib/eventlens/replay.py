@@ -288,9 +288,9 @@ def _journal(store: Store, rows: list[dict[str, Any]]) -> None:
         return
     with store.cursor() as cur:
         cur.execute(
-            "INSERT INTO replay_outcomes BY NAME SELECT unnest(?::STRUCT(run_id VARCHAR, session INTEGER,"
-            " seq BIGINT, event_type VARCHAR, outcome VARCHAR, status INTEGER, attempts INTEGER,"
-            " latency_ms DOUBLE, message VARCHAR, record VARCHAR, line BIGINT,"
+            "INSERT INTO replay_outcomes BY NAME SELECT unnest(?::STRUCT(run_id VARCHAR,"
+            " session INTEGER, seq BIGINT, event_type VARCHAR, outcome VARCHAR, status INTEGER,"
+            " attempts INTEGER, latency_ms DOUBLE, message VARCHAR, record VARCHAR, line BIGINT,"
             " logged_at TIMESTAMPTZ)[],"
             " recursive := true)",
             [rows],
@@ -1035,8 +1035,18 @@ class Replay:
         self.counts[outcome] += 1
 
     def _journal_loop(self) -> None:
+        saved = time.monotonic()
         while not self.finished.wait(JOURNAL_EVERY_S):
             self._flush()
+            if time.monotonic() - saved >= 5:  # so a crashed run still shows its sending time
+                saved = time.monotonic()
+                try:
+                    self.store.execute(
+                        "UPDATE replay_runs SET elapsed_s = ?, updated_at = now() WHERE run_id = ?",
+                        [self.run.elapsed_s + saved - self.started, self.run.run_id],
+                    )
+                except Exception:  # noqa: BLE001 - a missed progress note loses nothing
+                    log.debug("replay progress note failed", exc_info=True)
 
     def _flush(self) -> None:
         with self._rows_lock:
