@@ -573,6 +573,9 @@ def tree_rss_mb(pid: int) -> float | None:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
                     break
+            else:  # no VmRSS line: a zombie, exiting
+                if p == pid:
+                    return None
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
@@ -646,7 +649,7 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
     readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
     for t in readers:
         t.start()
-    samples: list[tuple[float, str, float]] = []  # (t, phase, MB)
+    samples: list[tuple[float, str, float]] = []  # (t, plan | send | stop after TERM, MB)
     termed = None
     plan_dir = Path(f"{db}.replays")
     copy_at: float | None = None  # when the plan's Parquet file appeared (staging load done)
@@ -656,7 +659,8 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
             rss = tree_rss_mb(proc.pid)
             now = time.monotonic()
             if rss is not None:
-                samples.append((now - started, "send" if planned_at else "plan", rss))
+                phase = "stop" if termed else "send" if planned_at else "plan"
+                samples.append((now - started, phase, rss))
             if not planned_at and now >= next_disk:  # the planning's files, every 2 s
                 next_disk = now + 2
                 disk_peak = max(disk_peak, dir_mb(tmp))
@@ -694,6 +698,7 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     plan_rss = [mb for _, phase, mb in samples if phase == "plan"]
+    stop_rss = [mb for _, phase, mb in samples if phase == "stop"]
     send = [(t, mb) for t, phase, mb in samples if phase == "send"]
     print(f"  exit code {code}" + (" (stopped by SIGTERM, as asked)" if termed else ""))
     if plan_s is not None:
@@ -720,6 +725,12 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
             f"median of the first third {statistics.median(first):,.0f} MB, of the last third "
             f"{statistics.median(last):,.0f} MB"
         )
+        if stop_rss:
+            print(
+                f"  after SIGTERM (the last journal writes, the report): "
+                f"{ended - termed if termed else 0:,.1f} s until it exited, RSS max "
+                f"{max(stop_rss):,.0f} MB"
+            )
         if len(send) > 2:
             slope = statistics.linear_regression([t for t, _ in send], mbs).slope * 60
             print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 
 from eventlens import sandbox
@@ -50,7 +51,9 @@ def test_concurrent_requests_are_committed_together_and_answered(tmp_path):
     async def all_at_once() -> list[bool]:
         return list(await asyncio.gather(*(box.store_async(b) for b in sent + sent[:20])))
 
-    answers = asyncio.run(all_at_once())
+    # On its own thread: after the browser tests, Playwright's loop runs in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answers = pool.submit(asyncio.run, all_at_once()).result()
     assert sum(answers) == 200  # the 20 repeats are answered as duplicates
     assert sorted(stored_keys(store)) == sorted((b["trace_id"], b["event_id"]) for b in sent)
     box.flush()

@@ -665,6 +665,24 @@ class Progress:
         return dataclasses.asdict(self)
 
 
+def _run_in_own_thread(main: Any) -> None:
+    """asyncio.run(main()) on a new thread: the caller's thread may already run an event loop
+    (a notebook, Playwright's sync API in tests), where asyncio.run refuses to start."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="replay-loop", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 class _Gate:
     """Run-wide controls every request waits on: stop, pause, a server's Retry-After.
 
@@ -822,7 +840,7 @@ class Replay:
         journal.start()
         crashed: BaseException | None = None
         try:
-            asyncio.run(self._main())
+            _run_in_own_thread(self._main)
         except BaseException as exc:  # noqa: BLE001 - journal what we have, then re-raise
             crashed = exc
             self.stop(f"the replay failed: {type(exc).__name__}: {exc}")
