@@ -189,8 +189,10 @@ class Endpoint:
 def head_file(n: int, source_events: int, workdir: Path) -> Path:
     """WORKDIR/replay_head_<n>_of_<M>.jsonl: the first n events of events_<M>.jsonl."""
     path = workdir / f"replay_head_{n}_of_{source_events}.jsonl"
-    if path.is_file() and sum(1 for _ in open(path, "rb")) == n:
-        return path
+    if path.is_file():
+        with open(path, "rb") as fh:
+            if sum(1 for _ in fh) == n:
+                return path
     src = generate(source_events, workdir)
     tmp = path.with_suffix(".part")
     with open(src, "rb") as fh, open(tmp, "wb") as out:
@@ -753,8 +755,14 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
         done = f"{before[-1][1]:>10,} done, {before[-1][2]:>6,}/s" if before else ""
         print(f"    {t:>7.1f} s  {phase:<4}  {mb:>6,.0f}  {done}")
     peak = max((mb for _, _, mb in samples), default=0)
+    if samples:
+        t_peak, phase_peak, _ = max(samples, key=lambda x: x[2])
+        print(f"  the peak sample: {peak:,.0f} MB at {t_peak:,.1f} s ({phase_peak})")
     verdict = "met" if peak < RSS_TARGET_MB else "NOT MET"
     print(f"  target: under {RSS_TARGET_MB} MB RSS throughout: peak {peak:,.0f} MB, {verdict}")
+    sending = max((mb for _, phase, mb in samples if phase != "plan"), default=0)
+    verdict = "met" if sending < RSS_TARGET_MB else "NOT MET"
+    print(f"    sending alone (after planning): peak {sending:,.0f} MB, {verdict}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -212,6 +212,8 @@ class AsyncSender:
     """
 
     def __init__(self, target: Target, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout):
+        if problem := check_target(target):
+            raise ValueError(problem)
         self.target = target
         self.transport = transport
         self.url = httpx.URL(target.url)
@@ -220,8 +222,8 @@ class AsyncSender:
 
     async def send(self, body: Any) -> SendResult:
         """Check, then POST one body; never raises for a failed send."""
-        if refused := _refusal(body, self.target):
-            return refused
+        if problems := model.validate_body(body):  # the target was checked once, up front
+            return SendResult(INVALID, "not sent: " + model.reason(problems))
         request = httpx.Request(
             "POST",
             self.url,

@@ -8,8 +8,9 @@ event_id that is stable for the run, so the server drops a retry or a resend as 
 Every outcome is journalled (`replay_outcomes`) in small batches; a resume sends only the events
 without a final outcome (accepted, rejected, invalid).
 
-Threads, not asyncio: httpx's sync client in worker threads measured ~5x the requests per
-second of its AsyncClient at 64 in flight on this 2-core machine (docs/BENCHMARKS.md).
+asyncio on httpx's aiohttp transport, not threads: at 64 in flight on this 2-core machine it
+sent 3.3-3.8x the events/s of httpx's sync client in 64 threads, and ~10x httpx's AsyncClient
+on its default transport (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -884,7 +885,9 @@ class Replay:
         sender = client.AsyncSender(self.target, transport, timeout)
         async with transport:
             work: asyncio.Queue[Planned | None] = asyncio.Queue()
-            window = asyncio.Semaphore(max(64, pacing.concurrency * 8))  # handed out, unfinished
+            # Events handed out but unfinished. Wide, so that an export whose traces come in
+            # long runs (events queued behind their trace) still keeps every worker busy.
+            window = asyncio.Semaphore(max(1024, pacing.concurrency * 64))
             workers = [
                 asyncio.create_task(self._worker(work, window, sender))
                 for _ in range(pacing.concurrency)
