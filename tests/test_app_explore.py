@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apptest_helpers import errors, ok, plain
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
@@ -50,30 +51,8 @@ def open_app(db, monkeypatch):
     return open_
 
 
-def errors(at: AppTest) -> list[str]:
-    """Each exception as 'Type: message (the last frame in this project)'."""
-    out = []
-    for e in at.exception:
-        ours = [f for f in e.stack_trace if str(ROOT) in f and ".venv" not in f] or ["?"]
-        out.append(f"{e.proto.type.rsplit('.', 1)[-1]}: {e.message} ({ours[-1]})")
-    return out
-
-
-def ok(at: AppTest) -> None:
-    """No exception and no section that failed to draw (pytest.fail, not an AssertionError)."""
-    if at.exception:
-        pytest.fail(f"the page raised: {errors(at)}")
-    if at.error:
-        pytest.fail(f"the page showed errors: {[e.value for e in at.error]}")
-
-
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
-
-
-def plain(text: str) -> str:
-    """A message without the Markdown escapes the page adds."""
-    return text.replace("\\", "")
 
 
 def warnings(at: AppTest) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from apptest_helpers import plain
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
@@ -74,11 +75,6 @@ def page(db, served, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     yield at
     config.set_option("server.port", before)
-
-
-def plain(text: str) -> str:
-    """Element text without the Markdown escapes md_escape adds."""
-    return text.replace("\\", "")
 
 
 def sandbox_events(served, trace_id: str) -> int:
