@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +385,7 @@ def _plan_file(store: Store, run: Run) -> None:
     staging = Store(staging_path)
     try:
         if not os.environ.get(MEMORY_ENV):  # staging a big file must not take the machine's RAM
-            staging.execute(f"SET memory_limit = '{PLAN_MEMORY}'")
+            staging.execute("SET memory_limit = ?", [PLAN_MEMORY])
         result = ingest.load_files(staging, [path], "replay", [run.source.label])
         failed = result.failed_files
         if failed:
@@ -493,36 +493,24 @@ class Planned:
         return body
 
 
-def read_plan(path: str, after: int = 0) -> Iterator[list[Planned]]:
-    """The plan's events with seq > after, a row group at a time, in order."""
+def read_plan(path: str) -> Iterator[list[Planned]]:
+    """The plan's events, a row group at a time, in order (seqs run 1..N without gaps)."""
     if not os.path.isfile(path):
         raise ReplayError(f"the run's plan {path} is gone; start a new run")
     con = duckdb.connect()
     try:
-        con.execute(f"SET memory_limit = '{PLAN_MEMORY}'")
-        lo = after
-        while True:
-            rows = con.execute(
-                "SELECT seq, trace_id, event_id, send_trace_id, send_event_id, event_type, ts,"
-                " metrics, event_details, line FROM read_parquet(?) WHERE seq > ? AND seq <= ?"
-                " ORDER BY seq",
-                [path, lo, lo + CHUNK],
-            ).fetchall()
-            if not rows:
-                if lo >= _plan_max(con, path):
-                    return
-                lo += CHUNK
-                continue
+        con.execute("SET memory_limit = ?", [PLAN_MEMORY])
+        lo = 0
+        while rows := con.execute(
+            "SELECT seq, trace_id, event_id, send_trace_id, send_event_id, event_type, ts,"
+            " metrics, event_details, line FROM read_parquet(?) WHERE seq > ? AND seq <= ?"
+            " ORDER BY seq",
+            [path, lo, lo + CHUNK],
+        ).fetchall():
             yield [Planned(*r) for r in rows]
             lo += CHUNK
     finally:
         con.close()
-
-
-def _plan_max(con: duckdb.DuckDBPyConnection, path: str) -> int:
-    return int(
-        con.execute("SELECT coalesce(max(seq), 0) FROM read_parquet(?)", [path]).fetchone()[0]
-    )
 
 
 def _final_seqs(store: Store, run_id: str, lo: int, hi: int) -> set[int]:
@@ -1187,16 +1175,6 @@ def write_dead_letters(store: Store, run_id: str, path: str | os.PathLike[str]) 
     return n
 
 
-def copy_upload(data: bytes, name: str, store: Store) -> str:
-    """Save an uploaded file beside the plans so a resume can find it again."""
-    folder = plan_dir(store) / "uploads"
-    folder.mkdir(exist_ok=True)
-    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name)
-    path = folder / f"{uuid.uuid4().hex[:8]}-{safe or 'upload'}"
-    path.write_bytes(data)
-    return str(path)
-
-
 def cleanup_plan_dir(store: Store) -> None:
     """Remove an in-memory store's temporary plan folder."""
     if store.path == ":memory:":
@@ -1211,7 +1189,6 @@ class Session:
     thread: threading.Thread
     report: dict[str, Any] | None = None
     error: str | None = None
-    ended_at: float | None = field(default=None)
 
     @property
     def alive(self) -> bool:
@@ -1232,8 +1209,6 @@ def start_background(store: Store, run: Run, key: str | None, key_source: str) -
         except Exception as exc:  # noqa: BLE001 - shown on the page, details in the log
             log.exception("replay %s failed", run.run_id)
             session.error = f"the replay failed ({type(exc).__name__}: {exc})"
-        finally:
-            session.ended_at = time.time()
 
     thread = threading.Thread(target=target, name=f"replay-{run.run_id}", daemon=True)
     holder.append(Session(replay, thread))
