@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from replay_helpers import write_jsonl
 from sandbox_server import CountingApp, serve_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -81,13 +82,6 @@ def make_events(n: int, traces: int, *, id_every: int = 2, seed: int = 1) -> lis
             body["event_id"] = f"evt_{i:06d}"
         out.append(body)
     return out
-
-
-def write_jsonl(path: Path, items: list[Any]) -> Path:
-    """Items as lines: a str is written as is (a raw, maybe broken line), anything else as JSON."""
-    lines = [item if isinstance(item, str) else json.dumps(item) for item in items]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def content(body: dict[str, Any]) -> tuple:
