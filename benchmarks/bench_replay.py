@@ -666,7 +666,7 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
             if not planned_at and now >= next_disk:  # the planning's files, every 2 s
                 next_disk = now + 2
                 disk_peak = max(disk_peak, dir_mb(tmp))
-                if copy_at is None and any(plan_dir.glob("*.parquet.part")):
+                if copy_at is None and any(plan_dir.glob("*.parquet.sorted")):
                     copy_at = now
             if (
                 args.memory_seconds

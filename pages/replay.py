@@ -430,8 +430,9 @@ with guarded("the run's report"):
         m[6].metric("Events/s", f"{report['rate_per_s'] or 0:,.0f}")
         lat = report["latency_ms"]
         st.caption(
-            f"Latency p50 {lat['p50']} ms · p95 {lat['p95']} ms · p99 {lat['p99']} ms ·"
-            f" {report['requests']:,} requests over {duration(report['elapsed_s'])} in"
+            f"Latency p50 {lat['p50']} ms · p95 {lat['p95']} ms · p99 {lat['p99']} ms"
+            + (" (estimated) ·" if lat.get("estimated") else " ·")
+            + f" {report['requests']:,} requests over {duration(report['elapsed_s'])} in"
             f" {report['sessions']} session(s) · {report['duplicates_in_source']:,} repeated"
             " source records skipped"
         )

@@ -640,6 +640,25 @@ def test_small_chunks_give_the_same_result(monkeypatch, formats_dir, tmp_path):
     whole = run(1_000_000)
     assert whole[0] == [(20, 8, 1), (0, 8, 21)]
     assert run(7) == whole
+    with Store(":memory:") as s:  # the same, asked for by the caller (replay plans this way)
+        path = formats_dir / "bad_lines.jsonl"
+        r = load_files(s, [path, path], "d", chunk_records=7).files
+        assert [(f.loaded, f.rejected, f.duplicates) for f in r] == whole[0]
+
+
+def test_a_line_longer_than_max_line_bytes_fails_the_file_and_says_so(write_lines, store):
+    short = json.dumps({"trace_id": "t", "event_type": "x", "metrics": {}})
+    long = json.dumps(
+        {"trace_id": "t2", "event_type": "x", "metrics": {}, "event_details": {"n": "x" * 90_000}}
+    )
+    path = write_lines([short, long, short])
+    result = load_files(store, [path], "d", max_line_bytes=65_536).files[0]
+    assert result.line_too_long and result.loaded == 0
+    assert result.error == f"{path}: line 2 is longer than 64 KB"
+    assert store.event_count() == 0
+    # Under the default limit the same file loads (the repeat of line 1 is a duplicate).
+    again = load_files(store, [path], "d").files[0]
+    assert (again.loaded, again.duplicates, again.line_too_long) == (2, 1, False)
 
 
 def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, formats_dir):

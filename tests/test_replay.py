@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventlens import ingest
 from eventlens import replay as rp
 from eventlens.ingest import load_files
 from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
@@ -599,6 +600,41 @@ def test_server_errors_exhausting_retries_are_reported_failed(journal, tmp_path)
     assert (report["failed"], report["unknown"]) == (4, 0)
 
 
+def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
+    journal, tmp_path, monkeypatch
+):
+    source = write_jsonl(tmp_path / "e.jsonl", make_events(40, traces=8))
+    with serve_in_thread(Recorder(delay=lambda body: body["metrics"]["n"] / 2000).app) as url:
+        run = plan_file(journal, source, url)
+        report = rp.Replay(journal, run, KEY).execute()
+    latencies = sorted(r[0] for r in journal.rows("SELECT latency_ms FROM replay_outcomes"))
+    exact = statistics.quantiles(latencies, n=100, method="inclusive")
+    lat = report["latency_ms"]
+    assert lat["estimated"] is False
+    assert (lat["p50"], lat["p95"], lat["p99"]) == tuple(
+        round(q, 1) for q in (exact[49], exact[94], exact[98])
+    )
+    monkeypatch.setattr(rp, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
+    estimate = rp.build_report(journal, rp.get_run(journal, run.run_id))["latency_ms"]
+    assert estimate["estimated"] is True
+    assert estimate["p50"] == pytest.approx(lat["p50"], rel=0.1)
+    assert estimate["p99"] == pytest.approx(lat["p99"], rel=0.1)
+
+
+def test_hold_memory_caps_a_replaying_process_unless_the_user_chose(monkeypatch):
+    def settings(store: Store) -> tuple:
+        return store.rows("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
+
+    monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
+    with Store(":memory:") as store:
+        rp.hold_memory(store)
+        assert settings(store) == ("91.5 MiB", rp.PLAN_THREADS)  # 96 MB in DuckDB's units
+    monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "1GB")
+    with Store(":memory:") as store:
+        rp.hold_memory(store)
+        assert settings(store)[0] == "953.6 MiB"
+
+
 def test_rejected_events_are_dead_letters_not_retried_and_replayable(journal, tmp_path):
     good = make_events(20, traces=4, id_every=2)
     bad = [
@@ -881,6 +917,34 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
     assert journal.rows(
         "SELECT count(*) FROM replay_outcomes WHERE seq > 0 OR outcome <> 'invalid'"
     ) == [(0,)]
+
+
+def test_a_line_too_long_for_the_planning_buffer_is_planned_under_the_wide_limit(
+    journal, tmp_path, monkeypatch
+):
+    """Planning reads lines up to PLAN_LINE_BYTES to stay small; a longer one is read again
+    under ingest's own limit instead of failing the file."""
+    monkeypatch.setattr(rp, "PLAN_LINE_BYTES", 65_536)
+    events = make_events(6, traces=2)
+    events[3]["event_details"]["note"] = "n" * 90_000
+    source = write_jsonl(tmp_path / "e.jsonl", [*events, INVALID_LINES[1][0]])
+    run = plan_file(journal, source, "http://127.0.0.1:9")
+    rows = plan_rows(run)
+    assert (run.planned, run.invalid) == (6, 1)
+    assert [p.seq for p in rows] == [1, 2, 3, 4, 5, 6]
+    assert [p.ts for p in rows] == sorted(e["timestamp"] for e in events)
+    assert "n" * 90_000 in {json.loads(p.event_details).get("note") for p in rows}
+    assert rp.invalid_reasons(journal, run.run_id) == [
+        {"line": 7, "reason": "line 7: trace_id: is required"}
+    ]
+    # Nothing but the plan is left beside it (staging store, sorted file, partial plan).
+    assert sorted(p.name for p in Path(run.plan_path).parent.iterdir()) == [
+        Path(run.plan_path).name
+    ]
+
+    monkeypatch.setattr(ingest, "MAX_LINE_BYTES", 65_536)  # longer than both limits: refused
+    with pytest.raises(rp.ReplayError, match=r"e\.jsonl: line 4 is longer than 64 KB"):
+        plan_file(journal, source, "http://127.0.0.1:9")
 
 
 def test_store_source_with_filters(journal, tmp_path, formats_dir):

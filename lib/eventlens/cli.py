@@ -485,6 +485,7 @@ def replay(
             "--dataset, --type, --trace, --since and --until filter SOURCE store"
         )
     with _open_store(db) as store:
+        rp.hold_memory(store)
         try:
             if resume_id:
                 run = rp.get_run(store, resume_id)
@@ -684,7 +685,8 @@ def _report_text(r: dict[str, Any]) -> str:
         f"  dead-lettered {r['dead_lettered']:,}"
         + (f" -> {r['dead_letter_file']}" if r.get("dead_letter_file") else ""),
         f"  {r['rate_per_s'] or 0:,.0f} events/s over {_duration(r['elapsed_s'])};"
-        f" latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms",
+        f" latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+        + (" (estimated)" if lat.get("estimated") else ""),
     ]
     for event_type, counts in r["by_type"].items():
         parts = ", ".join(f"{k} {v:,}" for k, v in counts.items())

@@ -107,6 +107,7 @@ class FileResult:
     last_event: str | None = None
     event_types: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    line_too_long: bool = False  # it failed because a line passed max_line_bytes
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -238,20 +239,36 @@ def load_files(
     paths: Iterable[str | os.PathLike[str]],
     dataset: str | None = None,
     display_names: Sequence[str] | None = None,
+    *,
+    max_line_bytes: int | None = None,
+    chunk_records: int | None = None,
 ) -> LoadResult:
-    """Load files into one dataset; a bad file or row is reported, never raised."""
+    """Load files into one dataset; a bad file or row is reported, never raised.
+
+    max_line_bytes (default MAX_LINE_BYTES) sizes the JSONL read buffers; chunk_records
+    (default CHUNK_RECORDS) is how many records are checked and inserted at a time.
+    """
     paths = [str(p) for p in paths]
     dataset = (dataset or "").strip() or default_dataset_name(paths)
     names = list(display_names) if display_names else paths
+    sizes = _Sizes(max_line_bytes or MAX_LINE_BYTES, chunk_records or CHUNK_RECORDS)
     before = store.last_batch()
-    results = [_load_one(store, p, name, dataset) for p, name in zip(paths, names, strict=True)]
+    results = [
+        _load_one(store, p, name, dataset, sizes) for p, name in zip(paths, names, strict=True)
+    ]
     _update_dataset(store, dataset)
     if any(r.loaded for r in results):
         store.refresh_traces(after_batch=before)
     return LoadResult(dataset, results)
 
 
-def _load_one(store: Store, path: str, name: str, dataset: str) -> FileResult:
+@dataclass(frozen=True)
+class _Sizes:
+    max_line_bytes: int
+    chunk_records: int
+
+
+def _load_one(store: Store, path: str, name: str, dataset: str, sizes: _Sizes) -> FileResult:
     result = FileResult(path=name)
     started = time.perf_counter()
     try:
@@ -262,13 +279,16 @@ def _load_one(store: Store, path: str, name: str, dataset: str) -> FileResult:
         # Hash the file on a thread while DuckDB reads it (both release the GIL).
         with ThreadPoolExecutor(1) as pool, store.write_lock, store.cursor() as cur:
             digest = pool.submit(file_sha256, path)
-            _FileLoad(cur, path, name, digest, dataset, detected, result).run()
+            _FileLoad(cur, path, name, digest, dataset, detected, result, sizes).run()
     except NotAnExport as exc:
         result = _failed(result, f"{name}: {exc}")
     except OSError as exc:
         result = _failed(result, f"{name}: cannot read it ({exc.strerror or exc})")
     except duckdb.Error as exc:
-        result = _failed(result, f"{name}: {_duckdb_message(exc, result.format)}")
+        message = _duckdb_message(exc, result.format, sizes.max_line_bytes)
+        too_long = "maximum line size" in str(exc).lower()
+        result = _failed(result, f"{name}: {message}")
+        result.line_too_long = too_long
     except Exception as exc:  # a bug of ours: still a sentence for the user, details in the log
         log.exception("loading %s failed", name)
         result = _failed(result, f"{name}: it could not be loaded ({type(exc).__name__}: {exc})")
@@ -290,12 +310,20 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _duckdb_message(exc: Exception, fmt: str | None) -> str:
+def _duckdb_message(exc: Exception, fmt: str | None, max_line_bytes: int) -> str:
     """DuckDB's error as one plain sentence, without its error-class prefix."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    full = str(exc).strip()
+    text = full.splitlines()[0] if full else type(exc).__name__
     text = re.sub(r"^[A-Za-z ]+Error: ", "", text)
-    if "maximum line size" in text.lower():
-        return f"a line is longer than {MAX_LINE_BYTES // (1024 * 1024)} MB"
+    if "maximum line size" in full.lower():  # said further down; the first line only numbers it
+        mb = max_line_bytes / (1024 * 1024)
+        size = f"{mb:g} MB" if mb >= 1 else f"{max_line_bytes // 1024} KB"
+        where = re.search(r"CSV Error on Line: (\d+)", full)
+        return (
+            f"line {where.group(1)} is longer than {size}"
+            if where
+            else (f"a line is longer than {size}")
+        )
     what = {"json-array": "a JSON array", "json-document": "JSON", "csv": "CSV"}.get(
         (fmt or "").split("+")[0], fmt or "an export"
     )
@@ -314,9 +342,10 @@ class _FileLoad:
         dataset: str,
         detected: Detected,
         result: FileResult,
+        sizes: _Sizes,
     ):
         self.cur, self.path, self.name, self._digest = cur, path, name, digest
-        self.dataset, self.detected, self.result = dataset, detected, result
+        self.dataset, self.detected, self.result, self.sizes = dataset, detected, result, sizes
         self.csv_rejects: list[tuple[int, str, str]] = []  # (line, reason, raw)
         self.csv_skipped: list[int] = []
         self.line_params: list[Any] = []
@@ -340,8 +369,9 @@ class _FileLoad:
                 self._clear_earlier_rejects()
                 # Chunks bound the memory a big file needs; repeats across chunks are caught
                 # because each chunk's inserts are visible to the next one's anti-join.
-                for start in range(0, max(records, 1), CHUNK_RECORDS):
-                    stop = min(start + CHUNK_RECORDS, records)
+                chunk = self.sizes.chunk_records
+                for start in range(0, max(records, 1), chunk):
+                    stop = min(start + chunk, records)
                     clean = self._insert_clean(start, stop) if FAST_PATH else 0
                     if clean == stop - start:
                         continue
@@ -372,11 +402,12 @@ class _FileLoad:
         if kind == "jsonl":
             # Each line as text, so a malformed line is kept (and reported) with its number.
             # An explicit buffer: with a large max_line_size DuckDB would allocate 1 GB buffers.
+            longest = self.sizes.max_line_bytes
             cur.execute(
                 "CREATE TEMP TABLE _src AS SELECT raw FROM read_csv(?, columns={'raw': 'VARCHAR'},"
                 " header=false, delim='\x01', quote='', escape='', auto_detect=false,"
-                f" strict_mode=false, max_line_size={MAX_LINE_BYTES},"
-                f" buffer_size={2 * MAX_LINE_BYTES}, compression=?)",
+                f" strict_mode=false, max_line_size={int(longest)},"
+                f" buffer_size={2 * int(longest)}, compression=?)",
                 [p, comp],
             )
         elif kind in ("json-array", "json-document"):

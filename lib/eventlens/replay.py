@@ -48,8 +48,18 @@ DEAD = ("rejected", "invalid")  # what goes to the dead-letter file
 STATES = ("planned", "running", "paused", "stopped", "finished", "failed")
 REDACTED = "[redacted]"
 CHUNK = 16_384  # plan rows read at a time (the plan's row group size)
+EXACT_QUANTILES = 1_000_000  # latency percentiles are estimated above this many events
 JOURNAL_EVERY_S = 0.2  # outcomes reach the journal at most this late (what a kill -9 can lose)
-PLAN_MEMORY = "256MB"  # DuckDB's limit while staging and reading a plan
+# Planning a file holds DuckDB to a small budget, so that replaying a 10M-event file stays
+# under 300 MB RSS (docs/BENCHMARKS.md): one thread (each would hold its own read buffer and sort
+# run), lines up to 8 MB, the file as one ingest chunk (a chunked load's anti-join against the
+# chunks before it does not fit), and the sort written out before the seqs are numbered.
+PLAN_MEMORY = "96MB"
+PLAN_THREADS = 1
+PLAN_LINE_BYTES = 8 * 1024 * 1024
+PLAN_CHUNK_RECORDS = 1 << 62
+# A file with a longer line is planned again under ingest's own line limit, which needs more.
+WIDE_PLAN_MEMORY = "256MB"
 
 
 class ReplayError(Exception):
@@ -337,11 +347,10 @@ def plan(
     return run
 
 
-# The plan: original fields (for dead letters) beside what is sent. Ids are made in SQL, so
-# planning stays one DuckDB statement however many events there are.
+# The plan: original fields (for dead letters) beside what is sent, in replay order. Ids are
+# made in SQL, so planning stays one sort however many events there are.
 _PLAN_SELECT = """
-    SELECT row_number() OVER (ORDER BY timestamp NULLS LAST, {order}) AS seq,
-           trace_id,
+    SELECT trace_id,
            event_id,
            CASE ? WHEN 'fresh' THEN 'trace_' || md5(? || chr(0) || trace_id)
                   WHEN 'keep' THEN trace_id
@@ -353,7 +362,7 @@ _PLAN_SELECT = """
            to_json(event_details)::VARCHAR AS event_details,
            {line} AS line
     FROM events WHERE {where}
-    ORDER BY seq
+    ORDER BY timestamp NULLS LAST, {order}
 """
 
 
@@ -363,32 +372,86 @@ def _plan_params(run: Run) -> list[Any]:
     return [mode if mode in ("fresh", "keep") else "prefix", run.run_id, prefix, run.run_id]
 
 
+def hold_memory(store: Store) -> None:
+    """Hold a store to the planning budget, for a process that only replays (the CLI).
+
+    Without it DuckDB keeps the growing journal and the store's pages cached (up to 80% of RAM),
+    and the report's pass over a 10M-event journal takes about a gigabyte.
+    $EVENTLENS_MEMORY_LIMIT, when set, wins.
+    """
+    if not os.environ.get(MEMORY_ENV):
+        store.execute("SET GLOBAL memory_limit = ?", [PLAN_MEMORY])
+        store.execute("SET GLOBAL threads = ?", [PLAN_THREADS])
+
+
+def _small_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB held to the planning budget, for Parquet in and Parquet out."""
+    con = duckdb.connect()
+    con.execute("SET memory_limit = ?", [PLAN_MEMORY])
+    con.execute("SET threads = ?", [PLAN_THREADS])
+    return con
+
+
 def _copy_plan(cur: duckdb.DuckDBPyConnection, run: Run, select: str, params: list[Any]) -> int:
-    tmp = run.plan_path + ".part"
-    cur.execute(f"COPY ({select}) TO ? (FORMAT parquet, ROW_GROUP_SIZE {CHUNK})", [*params, tmp])
-    os.replace(tmp, run.plan_path)
-    with duckdb.connect() as con:
-        return int(
-            con.execute("SELECT count(*) FROM read_parquet(?)", [run.plan_path]).fetchone()[0]
-        )
+    """Write the plan: the events sorted into replay order, then numbered 1..N in that order."""
+    sorted_path, tmp = run.plan_path + ".sorted", run.plan_path + ".part"
+    write = f"(FORMAT parquet, ROW_GROUP_SIZE {CHUNK})"
+    try:
+        cur.execute(f"COPY ({select}) TO ? {write}", [*params, sorted_path])
+        # Numbered apart: row_number() over the sort itself holds every row in memory; over the
+        # written file it streams, in the file's order (one thread, insertion order kept).
+        with _small_duckdb() as con:
+            con.execute(
+                f"COPY (SELECT row_number() OVER () AS seq, * FROM read_parquet(?)) TO ? {write}",
+                [sorted_path, tmp],
+            )
+            planned = con.execute("SELECT count(*) FROM read_parquet(?)", [tmp]).fetchone()[0]
+        os.replace(tmp, run.plan_path)
+    finally:
+        for leftover in (sorted_path, tmp):
+            Path(leftover).unlink(missing_ok=True)
+    return int(planned)
 
 
 def _plan_file(store: Store, run: Run) -> None:
-    """Read the file with ingest into a staging store, then write the plan from it."""
+    """Read the file with ingest into a staging store, write the plan, journal the rejects."""
+    if not os.path.isfile(run.source.path or ""):
+        raise ReplayError(f"{run.source.label}: no such file")
+    staging = Path(run.plan_path).with_suffix(".staging.duckdb")
+    try:
+        # A line longer than PLAN_LINE_BYTES: again, under ingest's own (wider) limit.
+        if not _stage(run, staging, PLAN_LINE_BYTES, PLAN_MEMORY):
+            _stage(run, staging, None, WIDE_PLAN_MEMORY)
+        _journal_rejects(store, run, staging)
+    finally:
+        for leftover in (staging, staging.with_suffix(".duckdb.wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _stage(run: Run, staging_path: Path, max_line_bytes: int | None, memory: str) -> bool:
+    """Load the file into a staging store and write the plan from it.
+
+    False when a line is longer than max_line_bytes (and a wider limit may read it).
+    """
     from eventlens import ingest
 
-    path = run.source.path or ""
-    if not os.path.isfile(path):
-        raise ReplayError(f"{run.source.label}: no such file")
-    staging_path = Path(run.plan_path).with_suffix(".staging.duckdb")
     staging_path.unlink(missing_ok=True)
     staging = Store(staging_path)
     try:
         if not os.environ.get(MEMORY_ENV):  # staging a big file must not take the machine's RAM
-            staging.execute("SET memory_limit = ?", [PLAN_MEMORY])
-        result = ingest.load_files(staging, [path], "replay", [run.source.label])
-        failed = result.failed_files
-        if failed:
+            staging.execute("SET memory_limit = ?", [memory])
+            staging.execute("SET threads = ?", [PLAN_THREADS])
+        result = ingest.load_files(
+            staging,
+            [run.source.path or ""],
+            "replay",
+            [run.source.label],
+            max_line_bytes=max_line_bytes,
+            chunk_records=PLAN_CHUNK_RECORDS,
+        )
+        if failed := result.failed_files:
+            if failed[0].line_too_long and max_line_bytes is not None:
+                return False
             raise ReplayError(failed[0].error or f"{run.source.label} could not be read")
         with staging.cursor() as cur:
             run.planned = _copy_plan(
@@ -399,36 +462,34 @@ def _plan_file(store: Store, run: Run) -> None:
                 ),
                 _plan_params(run),
             )
-        rejects = staging.rows(
-            "SELECT line, location, reason, raw FROM rejects ORDER BY line NULLS LAST"
-        )
-        run.invalid = len(rejects)
+        run.invalid = int(staging.scalar("SELECT count(*) FROM rejects"))
         run.duplicates = result.duplicates
+        return True
     finally:
         staging.close()
-        for leftover in (staging_path, staging_path.with_suffix(".duckdb.wal")):
-            leftover.unlink(missing_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    rows = [
-        {
-            "run_id": run.run_id,
-            "session": 0,
-            "seq": -n,  # one seq per record: a trace document line can hold several
-            "event_type": None,
-            "outcome": "invalid",
-            "status": None,
-            "attempts": 0,
-            "latency_ms": None,
-            "message": f"{location}: {reason}" if location else reason,
-            "record": raw,
-            "line": line,
-            "logged_at": now,
-        }
-        for n, (line, location, reason, raw) in enumerate(rejects, start=1)
-    ]
-    with store.write_lock:
-        for start in range(0, len(rows), 10_000):
-            _journal(store, rows[start : start + 10_000])
+
+
+def _journal_rejects(store: Store, run: Run, staging_path: Path) -> None:
+    """Journal the staging store's rejects as invalid outcomes, in SQL (there may be millions)."""
+    if not run.invalid:
+        return
+    alias = f"replay_staging_{uuid.uuid4().hex}"
+    with store.write_lock, store.cursor() as cur:
+        cur.execute(f"ATTACH ? AS {alias} (READ_ONLY)", [str(staging_path)])
+        try:
+            cur.execute(
+                # One seq per record (-1, -2, ...): a trace document line can hold several.
+                "INSERT INTO replay_outcomes BY NAME"
+                " SELECT ? AS run_id, 0 AS session,"
+                " -row_number() OVER (ORDER BY line NULLS LAST, rowid) AS seq,"
+                " 'invalid' AS outcome, 0 AS attempts,"
+                " CASE WHEN coalesce(location, '') = '' THEN reason"
+                " ELSE location || ': ' || reason END AS message,"
+                f" raw AS record, line, now() AS logged_at FROM {alias}.rejects",
+                [run.run_id],
+            )
+        finally:
+            cur.execute(f"DETACH {alias}")
 
 
 def _plan_store(store: Store, run: Run) -> None:
@@ -497,9 +558,8 @@ def read_plan(path: str) -> Iterator[list[Planned]]:
     """The plan's events, a row group at a time, in order (seqs run 1..N without gaps)."""
     if not os.path.isfile(path):
         raise ReplayError(f"the run's plan {path} is gone; start a new run")
-    con = duckdb.connect()
+    con = _small_duckdb()
     try:
-        con.execute("SET memory_limit = ?", [PLAN_MEMORY])
         lo = 0
         while rows := con.execute(
             "SELECT seq, trace_id, event_id, send_trace_id, send_event_id, event_type, ts,"
@@ -1077,25 +1137,27 @@ class Replay:
 def build_report(store: Store, run: Run) -> dict[str, Any]:
     """What happened to every event of the run, over all its sessions."""
     latest = f"({_LATEST})"
-    counts = dict(store.rows(f"SELECT outcome, count(*) FROM {latest} GROUP BY 1", [run.run_id]))
+    counts: collections.Counter[str] = collections.Counter()
+    by_type: dict[str, dict[str, int]] = {}
+    planned_seen = sent = 0
+    # One pass over each event's latest outcome gives every count (a 10M-event run's journal
+    # is read a handful of times at most, under the CLI's memory limit).
+    for event_type, outcome, planned, n, with_attempts in store.rows(
+        "SELECT event_type, outcome, seq > 0, count(*), count(*) FILTER (WHERE attempts > 0)"
+        f" FROM {latest} GROUP BY ALL ORDER BY ALL",
+        [run.run_id],
+    ):
+        counts[outcome] += n
+        sent += with_attempts
+        if planned:
+            planned_seen += n
+            by_type.setdefault(event_type, {})[outcome] = n
     retried, requests = store.rows(
         "SELECT coalesce(sum(greatest(attempts - 1, 0)), 0), coalesce(sum(attempts), 0)"
         " FROM replay_outcomes WHERE run_id = ?",
         [run.run_id],
     )[0]
-    p50, p95, p99 = store.rows(
-        f"SELECT quantile_cont(latency_ms, [0.5, 0.95, 0.99]) FROM {latest}"
-        " WHERE outcome = 'accepted'",
-        [run.run_id],
-    )[0][0] or [None, None, None]
-    by_type: dict[str, dict[str, int]] = {}
-    for event_type, outcome, n in store.rows(
-        f"SELECT event_type, outcome, count(*) FROM {latest} WHERE seq > 0 GROUP BY 1, 2"
-        " ORDER BY 1, 2",
-        [run.run_id],
-    ):
-        by_type.setdefault(event_type, {})[outcome] = n
-    planned_seen = int(store.scalar(f"SELECT count(*) FROM {latest} WHERE seq > 0", [run.run_id]))
+    latency = _latency_quantiles(store, run.run_id, counts["accepted"])
     accepted = counts.get("accepted", 0)
     rejected = counts.get("rejected", 0)
     invalid = counts.get("invalid", 0)
@@ -1106,9 +1168,7 @@ def build_report(store: Store, run: Run) -> dict[str, Any]:
         "endpoint": run.endpoint.url + run.endpoint.path,
         "events": run.planned + run.invalid,
         "planned": run.planned,
-        "sent": int(
-            store.scalar(f"SELECT count(*) FROM {latest} WHERE attempts > 0", [run.run_id])
-        ),
+        "sent": sent,
         "requests": int(requests),
         "accepted": accepted,
         "rejected": rejected,
@@ -1121,14 +1181,24 @@ def build_report(store: Store, run: Run) -> dict[str, Any]:
         "duplicates_in_source": run.duplicates,
         "elapsed_s": round(run.elapsed_s, 2),
         "rate_per_s": round(planned_seen / run.elapsed_s, 1) if run.elapsed_s else None,
-        "latency_ms": {
-            "p50": _round(p50),
-            "p95": _round(p95),
-            "p99": _round(p99),
-        },
+        "latency_ms": latency,
         "by_type": by_type,
         "sessions": run.sessions,
     }
+
+
+def _latency_quantiles(store: Store, run_id: str, accepted: int) -> dict[str, Any]:
+    """p50/p95/p99 of the accepted events' latency: exact up to EXACT_QUANTILES events, then
+    DuckDB's t-digest estimate (exact quantiles hold every value in memory at once)."""
+    estimated = accepted > EXACT_QUANTILES
+    quantile = "approx_quantile" if estimated else "quantile_cont"
+    values = store.rows(
+        f"SELECT {quantile}(latency_ms, [0.5, 0.95, 0.99]) FROM ({_LATEST})"
+        " WHERE outcome = 'accepted'",
+        [run_id],
+    )[0][0] or [None, None, None]
+    p50, p95, p99 = (_round(v) for v in values)
+    return {"p50": p50, "p95": p95, "p99": p99, "estimated": estimated}
 
 
 def _round(value: float | None) -> float | None:
