@@ -653,12 +653,34 @@ def test_a_line_longer_than_max_line_bytes_fails_the_file_and_says_so(write_line
     )
     path = write_lines([short, long, short])
     result = load_files(store, [path], "d", max_line_bytes=65_536).files[0]
-    assert result.line_too_long and result.loaded == 0
+    assert result.record_too_long and result.loaded == 0
     assert result.error == f"{path}: line 2 is longer than 64 KB"
     assert store.event_count() == 0
     # Under the default limit the same file loads (the repeat of line 1 is a duplicate).
     again = load_files(store, [path], "d").files[0]
-    assert (again.loaded, again.duplicates, again.line_too_long) == (2, 1, False)
+    assert (again.loaded, again.duplicates, again.record_too_long) == (2, 1, False)
+
+
+def test_json_arrays_and_documents_load_under_a_small_memory_limit(formats_dir):
+    """Their buffers follow the element limit or the document's size, not a fixed 1 GB
+    (which made DuckDB ask for 2 GiB and fail under any smaller memory_limit)."""
+    for name in ("events.json", "trace_document.json", "search_response.json"):
+        with Store(":memory:") as s:
+            s.execute("SET memory_limit = '160MB'")  # the default 32 MB elements: 64 MB buffers
+            result = load_files(s, [formats_dir / name], name).files[0]
+            assert result.error is None and result.loaded > 0, name
+
+
+def test_an_array_element_longer_than_max_line_bytes_is_named(write_text, store):
+    elements = [{"trace_id": f"t{i}", "event_type": "x", "metrics": {}} for i in range(3000)]
+    elements[5]["event_details"] = {"n": "x" * 33_600_000}
+    path = write_text(json.dumps(elements), name="events.json")
+    # DuckDB reads values up to 16 MB whatever it is told, in buffers twice that: the limit
+    # named is what it could read.
+    result = load_files(store, [path], "d", max_line_bytes=65_536).files[0]
+    assert result.record_too_long and result.loaded == 0
+    assert result.error == f"{path}: an element of the array is longer than 32 MB"
+    assert load_files(store, [path], "d").files[0].loaded == 3000
 
 
 def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, formats_dir):

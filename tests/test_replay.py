@@ -919,12 +919,39 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
     ) == [(0,)]
 
 
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in (Path(__file__).parent.parent / "sample_data" / "formats").iterdir()),
+)
+def test_every_format_ingest_reads_plans_within_the_budget(journal, formats_dir, name, monkeypatch):
+    """Planned under PLAN_MEMORY (no fallback), with the counts a load of the file gives."""
+    monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
+    with Store(":memory:") as s:
+        loaded = load_files(s, [formats_dir / name], "d").files[0]
+    staged: list[bool] = []
+    real_stage = rp._stage
+
+    def stage(run: rp.Run, staging: Path, *, budget: bool) -> bool:
+        staged.append(budget)
+        return real_stage(run, staging, budget=budget)
+
+    monkeypatch.setattr(rp, "_stage", stage)
+    run = plan_file(journal, formats_dir / name, "http://127.0.0.1:9")
+    assert staged == [True], "needed more than the planning budget"
+    assert (run.planned, run.invalid, run.duplicates) == (
+        loaded.loaded,
+        loaded.rejected,
+        loaded.duplicates,
+    )
+
+
 def test_a_line_too_long_for_the_planning_buffer_is_planned_under_the_wide_limit(
     journal, tmp_path, monkeypatch
 ):
     """Planning reads lines up to PLAN_LINE_BYTES to stay small; a longer one is read again
     under ingest's own limit instead of failing the file."""
     monkeypatch.setattr(rp, "PLAN_LINE_BYTES", 65_536)
+    monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
     events = make_events(6, traces=2)
     events[3]["event_details"]["note"] = "n" * 90_000
     source = write_jsonl(tmp_path / "e.jsonl", [*events, INVALID_LINES[1][0]])

@@ -29,7 +29,9 @@ from eventlens import model
 from eventlens.store import Store
 
 SNIFF_BYTES = 256 * 1024
-MAX_LINE_BYTES = 32 * 1024 * 1024
+MAX_LINE_BYTES = 32 * 1024 * 1024  # also the largest element of a JSON array
+MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024  # the largest single JSON document (trace, search)
+MIN_OBJECT_BYTES = 16 * 1024 * 1024  # DuckDB reads JSON values up to at least this anyway
 CHUNK_RECORDS = 2_000_000  # records checked and inserted at a time
 RAW_KEEP_CHARS = 10_000  # how much of a rejected record the rejects table keeps
 DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
@@ -107,7 +109,8 @@ class FileResult:
     last_event: str | None = None
     event_types: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    line_too_long: bool = False  # it failed because a line passed max_line_bytes
+    record_too_long: bool = False  # it failed: a line or array element passed max_line_bytes
+    out_of_memory: bool = False  # it failed: DuckDB's memory_limit was too small for it
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -286,9 +289,9 @@ def _load_one(store: Store, path: str, name: str, dataset: str, sizes: _Sizes) -
         result = _failed(result, f"{name}: cannot read it ({exc.strerror or exc})")
     except duckdb.Error as exc:
         message = _duckdb_message(exc, result.format, sizes.max_line_bytes)
-        too_long = "maximum line size" in str(exc).lower()
         result = _failed(result, f"{name}: {message}")
-        result.line_too_long = too_long
+        result.record_too_long = _too_long(exc)
+        result.out_of_memory = isinstance(exc, duckdb.OutOfMemoryException)
     except Exception as exc:  # a bug of ours: still a sentence for the user, details in the log
         log.exception("loading %s failed", name)
         result = _failed(result, f"{name}: it could not be loaded ({type(exc).__name__}: {exc})")
@@ -310,20 +313,44 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _too_long(exc: Exception) -> bool:
+    """Whether DuckDB refused a line or a JSON value for its size."""
+    text = str(exc).lower()
+    return "maximum line size" in text or '"maximum_object_size"' in text
+
+
+def _size_words(n: int) -> str:
+    mb = n / (1024 * 1024)
+    return f"{round(mb, 1):g} MB" if mb >= 1 else f"{round(n / 1024):g} KB"
+
+
+def _document_bytes(path: str, gzip: bool) -> int:
+    """An upper bound of a JSON document's size (DuckDB allocates buffers of about twice it)."""
+    size = os.path.getsize(path)
+    if gzip:  # gzip's trailer holds the (last member's) size, mod 2**32
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        size = isize if isize >= size else MAX_DOCUMENT_BYTES
+    return min(MAX_DOCUMENT_BYTES, max(size + 1, MIN_OBJECT_BYTES))
+
+
 def _duckdb_message(exc: Exception, fmt: str | None, max_line_bytes: int) -> str:
     """DuckDB's error as one plain sentence, without its error-class prefix."""
     full = str(exc).strip()
     text = full.splitlines()[0] if full else type(exc).__name__
     text = re.sub(r"^[A-Za-z ]+Error: ", "", text)
     if "maximum line size" in full.lower():  # said further down; the first line only numbers it
-        mb = max_line_bytes / (1024 * 1024)
-        size = f"{mb:g} MB" if mb >= 1 else f"{max_line_bytes // 1024} KB"
         where = re.search(r"CSV Error on Line: (\d+)", full)
-        return (
-            f"line {where.group(1)} is longer than {size}"
-            if where
-            else (f"a line is longer than {size}")
-        )
+        line = f"line {where.group(1)}" if where else "a line"
+        return f"{line} is longer than {_size_words(max_line_bytes)}"
+    if '"maximum_object_size"' in full:
+        # DuckDB names the size it could read: about twice what it was told.
+        read = re.search(r"\(>(\d+) bytes\)", full)
+        size = _size_words(int(read.group(1)) + 1) if read else "the limit"
+        if (fmt or "").startswith("json-array"):
+            return f"an element of the array is longer than {size}"
+        return f"the JSON document is larger than {size}"
     what = {"json-array": "a JSON array", "json-document": "JSON", "csv": "CSV"}.get(
         (fmt or "").split("+")[0], fmt or "an export"
     )
@@ -411,10 +438,15 @@ class _FileLoad:
                 [p, comp],
             )
         elif kind in ("json-array", "json-document"):
-            layout = "array" if kind == "json-array" else "unstructured"
+            # DuckDB's buffers are about twice maximum_object_size: an array's elements are
+            # events (a line's limit), a document is one value as large as the file.
+            if kind == "json-array":
+                layout, largest = "array", max(self.sizes.max_line_bytes, MIN_OBJECT_BYTES)
+            else:
+                layout, largest = "unstructured", _document_bytes(p, self.detected.gzip)
             cur.execute(
                 "CREATE TEMP TABLE _src AS SELECT json::VARCHAR AS raw FROM read_json_objects(?,"
-                f" format='{layout}', compression=?, maximum_object_size=1073741824)",
+                f" format='{layout}', compression=?, maximum_object_size={int(largest)})",
                 [p, comp],
             )
         elif kind == "csv":

@@ -58,8 +58,6 @@ PLAN_MEMORY = "96MB"
 PLAN_THREADS = 1
 PLAN_LINE_BYTES = 8 * 1024 * 1024
 PLAN_CHUNK_RECORDS = 1 << 62
-# A file with a longer line is planned again under ingest's own line limit, which needs more.
-WIDE_PLAN_MEMORY = "256MB"
 
 
 class ReplayError(Exception):
@@ -419,38 +417,42 @@ def _plan_file(store: Store, run: Run) -> None:
         raise ReplayError(f"{run.source.label}: no such file")
     staging = Path(run.plan_path).with_suffix(".staging.duckdb")
     try:
-        # A line longer than PLAN_LINE_BYTES: again, under ingest's own (wider) limit.
-        if not _stage(run, staging, PLAN_LINE_BYTES, PLAN_MEMORY):
-            _stage(run, staging, None, WIDE_PLAN_MEMORY)
+        if not _stage(run, staging, budget=True):
+            # A line longer than PLAN_LINE_BYTES, or a record that needs bigger buffers than
+            # the budget (a large JSON document): read it the way `eventlens load` would.
+            log.info("replay: %s needs more than the planning budget", run.source.label)
+            _stage(run, staging, budget=False)
         _journal_rejects(store, run, staging)
     finally:
         for leftover in (staging, staging.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
 
 
-def _stage(run: Run, staging_path: Path, max_line_bytes: int | None, memory: str) -> bool:
+def _stage(run: Run, staging_path: Path, *, budget: bool) -> bool:
     """Load the file into a staging store and write the plan from it.
 
-    False when a line is longer than max_line_bytes (and a wider limit may read it).
+    With budget, DuckDB is held to PLAN_MEMORY and lines to PLAN_LINE_BYTES; returns False when
+    the file needs more than that (it is then up to the caller to try without the budget).
     """
     from eventlens import ingest
 
     staging_path.unlink(missing_ok=True)
     staging = Store(staging_path)
     try:
-        if not os.environ.get(MEMORY_ENV):  # staging a big file must not take the machine's RAM
-            staging.execute("SET memory_limit = ?", [memory])
+        # $EVENTLENS_MEMORY_LIMIT, when set, is the user's choice and applies as it is.
+        if budget and not os.environ.get(MEMORY_ENV):
+            staging.execute("SET memory_limit = ?", [PLAN_MEMORY])
             staging.execute("SET threads = ?", [PLAN_THREADS])
         result = ingest.load_files(
             staging,
             [run.source.path or ""],
             "replay",
             [run.source.label],
-            max_line_bytes=max_line_bytes,
+            max_line_bytes=PLAN_LINE_BYTES if budget else None,
             chunk_records=PLAN_CHUNK_RECORDS,
         )
         if failed := result.failed_files:
-            if failed[0].line_too_long and max_line_bytes is not None:
+            if budget and (failed[0].record_too_long or failed[0].out_of_memory):
                 return False
             raise ReplayError(failed[0].error or f"{run.source.label} could not be read")
         with staging.cursor() as cur:
