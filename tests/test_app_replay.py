@@ -607,8 +607,9 @@ def test_the_typed_key_is_never_shown_kept_or_put_in_the_url(page, store, box, c
     assert page.text_input(key="r_key").value == SECRET  # the field itself keeps it
 
 
-def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedded):
+def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedded, monkeypatch):
     """A run the journal says is running, with no live session (its process died)."""
+    monkeypatch.setattr(replay, "EXACT_QUANTILES", 2)  # 3 accepted: shown as estimated
     store = open_store(db)
     day = dt.datetime(2025, 11, 12, tzinfo=dt.UTC)
     run = replay.plan(
@@ -649,6 +650,8 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
     resume = at.button(key="r_resume")
     assert resume.label == "Resume" and not resume.disabled
     assert report_metric(at, "Not sent yet") == run.planned - 3
+    captions = [plain(c.value) for c in at.caption]
+    assert any("p99 5.0 ms (estimated)" in c for c in captions), captions
 
     resume.click().run()
     ok(at)
