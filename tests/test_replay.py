@@ -531,6 +531,8 @@ def test_pause_resume_stop_from_another_thread(journal, tmp_path):
         assert 0 < progress.done < 200
 
         session.replay.resume()
+        wall = time.monotonic() - session.replay.started
+        assert session.replay.progress().elapsed_s <= round(wall - 0.75, 1), "pause counted"
         wait_for(lambda: len(recorder.hits) >= paused_at + 20, what="sending after resume")
         session.replay.stop()
         session.thread.join(15)

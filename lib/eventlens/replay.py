@@ -706,9 +706,9 @@ class Progress:
     unknown: int
     retried: int
     requests: int
-    rate: float  # events finished per second in this session
+    rate: float  # events finished per second in this session, pauses left out
     eta_s: float | None
-    elapsed_s: float
+    elapsed_s: float  # sending time of this session (pauses left out)
     paused_for_s: float  # left of a server-requested pause (Retry-After)
     message: str | None = None
 
@@ -815,6 +815,8 @@ class Replay:
         self.limit = _RateLimit(run.pacing.rate)
         self.counts = collections.Counter[str]()
         self.started = time.monotonic()
+        self._paused_total = 0.0  # seconds spent paused by pause(), over the session
+        self._paused_since: float | None = None
         self.session = run.sessions + 1
         self.done_before = 0
         self.message: str | None = None
@@ -826,12 +828,23 @@ class Replay:
 
     # controls (any thread)
     def pause(self) -> None:
+        if self._paused_since is None:
+            self._paused_since = time.monotonic()
         self.gate.paused = True
         self.state = "paused"
 
     def resume(self) -> None:
+        if self._paused_since is not None:
+            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_since = None
         self.gate.paused = False
         self.state = "running"
+
+    def sending_s(self) -> float:
+        """Seconds this session has spent sending: since it started, less its pauses."""
+        now = time.monotonic()
+        paused = self._paused_total + (now - self._paused_since if self._paused_since else 0.0)
+        return max(now - self.started - paused, 0.0)
 
     def stop(self, message: str | None = None) -> None:
         if message and not self.message:
@@ -841,7 +854,7 @@ class Replay:
     def progress(self) -> Progress:
         """Counts so far (earlier sessions included in done)."""
         c = dict(self.counts)
-        elapsed = time.monotonic() - self.started
+        elapsed = self.sending_s()
         finished = sum(c.get(k, 0) for k in (*FINAL, "failed", "unknown"))
         done = self.done_before + sum(c.get(k, 0) for k in FINAL)
         rate = finished / elapsed if elapsed > 0 else 0.0
@@ -906,7 +919,7 @@ class Replay:
 
     def _finish(self, crashed: BaseException | None) -> dict[str, Any]:
         run = self.run
-        run.elapsed_s += time.monotonic() - self.started
+        run.elapsed_s += self.sending_s()
         report = build_report(self.store, run)
         left = report["not_sent"] + report["failed"] + report["unknown"]
         if crashed is not None:
@@ -1114,7 +1127,7 @@ class Replay:
                 try:
                     self.store.execute(
                         "UPDATE replay_runs SET elapsed_s = ?, updated_at = now() WHERE run_id = ?",
-                        [self.run.elapsed_s + saved - self.started, self.run.run_id],
+                        [self.run.elapsed_s + self.sending_s(), self.run.run_id],
                     )
                 except Exception:  # noqa: BLE001 - a missed progress note loses nothing
                     log.debug("replay progress note failed", exc_info=True)
