@@ -422,6 +422,9 @@ def test_dry_run_json_sends_nothing(env, tmp_path, db):
         assert result.exit_code == 0, result.output
         assert box.counter.track_requests == 0
     assert result.stdout.splitlines()[0].endswith("(dry run: nothing is sent)")
+    # Planning says what it is doing on stderr (a 10M-event file takes minutes), then the counts.
+    assert result.stderr.splitlines()[0].startswith("planning ")
+    assert "planned 30 events (1 invalid, 0 repeated) in " in result.stderr
     info = last_json(result.stdout)
     assert (info["events"], info["traces"], info["invalid"]) == (30, 5, 1)
     assert info["estimated_s"] == 1.5

@@ -486,6 +486,7 @@ def replay(
         )
     with _open_store(db) as store:
         rp.hold_memory(store)
+        started = time.monotonic()
         try:
             if resume_id:
                 run = rp.get_run(store, resume_id)
@@ -511,6 +512,11 @@ def replay(
                 if api_key_env:
                     run.endpoint = dataclasses.replace(run.endpoint, key_env=api_key_env)
             else:
+                if source and source != "store":  # a big file takes minutes to check and sort
+                    size = os.path.getsize(source) / 1e6
+                    click.echo(
+                        f"planning {source} ({size:,.1f} MB): checking every event...", err=True
+                    )
                 run = rp.plan(
                     store,
                     _replay_source(store, source or "", datasets, types, traces, since, until),
@@ -530,6 +536,12 @@ def replay(
                         auth="bearer" if bearer else "x-auth-token",
                         key_env=api_key_env or client.KEY_ENV,
                     ),
+                )
+            if not resume_id:
+                click.echo(
+                    f"planned {run.planned:,} events ({run.invalid:,} invalid, {run.duplicates:,}"
+                    f" repeated) in {_duration(time.monotonic() - started)}",
+                    err=True,
                 )
         except rp.ReplayError as exc:
             raise click.UsageError(str(exc)) from None
