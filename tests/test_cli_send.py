@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -349,7 +348,7 @@ def test_sandbox_command_with_fail_rate_1(tmp_path):
             assert reply.json() == {"error": "Internal server error (sandbox fault)"}
     finally:
         out, err = stop(proc)
-    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert proc.returncode == 0, err  # a TERM is a clean stop
     assert out.decode().startswith(f"sandbox: {url}/api/track_event (store {db}, dataset sandbox)")
     assert b"Traceback" not in err
     with pytest.raises(httpx.TransportError):  # the server itself stopped
@@ -371,7 +370,7 @@ def test_sandbox_command_own_key_and_events_survive_terminate(tmp_path):
         assert (own.status_code, own.json()) == (200, {"message": "Event tracked"})
     finally:
         out, err = stop(proc)
-    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert proc.returncode == 0, err  # a TERM is a clean stop
     assert KEY.encode() not in out + err
     with Store(db) as store:
         assert store.rows("SELECT trace_id, event_id, dataset FROM events") == [

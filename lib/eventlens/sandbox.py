@@ -368,8 +368,20 @@ def serve(
     key: str | None = None,
     faults: Faults | None = None,
 ) -> None:
-    """Run the sandbox until interrupted (the `eventlens sandbox` command)."""
+    """Run the sandbox until interrupted (the `eventlens sandbox` command); SIGTERM exits 0."""
+    import signal
+
     import uvicorn
 
+    def stopped(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
     sandbox = Sandbox(store, key, faults)
-    uvicorn.run(app(sandbox), host=host, port=port, log_level="critical")
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again to the handler it found,
+    # which is this one: a clean exit instead of a death by signal (exit code -15).
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        uvicorn.run(app(sandbox), host=host, port=port, log_level="critical")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sandbox.flush()
