@@ -38,6 +38,19 @@ def test_empty_env_falls_back_to_default(monkeypatch):
     assert resolve_db_path() == DEFAULT_DB
 
 
+def test_an_empty_file_is_a_new_store_and_another_file_is_refused(tmp_path):
+    empty = tmp_path / "made-by-touch.duckdb"
+    empty.touch()
+    with Store(empty) as store:
+        assert store.event_count() == 0
+    assert empty.stat().st_size > 0
+    other = tmp_path / "notes.duckdb"
+    other.write_text("not a database")
+    with pytest.raises(StoreError, match="not a valid DuckDB database file"):
+        Store(other)
+    assert other.read_text() == "not a database"
+
+
 def test_path_objects_are_accepted(tmp_path):
     assert resolve_db_path(tmp_path / "a.duckdb") == str(tmp_path / "a.duckdb")
 

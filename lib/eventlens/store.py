@@ -160,6 +160,8 @@ class Store:
         self.read_only = read_only
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not read_only and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
+                os.remove(self.path)  # an empty file (touch, mktemp) holds nothing: start afresh
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
