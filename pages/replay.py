@@ -408,6 +408,8 @@ with guarded("the run's report"):
     run = replay.get_run(store, run_id)
     session = runs.get(run_id)
     alive = session is not None and session.alive
+    if not alive and table.loc[table["run"] == run_id, "state"].isin(["running", "paused"]).any():
+        st.rerun()  # it ended since the table was drawn: draw both from the journal again
     report = replay.build_report(store, run) if run.sessions else None
     st.markdown(
         f"**Run {md_escape(run.run_id)}** · {md_escape(run.source.label)} → "

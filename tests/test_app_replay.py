@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -665,6 +666,45 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
     got = received(embedded)
     assert len(got) == embedded.total_requests() == run.planned - 3
     assert not {(p.send_trace_id, p.send_event_id) for p in sent_before} & set(got)
+
+
+def test_a_run_that_ends_while_the_page_draws_is_not_listed_running_above_its_report(
+    open_page, db, embedded, monkeypatch
+):
+    """The runs table is drawn, then the run ends, then its report section is drawn: the page
+    draws itself again rather than show a "running" row above a final report (a race that a
+    browser test hit under load)."""
+    store = open_store(db)
+    day = dt.datetime(2025, 11, 13, tzinfo=dt.UTC)
+    run = replay.plan(
+        store,
+        replay.Source(datasets=("sample",), start=day, end=day + dt.timedelta(hours=6)),
+        endpoint=replay.Endpoint(url=embedded.url),
+    )
+    run.state, run.sessions = "running", 1
+    with store.write_lock:
+        replay._save_run(store, run)
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    thread.start()
+    registry().sessions[run.run_id] = replay.Session(replay.Replay(store, run, "k"), thread)
+    real_get_run = replay.get_run
+
+    def get_run(s, run_id):  # the report section reads the run: this is when it ends
+        if run_id == run.run_id and thread.is_alive():
+            ended = real_get_run(s, run_id)
+            ended.state = "stopped"
+            with s.write_lock:
+                replay._save_run(s, ended)
+            release.set()
+            thread.join()
+        return real_get_run(s, run_id)
+
+    monkeypatch.setattr(replay, "get_run", get_run)
+    at = open_page()
+    assert not thread.is_alive()
+    assert run_row(at, run.run_id)["state"] == "stopped"
+    assert report_metric(at, "Not sent yet") == run.planned
 
 
 def test_a_new_dry_run_keeps_a_run_started_from_the_runs_list(page, box):
