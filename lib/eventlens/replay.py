@@ -590,21 +590,23 @@ def _final_seqs(store: Store, run_id: str, lo: int, hi: int) -> set[int]:
 
 def dry_run(store: Store, run: Run, first: int = 5) -> dict[str, Any]:
     """Counts, the duration the pacing implies, and the first bodies as they would be sent."""
-    with duckdb.connect() as con:
-        stats = con.execute(
+    with _small_duckdb() as con:
+        # The plan is in seq order and one thread reads it in order, so lag() OVER () streams
+        # (OVER (ORDER BY seq) would sort 10M rows again: 35x slower, measured).
+        events, first_ts, last_ts, timed_ms = con.execute(
             """
-            SELECT count(*), count(DISTINCT trace_id), min(ts), max(ts),
-                   sum(least(gap, ?)) FILTER (WHERE gap IS NOT NULL)
-            FROM (SELECT trace_id, ts, ts - lag(ts) OVER (ORDER BY seq) AS gap
-                  FROM read_parquet(?))
+            SELECT count(*), min(ts), max(ts), sum(least(gap, ?)) FILTER (WHERE gap IS NOT NULL)
+            FROM (SELECT ts, ts - lag(ts) OVER () AS gap FROM read_parquet(?))
             """,
             [int(run.pacing.max_gap_s * 1000), run.plan_path],
         ).fetchone()
+        traces = con.execute(
+            "SELECT count(DISTINCT trace_id) FROM read_parquet(?)", [run.plan_path]
+        ).fetchone()[0]
         by_type = con.execute(
             "SELECT event_type, count(*) FROM read_parquet(?) GROUP BY 1 ORDER BY 2 DESC, 1",
             [run.plan_path],
         ).fetchall()
-    events, traces, first_ts, last_ts, timed_ms = stats
     shaper = _Shaper(run, dt.datetime.now(dt.UTC).timestamp() * 1000)
     bodies: list[dict[str, Any]] = []
     for chunk in read_plan(run.plan_path):
@@ -687,7 +689,7 @@ class _Shaper:
 
 
 def _first_ts(path: str) -> int | None:
-    with duckdb.connect() as con:
+    with _small_duckdb() as con:
         return con.execute("SELECT min(ts) FROM read_parquet(?)", [path]).fetchone()[0]
 
 
