@@ -313,10 +313,15 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+# How DuckDB's errors say a line (read_csv) or a JSON value (read_json_objects) was too long.
+_LINE_TOO_LONG = "maximum line size"
+_VALUE_TOO_LONG = '"maximum_object_size"'
+
+
 def _too_long(exc: Exception) -> bool:
     """Whether DuckDB refused a line or a JSON value for its size."""
     text = str(exc).lower()
-    return "maximum line size" in text or '"maximum_object_size"' in text
+    return _LINE_TOO_LONG in text or _VALUE_TOO_LONG in text
 
 
 def _size_words(n: int) -> str:
@@ -340,11 +345,11 @@ def _duckdb_message(exc: Exception, fmt: str | None, max_line_bytes: int) -> str
     full = str(exc).strip()
     text = full.splitlines()[0] if full else type(exc).__name__
     text = re.sub(r"^[A-Za-z ]+Error: ", "", text)
-    if "maximum line size" in full.lower():  # said further down; the first line only numbers it
+    if _LINE_TOO_LONG in full.lower():  # said further down; the first line only numbers it
         where = re.search(r"CSV Error on Line: (\d+)", full)
         line = f"line {where.group(1)}" if where else "a line"
         return f"{line} is longer than {_size_words(max_line_bytes)}"
-    if '"maximum_object_size"' in full:
+    if _VALUE_TOO_LONG in full:
         # DuckDB names the size it could read: about twice what it was told.
         read = re.search(r"\(>(\d+) bytes\)", full)
         size = _size_words(int(read.group(1)) + 1) if read else "the limit"

@@ -439,10 +439,8 @@ def _stage(run: Run, staging_path: Path, *, budget: bool) -> bool:
     staging_path.unlink(missing_ok=True)
     staging = Store(staging_path)
     try:
-        # $EVENTLENS_MEMORY_LIMIT, when set, is the user's choice and applies as it is.
-        if budget and not os.environ.get(MEMORY_ENV):
-            staging.execute("SET memory_limit = ?", [PLAN_MEMORY])
-            staging.execute("SET threads = ?", [PLAN_THREADS])
+        if budget:
+            hold_memory(staging)
         result = ingest.load_files(
             staging,
             [run.source.path or ""],
@@ -845,7 +843,8 @@ class Replay:
     def sending_s(self) -> float:
         """Seconds this session has spent sending: since it started, less its pauses."""
         now = time.monotonic()
-        paused = self._paused_total + (now - self._paused_since if self._paused_since else 0.0)
+        since = self._paused_since
+        paused = self._paused_total + (now - since if since is not None else 0.0)
         return max(now - self.started - paused, 0.0)
 
     def stop(self, message: str | None = None) -> None:
