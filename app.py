@@ -1,4 +1,4 @@
-"""eventlens: the Streamlit entry point. Routes the pages and draws the shared sidebar."""
+"""eventlens: the Streamlit entry point. Routes the pages (menu along the top), names the store."""
 
 import streamlit as st
 
@@ -22,10 +22,8 @@ pages = [
     st.Page("pages/replay.py", title="Replay", icon=":material/replay:"),
     st.Page("pages/data.py", title="Data", icon=":material/database:"),
 ]
-page = st.navigation(pages)
-
-with st.sidebar:
-    st.caption("eventlens · LangWatch custom events")
-    st.text(f"store: {store.path}\nevents: {store.event_count():,}")
-
+# The menu goes along the top: a sidebar kept 300 px of an 800 px window for five links and cut
+# the controls' labels ("events (c", "Previo…").
+page = st.navigation(pages, position="top")
+st.caption(f"eventlens · store {md_escape(store.path)} · {store.event_count():,} events")
 page.run()

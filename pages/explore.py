@@ -11,12 +11,13 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from eventlens import analytics, charts, view
+from eventlens import analytics, charts, traces, view
 from eventlens.analytics import DetailFilter, QueryError, SeriesQuery, Threshold
 from eventlens.export import safe_csv
 from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
+from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
 
 log = logging.getLogger("eventlens")
@@ -26,8 +27,9 @@ ss = st.session_state
 
 st.title("Explore")
 st.caption(
-    "Metrics by event type over time. Click a point or drag a box on the chart to list the "
-    "traces behind it. The URL holds every control: copy it to share this view."
+    "Metrics by event type over time. Click a point on the chart to list the traces behind it "
+    "(drag to zoom; for a span of time, pick Box Select in the chart's toolbar and drag). The "
+    "URL holds every control: copy it to share this view."
 )
 
 if store.event_count() == 0:
@@ -53,8 +55,9 @@ def seed_widgets(v: view.ExploreView) -> None:
     """Put a view into the widgets' session state (on arrival, or after a URL was opened)."""
     q = v.query
     ss.x_agg, ss.x_metric, ss.x_split, ss.x_top = q.agg, q.metric, q.split, q.top
+    ss.x_metric_wanted, ss.x_split_wanted = q.metric, q.split
     ss.x_bucket, ss.x_range, ss.x_tz, ss.x_chart = q.bucket, v.preset, q.tz, v.chart
-    ss.x_ds, ss.x_types = list(q.datasets), list(q.event_types)
+    ss.x_ds, ss.x_test, ss.x_types = list(q.datasets), q.include_test, list(q.event_types)
     ss.x_prev, ss.x_cum, ss.x_roll, ss.x_board = q.previous, q.cumulative, q.rolling, v.board
     if q.start and q.end:
         first = pd.Timestamp(q.start).tz_convert(q.tz).date()
@@ -107,19 +110,23 @@ def filter_editor(
 
 # -- controls ----------------------------------------------------------------------------------
 
-key = cache.version()  # cached results are reused until a load or delete changes the store
+version = cache.version()  # cached results are reused until the store's data changes
 datasets = store.dataset_names()
-types_all = cache.event_types(key, tuple(ss.x_ds))
+types_all = cache.event_types(version, tuple(ss.x_ds), bool(ss.x_test))
 
-filtering = bool(ss.x_ds or ss.x_types or len(ss.x_where_base) or len(ss.x_thr_base))
+filtering = bool(ss.x_ds or ss.x_test or ss.x_types or len(ss.x_where_base) or len(ss.x_thr_base))
 with st.expander("Filters", expanded=filtering):
     f1, f2 = st.columns(2)
-    f1.multiselect("Datasets", datasets, key="x_ds", placeholder="all datasets")
+    with f1:
+        st.multiselect("Datasets", datasets, key="x_ds", placeholder="all but test data")
+        test_data_checkbox("x_test", bool(ss.x_ds))
     ss.x_types = [t for t in ss.x_types if t in types_all]
     f2.multiselect("Event types", types_all, key="x_types", placeholder="all event types")
-    scope = SeriesQuery(datasets=tuple(ss.x_ds), event_types=tuple(ss.x_types))
-    metric_keys = cache.metric_keys(key, scope.datasets, scope.event_types)
-    detail_keys = cache.detail_keys(key, scope.datasets, scope.event_types)
+    scope = SeriesQuery(
+        datasets=tuple(ss.x_ds), include_test=bool(ss.x_test), event_types=tuple(ss.x_types)
+    )
+    metric_keys = cache.metric_keys(version, scope)
+    detail_keys = cache.detail_keys(version, scope)
     g1, g2 = st.columns(2)
     with g1:
         where = filter_editor(
@@ -140,6 +147,8 @@ with st.expander("Filters", expanded=filtering):
             ">",
         )
 
+left_out_note("x_test", bool(ss.x_ds), "under Filters")
+
 c1, c2, c3, c4 = st.columns([1.1, 1.3, 1.3, 1])
 c1.selectbox(
     "Measure",
@@ -148,20 +157,38 @@ c1.selectbox(
     format_func=lambda a: {"count": "events (count)"}.get(a, analytics.AGGREGATION_LABELS[a]),
 )
 needs_metric = ss.x_agg in analytics.METRIC_AGGREGATIONS
-if needs_metric and ss.x_metric not in metric_keys:
-    ss.x_metric = metric_keys[0] if metric_keys else None
+set_aside: list[str] = []  # choices the current filters cannot show, said under the controls
+if needs_metric:
+    ss.x_metric, missing_metric = view.keep_choice(
+        ss.x_metric_wanted, ss.x_metric, metric_keys, (metric_keys or [None])[0]
+    )
+    if ss.x_metric_wanted is None:  # the first metric offered counts as chosen
+        ss.x_metric_wanted = ss.x_metric
+    if missing_metric and ss.x_metric:
+        set_aside.append(
+            f"No {missing_metric} on these events, so the chart shows {ss.x_metric}; it goes "
+            f"back to {missing_metric} when the filters include events that carry it."
+        )
 c2.selectbox(
     "of metric",
     metric_keys,
     key="x_metric",
     disabled=not needs_metric,
     placeholder="no metric needed" if not needs_metric else "no metrics on these events",
+    on_change=lambda: ss.update(x_metric_wanted=ss.x_metric),
 )
 splits = [analytics.SPLIT_TYPE, analytics.SPLIT_NONE] + [
     analytics.DETAIL_PREFIX + k for k in detail_keys
 ]
-if ss.x_split not in splits:
-    ss.x_split = analytics.SPLIT_TYPE
+ss.x_split, missing_split = view.keep_choice(
+    ss.x_split_wanted, ss.x_split, splits, analytics.SPLIT_TYPE
+)
+if missing_split:
+    set_aside.append(
+        f"No event detail {missing_split.removeprefix(analytics.DETAIL_PREFIX)} on these"
+        " events, so the chart is split by event type; the split comes back when the filters"
+        " include events that carry it."
+    )
 c3.selectbox(
     "Split by",
     splits,
@@ -169,6 +196,7 @@ c3.selectbox(
     format_func=lambda s: {"event_type": "event type", "none": "nothing (one series)"}.get(
         s, s.replace(analytics.DETAIL_PREFIX, "detail: ")
     ),
+    on_change=lambda: ss.update(x_split_wanted=ss.x_split),
 )
 c4.number_input(
     "Top values",
@@ -229,6 +257,10 @@ e3.number_input(
 )
 
 
+for note in set_aside:
+    st.info(md_escape(note), icon=":material/swap_horiz:")
+
+
 def custom_range() -> tuple[dt.datetime | None, dt.datetime | None]:
     """The chosen whole days, as instants in the chosen zone; None when not yet complete."""
     dates = ss.get("x_dates")
@@ -254,6 +286,7 @@ current = view.ExploreView(
         split=ss.x_split,
         top=int(ss.x_top),
         datasets=tuple(ss.x_ds),
+        include_test=bool(ss.x_test),
         event_types=tuple(ss.x_types),
         start=start,
         end=end,
@@ -282,11 +315,11 @@ with guarded("the chart", stop=True):
     query = view.resolve_preset(store, current)
     try:
         # Fix the range once: series, headline, leaderboard and traces all use the same one.
-        start, end = cache.resolve_range(key, query)
+        start, end = cache.resolve_range(version, query)
         if start is not None and end is not None:
             query = dataclasses.replace(query, start=start, end=end)
-        result = cache.series(key, query)
-        numbers = cache.headline(key, query)
+        result = cache.series(version, query)
+        numbers = cache.headline(version, query)
     except QueryError as exc:
         st.warning(md_escape(exc))
         st.stop()
@@ -297,26 +330,28 @@ with guarded("the chart", stop=True):
         st.stop()
 
     now, before = numbers["current"], numbers.get("previous", {})
+    comparable = numbers.get("comparable", False)
+    compared = view.comparison_help(numbers, result.tz)
+
+    def delta(name: str) -> str | None:
+        change = analytics.change(now[name], before.get(name)) if comparable else None
+        return None if change is None else f"{change:+.1%}"
+
     h1, h2, h3 = st.columns(3)
-    for column, title, key in ((h1, "Events", "events"), (h2, "Traces", "traces")):
-        delta = analytics.change(now[key], before.get(key))
-        column.metric(
-            title,
-            f"{now[key]:,}",
-            delta=None if delta is None else f"{delta:+.1%}",
-            help="Change against the equally long period just before the range.",
-        )
+    h1.metric("Events", f"{now['events']:,}", delta=delta("events"), help=compared)
+    h2.metric("Traces", f"{now['traces']:,}", delta=delta("traces"), help=compared)
     if query.uses_metric:
         value = now["value"]
-        delta = analytics.change(value, before.get("value"))
         h3.metric(
             label,
             "no data" if value is None else f"{value:,.4g}",
-            delta=None if delta is None else f"{delta:+.1%}",
-            help="Over the whole range; change against the period just before it.",
+            delta=delta("value"),
+            help="Over the whole range. " + compared,
         )
     else:
         h3.metric("Time range", f"{(result.end - result.start).total_seconds() / 86400:,.1f} days")
+    if headline_notes := view.headline_notes(numbers, query, current.preset):
+        st.caption(" ".join(md_escape(n) for n in headline_notes))
 
     figure = charts.series_figure(result, current.chart, query.agg, query.metric)
     picked = st.plotly_chart(
@@ -364,26 +399,29 @@ with guarded("the traces behind the selection"):
     chosen = charts.selection_from_points(selection.points) if selection else None
     st.subheader("Traces behind the selection")
     if chosen is None:
-        st.caption("Click a point or drag a box on the chart to list the traces behind it.")
+        st.caption(
+            "Click a point on the chart to list the traces behind it (or pick Box Select in "
+            "the chart's toolbar and drag across a span of time)."
+        )
     else:
         # A partly covered bucket reaches outside the range; the traces stay inside it.
         chosen = dataclasses.replace(
             chosen, start=max(chosen.start, result.start), end=min(chosen.end, result.end)
         )
-        traces = analytics.traces_for(store, query, chosen.start, chosen.end, list(chosen.series))
+        behind = analytics.traces_for(store, query, chosen.start, chosen.end, list(chosen.series))
         shown = [pd.Timestamp(t).tz_convert(result.tz) for t in (chosen.start, chosen.end)]
         when = f"{shown[0]:%Y-%m-%d %H:%M} to {shown[1]:%Y-%m-%d %H:%M} ({result.tz})"
         st.caption(
-            f"{len(traces):,} traces with events of {md_escape(', '.join(chosen.series))} "
-            f"from {md_escape(when)}" + (" (the first 1,000)" if len(traces) == 1_000 else "")
+            f"{len(behind):,} traces with events of {md_escape(', '.join(chosen.series))} "
+            f"from {md_escape(when)}" + (" (the first 1,000)" if len(behind) == 1_000 else "")
         )
-        traces["first_time"] = traces["first_time"].dt.tz_convert(result.tz)
-        traces["last_time"] = traces["last_time"].dt.tz_convert(result.tz)
-        traces["series"] = traces["series"].map(", ".join)
+        behind["first_time"] = behind["first_time"].dt.tz_convert(result.tz)
+        behind["last_time"] = behind["last_time"].dt.tz_convert(result.tz)
+        behind["series"] = behind["series"].map(", ".join)
         if query.agg in ("count", "traces"):
-            traces = traces.drop(columns=["value"])  # the same as its event count
+            behind = behind.drop(columns=["value"])  # the same as its event count
         picked_trace = st.dataframe(
-            traces.rename(
+            behind.rename(
                 columns={
                     "events": "matching events",
                     "value": label,
@@ -399,23 +437,33 @@ with guarded("the traces behind the selection"):
         )
         rows = picked_trace.selection.rows if picked_trace else []
         if rows:
-            trace_id = traces.iloc[rows[0]]["trace_id"]
-            st.markdown(f"**Events of trace {md_escape(trace_id)}** (all of its events)")
+            row = behind.iloc[rows[0]]
+            trace_id, dataset = row["trace_id"], row["dataset"]
+            st.markdown(
+                f"**Events of trace {md_escape(trace_id)}** in {md_escape(dataset)}"
+                " (all of its events there)"
+            )
             st.page_link(
                 "pages/traces.py",
                 label="Open it on the Traces page (timeline, full values, compare)",
                 icon=":material/timeline:",
-                query_params={"trace": trace_id},
+                # The Traces page opens it as seen here: this dataset's copy, this time zone.
+                query_params={"trace": trace_id, "trace_ds": dataset, "tz": result.tz},
             )
-            events = analytics.trace_events(store, trace_id)
-            first = events["timestamp"].min()
-            events.insert(1, "+ms", (events["timestamp"] - first).dt.total_seconds() * 1000)
-            events["timestamp"] = events["timestamp"].dt.tz_convert(result.tz)
-            for column in ("metrics", "event_details"):
-                events[column] = events[column].map(
-                    lambda m: ", ".join(f"{k}={v}" for k, v in (m or {}).items())
+            events = traces.events(store, trace_id, dataset)
+            local = events.assign(timestamp=events["timestamp"].dt.tz_convert(result.tz))
+            shared = traces.shared_details(events)
+            if shared:
+                st.caption(
+                    "The same on every event that has them: "
+                    + ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in shared.items())
                 )
-            st.dataframe(events, hide_index=True, width="stretch")
+            st.dataframe(
+                traces.compact_table(local).rename(columns={"offset_ms": "+ms"}),
+                hide_index=True,
+                width="stretch",
+                column_config={"+ms": st.column_config.NumberColumn(format="%.0f")},
+            )
         else:
             st.caption("Choose a trace in the table to see its events.")
 
@@ -429,7 +477,7 @@ with guarded("the top detail values"):
         if ss.get("x_board") not in detail_keys:
             ss.x_board = auto_board
         board_key = st.selectbox("Detail", detail_keys, key="x_board")
-        board = cache.leaderboard(key, query, board_key)
+        board = cache.leaderboard(version, query, board_key)
         board["share"] = board["share"] * 100
         st.dataframe(
             board.rename(columns={"metric": label}),

@@ -9,11 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from eventlens import analytics, charts, traces, view
+from eventlens.analytics import SeriesQuery
 from eventlens.traces import TraceSearch
 from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
+from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
+from eventlens.words import counted
 
 require_router()
 store = get_store()
@@ -32,10 +35,11 @@ st.caption(
 def seed_widgets(v: view.TracesView) -> None:
     """Put a view into the widgets' session state."""
     s = v.search
-    ss.t_text, ss.t_exact, ss.t_ds, ss.t_types = (
+    ss.t_text, ss.t_exact, ss.t_ds, ss.t_test, ss.t_types = (
         s.text,
         s.exact,
         list(s.datasets),
+        s.include_test,
         list(s.event_types),
     )
     ss.t_dk, ss.t_dv = s.detail_key, s.detail_value or ""
@@ -48,7 +52,8 @@ def seed_widgets(v: view.TracesView) -> None:
         if s.start and s.end
         else ()
     )
-    ss.t_trace, ss.t_compare = v.trace, v.compare or ""
+    ss.t_trace, ss.t_trace_ds = v.trace, v.trace_dataset
+    ss.t_compare, ss.t_compare_ds = v.compare or "", v.compare_dataset
 
 
 if "t_text" not in ss:
@@ -75,8 +80,8 @@ with st.container(border=True):
     s2.checkbox("Exact match", key="t_exact", help="Off: every trace_id that starts with it.")
     s3.selectbox("Time zone", analytics.time_zones(store), key="t_tz")
     f1, f2 = st.columns(2)
-    f1.multiselect("Datasets", store.dataset_names(), key="t_ds", placeholder="all datasets")
-    types_all = cache.event_types(key, tuple(ss.t_ds))
+    f1.multiselect("Datasets", store.dataset_names(), key="t_ds", placeholder="all but test data")
+    types_all = cache.event_types(key, tuple(ss.t_ds), bool(ss.t_test))
     ss.t_types = [t for t in ss.t_types if t in types_all]
     f2.multiselect("Has an event of type", types_all, key="t_types", placeholder="any event type")
     days = list(ss.get("t_days") or [])
@@ -87,7 +92,9 @@ with st.container(border=True):
         max_value=max([dt.date(2100, 12, 31), *days]),
     )
     d1, d2, d3, d4 = st.columns([1, 1, 1, 0.8])
-    detail_keys = cache.detail_keys(key, tuple(ss.t_ds), ())
+    detail_keys = cache.detail_keys(
+        key, SeriesQuery(datasets=tuple(ss.t_ds), include_test=bool(ss.t_test))
+    )
     if ss.t_dk not in detail_keys:
         ss.t_dk = None
     d1.selectbox(
@@ -96,6 +103,8 @@ with st.container(border=True):
     d2.text_input("equal to", key="t_dv", disabled=not ss.t_dk)
     d3.selectbox("Sort by", list(traces.SORTS), key="t_sort", format_func=traces.SORT_LABELS.get)
     d4.toggle("Descending", key="t_desc")
+    test_data_checkbox("t_test", bool(ss.t_ds))
+    left_out_note("t_test", bool(ss.t_ds), "above")
 
 
 def day_range() -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -113,6 +122,7 @@ search = TraceSearch(
     text=ss.t_text.strip(),
     exact=bool(ss.t_exact),
     datasets=tuple(ss.t_ds),
+    include_test=bool(ss.t_test),
     event_types=tuple(ss.t_types),
     detail_key=ss.t_dk or None,
     detail_value=ss.t_dv if ss.t_dk else None,
@@ -135,7 +145,9 @@ def publish() -> None:
         page=int(ss.t_page),
         tz=ss.t_tz,
         trace=ss.get("t_trace"),
+        trace_dataset=ss.get("t_trace_ds"),
         compare=(ss.get("t_compare") or "").strip() or None,
+        compare_dataset=ss.get("t_compare_ds"),
     )
     params = view.traces_to_params(current)
     ss.traces_params = params
@@ -184,9 +196,10 @@ with guarded("the trace list"):
         )
         rows = picked.selection.rows if picked else []
         if rows:
-            chosen = found.iloc[rows[0]]["trace_id"]
-            if chosen != ss.get("t_trace"):
-                ss.t_trace, ss.t_compare = chosen, ""
+            chosen = found.iloc[rows[0]]
+            if (chosen["trace_id"], chosen["dataset"]) != (ss.get("t_trace"), ss.get("t_trace_ds")):
+                ss.t_trace, ss.t_trace_ds = chosen["trace_id"], chosen["dataset"]
+                ss.t_compare, ss.t_compare_ds = "", None
 publish()
 
 # -- one trace -----------------------------------------------------------------------------------
@@ -196,38 +209,78 @@ if not trace_id:
     st.caption("Choose a trace in the list to read its events.")
     st.stop()
 
-if not traces.exists(store, trace_id):
+copies = traces.copies(store, trace_id)
+if not copies:
     st.warning(
         f"No such trace: {md_escape(trace_id)}. Search for it above (the list matches the "
         "beginning of a trace_id).",
         icon=":material/search_off:",
     )
     if st.button("Close it"):
-        ss.t_trace = None
+        ss.t_trace = ss.t_trace_ds = None
         publish()
         st.rerun()
     st.stop()
 
+
+def copy_label(c: traces.Copy) -> str:
+    return f"{c.dataset} ({counted(c.events, 'event')}{', test data' if c.test else ''})"
+
+
+def copy_picker(label: str, found: list[traces.Copy], state: str) -> traces.Copy:
+    """The dataset whose copy of a trace id to read; a choice when several datasets hold it.
+
+    Each dataset's copy is a trace of its own (a replay's copy is not the original), so two are
+    never merged; the page says which one it shows.
+    """
+    chosen = traces.choose_copy(found, ss.get(state))
+    # The URL names the dataset only where there is a choice: one copy keeps links short.
+    wanted = chosen.dataset if len(found) > 1 else None
+    if ss.get(state) != wanted:
+        ss[state] = wanted
+    if len(found) > 1:
+        st.selectbox(
+            label,
+            [c.dataset for c in found],
+            key=state,
+            format_func={c.dataset: copy_label(c) for c in found}.get,
+            help="Each dataset holds its own copy of this trace id (a replay, a second export); "
+            "they are never merged into one trace.",
+        )
+        chosen = traces.choose_copy(found, ss[state])
+    return chosen
+
+
 tz = ss.t_tz
-events = traces.events(store, trace_id)
-info = traces.summarise(events)
 st.subheader(f"Trace {trace_id}", anchor=False)
+if len(copies) > 1:
+    st.info(
+        f"This trace id is in {len(copies)} datasets: "
+        + ", ".join(md_escape(copy_label(c)) for c in copies)
+        + ". Each is read on its own; choose which below.",
+        icon=":material/call_split:",
+    )
+copy = copy_picker("Dataset", copies, "t_trace_ds")
+publish()
+events = traces.events(store, trace_id, copy.dataset)
+info = traces.summarise(events)
 
 with guarded("the trace"):
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Events", f"{info['events']:,}")
     m2.metric("Span", f"{info['span_ms'] / 1000:,.1f} s")
     m3.metric("Event types", len(info["types"]))
-    m4.metric("Datasets", ", ".join(info["datasets"]))
+    m4.metric("Dataset", copy.dataset + (" (test)" if copy.test else ""))
     if info["first"] is None:
         st.caption("None of its events has a timestamp, so it has no span or timeline.")
     else:
         first_local = pd.Timestamp(info["first"]).tz_convert(tz)
         last_local = pd.Timestamp(info["last"]).tz_convert(tz)
+        untimed = counted(info["untimed"], "event")
         st.caption(
             f"From {first_local:%Y-%m-%d %H:%M:%S} to {last_local:%Y-%m-%d %H:%M:%S} ({tz}). "
             + ", ".join(f"{md_escape(t)} {n}" for t, n in info["types"].items())
-            + (f". {info['untimed']} events have no timestamp." if info["untimed"] else ".")
+            + (f". {untimed} without a timestamp." if info["untimed"] else ".")
         )
     st.plotly_chart(
         charts.trace_timeline(events, tz), key="t_timeline", config={"displaylogo": False}
@@ -236,16 +289,24 @@ with guarded("the trace"):
     st.markdown("**Events**")
     local = events.assign(timestamp=events["timestamp"].dt.tz_convert(tz))
     wide = traces.shares_keys(events)
-    table = traces.wide_table(local) if wide else traces.long_table(local)
+    table = traces.wide_table(local) if wide else traces.compact_table(local)
+    shared = {} if wide else traces.shared_details(events)
     st.caption(
         "One row per event, a column per metric and detail (the events share their keys)."
         if wide
-        else "One row per metric or detail of each event (the events carry different keys)."
-        " Long values are cut; select a row to read them whole."
+        else "One row per event with its metrics and details (the events carry different keys)."
+        + (
+            " The same on every event that has them: "
+            + ", ".join(f"{md_escape(k)}={md_escape(v)}" for k, v in shared.items())
+            + "."
+            if shared
+            else ""
+        )
+        + " Long values are cut; select a row to read them whole."
     )
     picked_event = st.dataframe(
         table.rename(columns={"offset_ms": "+ms"}),
-        key=f"t_events_{trace_id}",
+        key=f"t_events_{copy.dataset}|{trace_id}",  # a new table (and selection) per copy
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
@@ -253,11 +314,7 @@ with guarded("the trace"):
         column_config={"+ms": st.column_config.NumberColumn(format="%.0f")},
     )
     chosen_rows = picked_event.selection.rows if picked_event else []
-    number = (
-        (chosen_rows[0] if wide else int(table.iloc[chosen_rows[0]]["event"]) - 1)
-        if chosen_rows
-        else 0
-    )
+    number = chosen_rows[0] if chosen_rows else 0
     event = events.iloc[number]
 
     with st.expander(
@@ -288,10 +345,7 @@ with guarded("the trace"):
         key="t_replay",
         help="Opens the Replay page with this trace as the source.",
     ):
-        params = {"trace": trace_id}
-        if len(info["datasets"]) == 1:
-            params["dataset"] = info["datasets"][0]
-        st.switch_page("pages/replay.py", query_params=params)
+        st.switch_page("pages/replay.py", query_params={"trace": trace_id, "dataset": copy.dataset})
 
 # -- compare -------------------------------------------------------------------------------------
 
@@ -310,14 +364,21 @@ if others:
         "Use the next trace in the list",
         on_click=lambda: ss.update(t_compare=others[0]),
     )
-publish()
 other = (ss.get("t_compare") or "").strip()
+b_copies = traces.copies(store, other) if other else []
+if b_copies and not ss.get("t_compare_ds"):
+    # B from A's dataset, as two traces of one export usually are; but A's own id from
+    # another dataset first (a replay against its original).
+    same = [c for c in b_copies if (c.dataset == copy.dataset) != (other == trace_id)]
+    ss.t_compare_ds = (same or b_copies)[0].dataset
+b_copy = copy_picker("B's dataset", b_copies, "t_compare_ds") if b_copies else None
+publish()
 if other:
     with guarded("the comparison"):
-        if not traces.exists(store, other):
+        if b_copy is None:
             st.warning(f"No such trace: {md_escape(other)}.", icon=":material/search_off:")
         else:
-            b_events = traces.events(store, other)
+            b_events = traces.events(store, other, b_copy.dataset)
             result = traces.compare(events, b_events)
             if not result.differs:
                 st.success("Same event types in the same order; metric changes are listed below.")
@@ -361,7 +422,8 @@ if other:
                 .format({"A +ms": "{:,.0f}", "B +ms": "{:,.0f}"}, na_rep="")
             )
             st.caption(
-                f"A = {md_escape(trace_id)}, B = {md_escape(other)}; the i-th events of each, "
+                f"A = {md_escape(trace_id)} in {md_escape(copy.dataset)}, B = {md_escape(other)}"
+                f" in {md_escape(b_copy.dataset)}; the i-th events of each, "
                 "side by side. Rows in red: different event types at that step."
             )
             st.dataframe(styled, hide_index=True, width="stretch")

@@ -1,10 +1,13 @@
-"""Checks shared by the AppTest page tests: no exception, no failed section, plain text."""
+"""Shared by the AppTest page tests: no exception, no failed section, plain text, and the clicks
+AppTest cannot make (a row of a dataframe, points on a Plotly chart)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +33,26 @@ def ok(at: AppTest) -> None:
 def plain(text: str) -> str:
     """A message without the Markdown escapes the page adds (md_escape)."""
     return text.replace("\\", "")
+
+
+def _send(at: AppTest, state: WidgetState) -> AppTest:
+    """Rerun with one more widget state, as the browser sends it, through AppTest's private _run."""
+    if not hasattr(at, "_run"):
+        pytest.skip("this Streamlit's AppTest has no _run to send a selection through")
+    states = at._tree.get_widget_states()
+    states.widgets.append(state)
+    return at._run(states)
+
+
+def select_row(at: AppTest, element, row: int) -> AppTest:
+    """Rerun as the browser does after a click on a row of a dataframe with on_select."""
+    selection = {"selection": {"rows": [row], "columns": [], "cells": []}}
+    return _send(at, WidgetState(id=element.proto.id, string_value=json.dumps(selection)))
+
+
+def select_points(at: AppTest, element, points: list[dict]) -> AppTest:
+    """Rerun as the browser does after a click or a box selection on a Plotly chart (the
+    frontend sends the selection as a JSON string)."""
+    selection = {"points": points, "point_indices": [], "box": [], "lasso": []}
+    value = json.dumps(json.dumps({"selection": selection}))
+    return _send(at, WidgetState(id=element.proto.id, json_value=value))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,26 @@ def runner(monkeypatch, tmp_path) -> CliRunner:
     monkeypatch.delenv(DB_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def sample_store_file(tmp_path_factory) -> Path:
+    """A store file holding the 50,000-event sample, as a new app makes it; built once per
+    session. Copy it (sample_copy) rather than write to it."""
+    path = tmp_path_factory.mktemp("sample") / "sample.duckdb"
+    from eventlens.ui.state import load_sample  # the app's own first-start load
+
+    with Store(path) as s:
+        load_sample(s)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_copy(sample_store_file, tmp_path_factory) -> Path:
+    """A module's own copy of the sample store."""
+    path = tmp_path_factory.mktemp("copy") / "app.duckdb"
+    shutil.copyfile(sample_store_file, path)
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
-from apptest_helpers import errors, ok, plain
-from streamlit.proto.WidgetStates_pb2 import WidgetState
+from apptest_helpers import errors, ok, plain, select_points, select_row
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +87,10 @@ def test_default_page_is_explore_and_renders(open_app):
     assert not at.warning and not at.info
     assert params(at) == {}  # the default view needs no parameters
     assert [s.value for s in at.subheader] == ["Traces behind the selection", "Top detail values"]
-    assert any("Click a point or drag a box" in c.value for c in at.caption)
+    assert any("Click a point on the chart to list the traces" in c.value for c in at.caption)
     board = at.dataframe[-1].value
     assert {"value", "events", "traces", "share"} <= set(board.columns)
-    assert any("events: 50,000" in t.value for t in at.sidebar.text)
+    assert any("50,000 events" in c.value for c in at.caption)  # the store, above the title
 
 
 def test_one_full_page_run_time(tmp_path, monkeypatch, capsys):
@@ -333,35 +333,16 @@ def test_coming_back_from_the_data_page_restores_the_view(open_app):
 # -- from the chart to traces ------------------------------------------------------------------
 
 
-def select_points(at: AppTest, points: list[dict]) -> AppTest:
-    """Rerun as the browser does after a box selection on the chart.
-
-    AppTest cannot drag on a Plotly chart, so the selection event goes in as the widget state
-    the frontend would send (a JSON string), through AppTest's private _run.
-    """
-    if not hasattr(at, "_run"):
-        pytest.skip("this Streamlit's AppTest has no _run to send a chart selection through")
-    element = chart(at)
-    states = at._tree.get_widget_states()
-    selection = {"points": points, "point_indices": [], "box": [], "lasso": []}
-    states.widgets.append(
-        WidgetState(
-            id=element.proto.id, json_value=json.dumps(json.dumps({"selection": selection}))
-        )
-    )
-    return at._run(states)
-
-
 def test_a_chart_selection_lists_the_traces_behind_it(open_app):
     at = open_app()
     trace = figure(at)["data"][0]
     name = trace["name"]
-    rows = trace["customdata"][100:104]  # four hour buckets of the first series
+    rows = trace["customdata"][10:14]  # four day buckets of the first series
     points = [
         {"curve_number": 0, "point_number": i, "point_index": i, "customdata": row}
-        for i, row in enumerate(rows, 100)
+        for i, row in enumerate(rows, 10)
     ]
-    select_points(at, points)
+    select_points(at, chart(at), points)
     ok(at)
     caption = next(plain(c.value) for c in at.caption if "traces with events" in c.value)
     traces = next(d.value for d in at.dataframe if "trace_id" in d.value.columns)
@@ -376,3 +357,70 @@ def test_a_chart_selection_lists_the_traces_behind_it(open_app):
     at.run()
     ok(at)
     assert any("traces with events" in c.value for c in at.caption)
+
+
+def deltas(at: AppTest) -> dict[str, str | None]:
+    """Each headline tile's change, None where none is shown."""
+    return {m.label: (m.proto.delta or None) for m in at.metric}
+
+
+def test_the_headline_shows_a_change_only_against_a_period_the_data_covers(open_app):
+    at = open_app({"agg": "p95", "metric": "latency_ms"})  # range "all"
+    ok(at)
+    assert deltas(at) == {"Events": None, "Traces": None, "p95 of latency_ms": None}
+    tile = next(m for m in at.metric if m.label == "Events")
+    assert tile.proto.help.startswith("No change is shown: the data starts at 2025-11-01")
+    # Why 49,997 and not 50,000; what the p95 is over.
+    assert metric(at, "Events") == "49,997"
+    assert any(
+        plain(c.value).startswith(
+            "The range runs from the first to the last event that carries latency_ms, so 3"
+            " events of the 50,000 the filters match lie outside it. The p95 is over the"
+            " 18,948 events that carry latency_ms."
+        )
+        for c in at.caption
+    )
+    week = open_app({"agg": "p95", "metric": "latency_ms", "range": "7d"})
+    assert all(d is not None and d.endswith("%") for d in deltas(week).values())
+
+
+def test_a_metric_the_filters_lack_is_set_aside_with_a_note_and_comes_back(open_app):
+    at = open_app({"agg": "p95", "metric": "latency_ms", "by": "detail:model"})
+    at.multiselect(key="x_types").select("add_to_cart").run()
+    ok(at)
+    assert at.selectbox(key="x_metric").value == "amount"
+    assert at.selectbox(key="x_split").value == "event_type"
+    assert [plain(i.value) for i in at.info] == [
+        "No latency_ms on these events, so the chart shows amount; it goes back to latency_ms"
+        " when the filters include events that carry it.",
+        "No event detail model on these events, so the chart is split by event type; the split"
+        " comes back when the filters include events that carry it.",
+    ]
+    at.multiselect(key="x_types").unselect("add_to_cart").run()
+    ok(at)
+    assert at.selectbox(key="x_metric").value == "latency_ms"
+    assert at.selectbox(key="x_split").value == "detail:model"
+    assert not at.info
+
+
+def test_a_trace_opens_on_the_traces_page_in_the_charts_zone_and_dataset(open_app):
+    at = open_app({"tz": "Europe/Amsterdam"})
+    trace = figure(at)["data"][0]
+    select_points(
+        at,
+        chart(at),
+        [{"curve_number": 0, "point_number": 12, "customdata": trace["customdata"][12]}],
+    )
+    ok(at)
+    behind = next(d for d in at.dataframe if "trace_id" in d.value.columns)
+    assert set(behind.value["dataset"]) == {"sample"}
+    select_row(at, behind, 0)
+    ok(at)
+    trace_id = behind.value["trace_id"].iloc[0]
+    link = next(e.proto for e in at.get("page_link"))
+    assert link.page.endswith("traces.py") or link.page == "traces"
+    assert dict(parse_qsl(link.query_string)) == {
+        "trace": trace_id,
+        "trace_ds": "sample",
+        "tz": "Europe/Amsterdam",
+    }

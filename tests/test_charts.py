@@ -109,7 +109,10 @@ def test_figure_traces_names_and_axes(tiny, chart, traces, kind):
     assert [t.name for t in previous(fig)] == ["a (previous period)", "b (previous period)"]
     assert TZ in fig.layout.xaxis.title.text
     assert fig.layout.yaxis.title.text == "p95 of v"
-    assert fig.layout.dragmode == "select"
+    # Not "select" or "lasso": Streamlit makes a click a selection only in other drag modes.
+    assert fig.layout.dragmode == "zoom"
+    if kind == "bar":  # their hover text is not printed inside the bars
+        assert {t.textposition for t in now} == {"none"}
     assert fig.layout.barmode == ("stack" if chart == "stacked" else "group")
     # Areas overlap rather than stack, so partial buckets can be drawn as for lines.
     assert all(getattr(t, "stackgroup", None) is None for t in now)
@@ -338,3 +341,17 @@ def test_selection_from_a_figures_own_points(tiny):
         pd.Timestamp("2024-01-01T06:00:00+01:00").to_pydatetime(),
         ("b",),
     )
+
+
+@pytest.mark.parametrize("chart", ["line", "bar"])
+def test_one_bucket_is_shown_a_bucket_wide_not_a_millisecond(tiny, chart):
+    """One event's chart: the x axis spans the bucket around its point; bars are a bucket wide."""
+    r = result(tiny, start=at("2024-01-01T00:05Z"), end=at("2024-01-01T00:06Z"), bucket="1m")
+    assert r.frame["bucket"].nunique() == 1
+    fig = series_figure(r, chart)
+    low, high = (pd.Timestamp(x) for x in fig.layout.xaxis.range)
+    assert high - low == pd.Timedelta(minutes=2)
+    if chart == "bar":
+        assert {t.width for t in current(fig)} == {60_000 * 0.8}
+    many = series_figure(result(tiny), chart)
+    assert many.layout.xaxis.range is None  # Plotly's own range for two or more buckets

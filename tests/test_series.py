@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eventlens import analytics
+from eventlens import analytics, traces
 from eventlens.analytics import (
     AGGREGATIONS,
     MAX_BUCKETS,
@@ -31,7 +31,6 @@ from eventlens.analytics import (
     local_to_instant,
     metric_keys,
     series,
-    trace_events,
     traces_for,
 )
 from eventlens.ingest import load_files
@@ -1158,18 +1157,19 @@ def test_check_query_accepts_a_valid_query(store):
     ("hours", "bucket"),
     [
         (0.001, "1m"),
-        (3, "1m"),
-        (3.01, "5m"),
-        (12, "5m"),
-        (13, "15m"),
-        (48, "15m"),
-        (49, "1h"),
-        (35 * 24, "1h"),
-        (36 * 24, "1d"),
-        (365 * 24, "1d"),
-        (366 * 24, "1w"),
-        (5 * 365 * 24, "1w"),
-        (6 * 365 * 24, "1mo"),
+        (2, "1m"),
+        (2.01, "5m"),
+        (8, "5m"),
+        (9, "15m"),
+        (24, "15m"),
+        (25, "1h"),
+        (7 * 24, "1h"),
+        (8 * 24, "1d"),
+        (30 * 24, "1d"),
+        (180 * 24, "1d"),
+        (181 * 24, "1w"),
+        (3 * 365 * 24, "1w"),
+        (4 * 365 * 24, "1mo"),
     ],
 )
 def test_auto_bucket(hours, bucket):
@@ -1199,7 +1199,7 @@ def test_series_auto_bucket(gen):
     result = check(gen, SeriesQuery(tz=AMS, datasets=("spring",)), bucket="1h")
     assert result.bucket == auto_bucket(result.start, result.end) == "1h"
     short = series(store, SeriesQuery(start=AUTUMN_SHORT[0], end=AUTUMN_SHORT[1]))
-    assert short.bucket == "1m" and not short.notes
+    assert short.bucket == "5m" and not short.notes  # 2 h 25 min: past the 2 h of 1m
 
 
 def test_series_falls_back_with_a_note(gen):
@@ -1270,9 +1270,9 @@ def test_user_values_are_bound(store, write_bodies, load, nasty):
     assert headline(store, q)["current"] == {"events": 3, "traces": 1, "value": 8.0}
     board = leaderboard(store, q, nasty)
     assert board[["value", "events"]].values.tolist() == [[nasty, 3]]
-    traces = traces_for(store, q, utc(2024, 5, 1), utc(2024, 5, 2), [nasty])
-    assert traces["trace_id"].tolist() == [nasty]
-    assert len(trace_events(store, nasty, nasty)) == 4
+    behind = traces_for(store, q, utc(2024, 5, 1), utc(2024, 5, 2), [nasty])
+    assert behind["trace_id"].tolist() == [nasty]
+    assert len(traces.events(store, nasty, nasty)) == 4
     assert metric_keys(store, SeriesQuery(event_types=(nasty,))) == [nasty]
     assert detail_keys(store, SeriesQuery(datasets=(nasty,))) == [nasty]
     assert event_types(store, (nasty,)) == [nasty, "other_type"]
@@ -1335,6 +1335,41 @@ def test_headline_derived_range(gen):
     assert got["previous"] == {"events": 0, "traces": 0, "value": None}
 
 
+def test_headline_compares_only_like_with_like(gen):
+    """A change needs data over the whole period before: never before "all", nor when the
+    period before reaches past the first event."""
+    store, ev = gen
+    spring = ev[ev["dataset"] == "spring"]
+    first = spring["ts"].min()
+    everything = headline(store, SeriesQuery(datasets=("spring",)))
+    assert everything["comparable"] is False and everything["data_start"] == first
+    # A day, three days after the first event: the day before is data too.
+    start = first + dt.timedelta(days=3)
+    day = SeriesQuery(datasets=("spring",), start=start, end=start + dt.timedelta(days=1))
+    assert headline(store, day)["comparable"] is True
+    # Two days from one day after the first event: the period before starts before the data.
+    half = SeriesQuery(
+        datasets=("spring",),
+        start=first + dt.timedelta(days=1),
+        end=first + dt.timedelta(days=3),
+    )
+    assert headline(store, half)["comparable"] is False
+
+
+def test_headline_counts_what_a_metric_leaves_out(gen):
+    """With a metric, a range of "all" spans the metric's events: `matching` counts all the
+    filters keep, `measured` those the measure is over."""
+    store, ev = gen
+    q = SeriesQuery(agg="max", metric="amount", datasets=("web",))
+    got = headline(store, q)
+    web = ev[(ev["dataset"] == "web") & ev["ts"].notna()]
+    carrying = web[metric_of(web, "amount").notna()]
+    inside = web[(web["ts"] >= carrying["ts"].min()) & (web["ts"] <= carrying["ts"].max())]
+    assert got["matching"] == len(web) > got["current"]["events"] == len(inside)
+    assert got["measured"] == len(carrying)
+    assert headline(store, SeriesQuery(datasets=("web",)))["measured"] is None
+
+
 @pytest.mark.parametrize(("agg", "limit"), [("count", 10), ("avg", 5), ("p90", 100)])
 def test_leaderboard_matches_pandas(gen, agg, limit):
     """A detail key's top values with events, traces, share and the metric."""
@@ -1379,7 +1414,8 @@ def test_leaderboard_matches_pandas(gen, agg, limit):
     ],
 )
 def test_traces_for_matches_pandas(gen, agg, split, names):
-    """The traces behind a chart selection, one row each, highest measure first."""
+    """The traces behind a chart selection, one row each, highest measure first; a trace id
+    in two datasets is two rows (each dataset's copy is a trace of its own)."""
     store, ev = gen
     q = SeriesQuery(
         agg=agg,
@@ -1400,39 +1436,23 @@ def test_traces_for_matches_pandas(gen, agg, split, names):
     if names:
         sel = sel[sel["series"].isin(names)]
     rows = []
-    for trace_id, part in sel.groupby("trace_id"):
+    for (trace_id, dataset), part in sel.groupby(["trace_id", "dataset"]):
         measure = len(part) if agg in ("count", "traces") else agg_of(part["v"], agg)
         rows.append(
             (trace_id, len(part), part["ts"].min(), part["ts"].max(), float(measure),
-             sorted(part["series"].unique()))
+             sorted(part["series"].unique()), dataset)
         )  # fmt: skip
-    rows.sort(key=lambda r: (-r[4], r[2], r[0]))
+    rows.sort(key=lambda r: (-r[4], r[2], r[0], r[6]))
     rows = rows[:50]
     assert len(got) == len(rows) > 5
+    assert sel.groupby("trace_id")["dataset"].nunique().max() > 1  # the case is exercised
     assert got["trace_id"].tolist() == [r[0] for r in rows]
+    assert got["dataset"].tolist() == [r[6] for r in rows]
     assert got["events"].tolist() == [r[1] for r in rows]
     assert got["first_time"].tolist() == [r[2] for r in rows]
     assert got["last_time"].tolist() == [r[3] for r in rows]
     np.testing.assert_allclose(got["value"].to_numpy(float), [r[4] for r in rows])
     assert [list(s) for s in got["series"]] == [r[5] for r in rows]
-
-
-def test_trace_events_in_time_order(gen):
-    """A trace's events in time order, untimed events last; a dataset narrows them."""
-    store, ev = gen
-    trace = "tr-002"
-    got = trace_events(store, trace)
-    mine = ev[ev["trace_id"] == trace]
-    mine = mine.assign(file=mine["dataset"].map(lambda d: f"{d}.jsonl"))
-    mine = mine.sort_values(["ts", "file", "line"], na_position="last")
-    assert mine["ts"].isna().any() and mine["dataset"].nunique() > 1
-    assert got["event_id"].tolist() == mine["event_id"].tolist()
-    assert got.columns.tolist() == [
-        "timestamp", "event_type", "metrics", "event_details", "event_id", "dataset"
-    ]  # fmt: skip
-    web = trace_events(store, trace, "web")
-    assert web["event_id"].tolist() == mine.loc[mine["dataset"] == "web", "event_id"].tolist()
-    assert trace_events(store, "no-such-trace").empty
 
 
 def test_keys_and_types_most_common_first(gen):

@@ -21,7 +21,7 @@ import pytest
 from eventlens import charts, traces
 from eventlens.ingest import load_files
 from eventlens.store import Store
-from eventlens.traces import SHORT_TEXT, SORTS, TraceSearch
+from eventlens.traces import SHORT_PAIR, SHORT_TEXT, SORTS, TraceSearch
 from eventlens.view import TracesView, traces_from_params, traces_to_params
 
 UTC = dt.UTC
@@ -236,11 +236,11 @@ def test_prefix_is_literal_not_a_like_pattern(corpus):
 
 
 def test_exists(corpus):
-    assert traces.exists(corpus, "alpha-1")
-    assert traces.exists(corpus, "untimed")
-    assert not traces.exists(corpus, "alpha")  # a prefix is not a trace
-    assert not traces.exists(corpus, "nope")
-    assert not traces.exists(corpus, SQL)
+    assert traces.copies(corpus, "alpha-1")
+    assert traces.copies(corpus, "untimed")
+    assert not traces.copies(corpus, "alpha")  # a prefix is not a trace
+    assert not traces.copies(corpus, "nope")
+    assert not traces.copies(corpus, SQL)
 
 
 def test_search_by_dataset(corpus):
@@ -366,7 +366,7 @@ def test_every_user_value_is_bound(store, write_bodies):
     assert found(store, event_types=("t",)) == []
     assert found(store, detail_key=evil_key, detail_value=evil_value) == [(evil_ds, SQL)]
     assert found(store, detail_key=evil_key, detail_value="x' OR '1'='1") == []
-    assert traces.exists(store, SQL)
+    assert traces.copies(store, SQL)
     frame = traces.events(store, SQL)
     assert frame["event_type"].tolist() == [evil_type, "plain"]
     assert frame["event_details"].iloc[0] == {evil_key: evil_value}
@@ -441,11 +441,11 @@ def test_one_trace_in_two_datasets_and_delete_dataset(store, write_bodies):
     assert_summary_matches_events(store)
     assert store.delete_dataset("one") == 2
     assert summary_rows(store) == [("two", "t", 1, ts(T0 + 50), ts(T0 + 50), ["b"])]
-    assert not traces.exists(store, "u")
-    assert traces.exists(store, "t")
+    assert not traces.copies(store, "u")
+    assert traces.copies(store, "t")
     assert store.delete_dataset("two") == 1
     assert summary_rows(store) == []
-    assert not traces.exists(store, "t")
+    assert not traces.copies(store, "t")
     # Loading again after a delete starts the trace afresh.
     load_into(store, write_bodies, [ev("t", "c", T0 + 3, "e3")], "one", "3.jsonl")
     assert summary_rows(store) == [("one", "t", 1, ts(T0 + 3), ts(T0 + 3), ["c"])]
@@ -586,7 +586,7 @@ def test_unicode_ids_and_details_round_trip(store, write_bodies, tmp_path, event
     assert found(store, text=UNICODE_ID, exact=True) == [("数据", UNICODE_ID)]
     assert found(store, event_types=("ראשון",), datasets=("数据",)) == [("数据", UNICODE_ID)]
     assert found(store, detail_key="город", detail_value="東京 🌸") == [("数据", UNICODE_ID)]
-    assert traces.exists(store, UNICODE_ID)
+    assert traces.copies(store, UNICODE_ID)
     frame = traces.events(store, UNICODE_ID)
     assert frame["event_details"].iloc[0] == UNICODE_DETAILS
     b = traces.body(frame.iloc[0], UNICODE_ID)
@@ -618,11 +618,9 @@ def test_long_detail_is_stored_whole_but_cut_in_tables(store, write_bodies, tmp_
     assert frame["event_details"].iloc[0]["long"] == long_value
 
     cut = long_value[: SHORT_TEXT - 1] + "…"
-    long = traces.long_table(frame)
-    value = long[(long["event"] == 1) & (long["key"] == "long")]["value"].item()
-    assert value == cut and len(value) == SHORT_TEXT
-    assert long[(long["event"] == 1) & (long["key"] == "short")]["value"].item() == "ok"
-    assert long[(long["event"] == 2) & (long["key"] == "long")]["value"].item() == "tiny"
+    compact = traces.compact_table(frame)
+    in_pairs = long_value[: SHORT_PAIR - 1] + "…"
+    assert compact["details"].tolist() == [f"long={in_pairs}, short=ok", "long=tiny, short=fine"]
     wide = traces.wide_table(frame)
     assert wide["detail.long"].tolist() == [cut, "tiny"]
     assert wide["detail.short"].tolist() == ["ok", "fine"]
@@ -697,7 +695,7 @@ def test_shares_keys_true_and_false():
     assert not traces.shares_keys(some_details)
 
 
-def test_wide_and_long_table_shapes():
+def test_wide_and_compact_table_shapes():
     frame = trace_frame(
         [
             {"type": "a", "offset": 0, "metrics": {"x": 1.0, "y": 2.5}, "details": {"k": "v"}},
@@ -720,35 +718,54 @@ def test_wide_and_long_table_shapes():
     assert wide["metric.y"].iloc[0] == 2.5 and wide["metric.y"].iloc[1:].isna().all()
     assert wide["detail.k"].iloc[0] == "v" and wide["detail.k"].iloc[1:].isna().all()
 
-    long = traces.long_table(frame)
-    assert list(long.columns) == [
-        "event",
+    compact = traces.compact_table(frame)
+    assert list(compact.columns) == [
         "timestamp",
         "offset_ms",
         "event_type",
-        "kind",
-        "key",
-        "value",
+        "metrics",
+        "details",
     ]
-    # 3 + 3 rows for the first two events, one placeholder row for the empty one.
-    assert len(long) == 7
-    assert long[["event", "kind", "key", "value"]].fillna("<none>").values.tolist() == [
-        [1, "metric", "x", "1"],
-        [1, "metric", "y", "2.5"],
-        [1, "detail", "k", "v"],
-        [2, "metric", "x", "3"],
-        [2, "detail", "j", "w"],
-        [2, "detail", "k", "<none>"],
-        [3, "", "", "<none>"],
+    # One row per event, however many keys it has; an absent value is JSON's null.
+    assert compact[["event_type", "metrics", "details"]].values.tolist() == [
+        ["a", "x=1, y=2.5", "k=v"],
+        ["b", "x=3", "j=w, k=null"],
+        ["c", "", ""],
     ]
-    assert long["event_type"].tolist() == ["a"] * 3 + ["b"] * 3 + ["c"]
 
 
-def test_long_table_number_text():
+def test_compact_table_number_text():
     frame = trace_frame([{"type": "a", "metrics": {"p": 0.1 + 0.2, "big": 1e20, "i": 42.0}}])
-    long = traces.long_table(frame)
-    values = dict(zip(long["key"], long["value"], strict=True))
-    assert values == {"big": "1e+20", "i": "42", "p": "0.3"}
+    assert traces.compact_table(frame)["metrics"].tolist() == ["big=1e+20, i=42, p=0.3"]
+
+
+def test_details_the_events_share_are_said_once():
+    """A detail with one value on every event that has it, carried by at least half of them,
+    leaves the rows: a mixed trace reads as what changes from event to event."""
+    user = {"user_id": "u1", "session_id": "s1"}
+    frame = trace_frame(
+        [
+            {"type": "search", "details": {**user, "query": "shoes"}},
+            {"type": "page_view", "details": {**user, "page": "/p"}},
+            {"type": "thumbs_up_down", "details": {"user_id": "u1", "feedback": "ok"}},
+            {"type": "page_view", "details": {**user, "page": "/q"}},
+        ]
+    )
+    assert traces.shared_details(frame) == {"session_id": "s1", "user_id": "u1"}
+    assert traces.compact_table(frame)["details"].tolist() == [
+        "query=shoes",
+        "page=/p",
+        "feedback=ok",
+        "page=/q",
+    ]
+    # Two values, or carried by fewer than half the events (or one event), stay on their rows.
+    assert traces.shared_details(trace_frame([{"type": "a", "details": {"k": "1"}}])) == {}
+    mixed = trace_frame(
+        [{"type": "a", "details": {"k": "1"}}, {"type": "a", "details": {"k": "2"}}]
+    )
+    assert traces.shared_details(mixed) == {}
+    rare = trace_frame([{"type": "a", "details": {"k": "1"}}] + [{"type": "b"}] * 3)
+    assert traces.shared_details(rare) == {}
 
 
 # -- bodies, JSON lines, curl ------------------------------------------------------------------
@@ -1060,6 +1077,7 @@ FULL = TracesView(
         text="alpha 'x\"",
         exact=True,
         datasets=("web", "mó'bile"),
+        include_test=True,
         event_types=("a", EVIL),
         detail_key="model",
         detail_value="gpt-4 'x' & y=z",
@@ -1071,7 +1089,9 @@ FULL = TracesView(
     page=3,
     tz="Europe/Amsterdam",
     trace=UNICODE_ID,
+    trace_dataset="mó'bile",
     compare=SQL,
+    compare_dataset="web",
 )
 
 

@@ -12,12 +12,19 @@ import pytest
 from eventlens import analytics, view
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
 from eventlens.ingest import load_files
-from eventlens.view import ExploreView, check_against_store, from_params, resolve_preset, to_params
+from eventlens.view import (
+    ExploreView,
+    check_against_store,
+    from_params,
+    keep_choice,
+    resolve_preset,
+    to_params,
+)
 
 UTC = dt.UTC
 DEFAULT = ExploreView()
 PARAMS = (
-    "agg metric bucket tz by top ds types range from to where thr prev cum roll chart board"
+    "agg metric bucket tz by top ds test types range from to where thr prev cum roll chart board"
 ).split()
 
 
@@ -45,6 +52,7 @@ FULL_CUSTOM = ExploreView(
         split="detail:country",
         top=7,
         datasets=("web", "mobile"),
+        include_test=True,
         event_types=("llm_call", "search"),
         start=dt.datetime(2024, 3, 1, 6, 30, tzinfo=UTC),
         end=dt.datetime(2024, 3, 8, tzinfo=ZoneInfo("Europe/Amsterdam")),
@@ -67,6 +75,7 @@ FULL_PRESET = ExploreView(
         split="none",
         top=1,
         datasets=("only",),
+        include_test=True,
         event_types=("search",),
         details=(DetailFilter("we&ird = key", "=", 'va"lue <b>&amp; 😀 ?x=1#y'),),
         thresholds=(Threshold("n", "!=", -0.001),),
@@ -567,3 +576,45 @@ def test_all_and_custom_keep_the_query(small):
 def test_preset_without_matching_events_keeps_the_query(small):
     q = SeriesQuery(event_types=("nope",))
     assert resolve_preset(small, ExploreView(query=q, preset="7d")) == q
+
+
+# -- what the page says about its choices and numbers ------------------------------------------
+
+
+def test_a_choice_the_filters_cannot_show_is_set_aside_and_comes_back():
+    keys = ["amount", "latency_ms"]
+    assert keep_choice("latency_ms", "amount", keys, "amount") == ("latency_ms", None)
+    # Filtered to events without latency_ms: another metric is shown, and said so.
+    assert keep_choice("latency_ms", "latency_ms", ["amount"], "amount") == (
+        "amount",
+        "latency_ms",
+    )
+    # Nothing chosen yet: the fallback, nothing to say.
+    assert keep_choice(None, None, keys, "amount") == ("amount", None)
+    assert keep_choice("x", None, [], None) == (None, "x")
+
+
+def test_headline_notes_say_why_all_holds_fewer_events(small):
+    q = SeriesQuery(agg="max", metric="latency_ms")
+    numbers = analytics.headline(small, q)
+    assert view.headline_notes(numbers, q, "all") == [
+        "The range runs from the first to the last event that carries latency_ms, so 2 events"
+        " of the 6 the filters match lie outside it.",
+        "The max is over the 4 events that carry latency_ms.",
+    ]
+    # A preset cuts the range anyway: only the measure's note.
+    assert view.headline_notes(numbers, q, "7d") == [
+        "The max is over the 4 events that carry latency_ms."
+    ]
+    assert view.headline_notes(analytics.headline(small, SeriesQuery()), SeriesQuery(), "all") == []
+
+
+def test_comparison_help_says_when_there_is_nothing_like_to_compare(small):
+    q = SeriesQuery(agg="max", metric="latency_ms")
+    assert "No change is shown: the data starts at 2021-03-01 11:00 (Europe/Amsterdam)" in (
+        view.comparison_help(analytics.headline(small, q), "Europe/Amsterdam")
+    )
+    week = resolve_preset(small, ExploreView(query=SeriesQuery(datasets=("web",)), preset="24h"))
+    assert view.comparison_help(analytics.headline(small, week), "UTC") == (
+        "Change against the equally long period just before the range."
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventlens.store import OPTIONAL_DATASET as _DATASET
-from eventlens.store import Store
+from eventlens.store import Store, analysed_datasets_sql
 
 if TYPE_CHECKING:  # pandas loads on first use: `eventlens load` does not need it
     import pandas as pd
@@ -185,7 +185,8 @@ class SeriesQuery:
     tz: str = "UTC"
     split: str = SPLIT_TYPE  # event_type | none | detail:KEY
     top: int = 5
-    datasets: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()  # none: every dataset but test data (see include_test)
+    include_test: bool = False  # with no datasets named: count test data (the sandbox) too
     event_types: tuple[str, ...] = ()
     start: dt.datetime | None = None  # inclusive; None: the first matching event
     end: dt.datetime | None = None  # exclusive; None: just after the last matching event
@@ -302,6 +303,8 @@ def _where(
     if q.datasets:
         conds.append("list_contains(?, dataset)")
         params.append(list(q.datasets))
+    elif not q.include_test:
+        conds.append(analysed_datasets_sql())
     if q.event_types:
         conds.append("list_contains(?, event_type)")
         params.append(list(q.event_types))
@@ -327,7 +330,11 @@ def _where(
 
 
 def time_bounds(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """The first and last timestamp among the events the query's filters (not range) keep."""
+    """The first and last timestamp among the events the query's filters (not range) keep.
+
+    With a metric, only the events that carry it count: a range of "all" spans the metric's
+    data, without empty buckets before and after it (headline() counts what that leaves out).
+    """
     where, params = _where(q)
     first, last = store.rows(
         f"SELECT min(timestamp), max(timestamp) FROM events WHERE {where}", params
@@ -348,15 +355,16 @@ def resolve_range(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.
 
 
 def auto_bucket(start: dt.datetime, end: dt.datetime) -> str:
-    """A bucket that gives a readable number of points (up to about 850) for the range."""
+    """A bucket that gives a chart readable at a glance: about 100 to 180 points at most, so a
+    month is 30 days (not 720 hours, a tangle with ten series) and a week is 168 hours."""
     span = (end - start).total_seconds() * 1000
     for bucket, limit in (
-        ("1m", 3 * HOUR_MS),
-        ("5m", 12 * HOUR_MS),
-        ("15m", 2 * DAY_MS),
-        ("1h", 35 * DAY_MS),
-        ("1d", 365 * DAY_MS),
-        ("1w", 5 * 365 * DAY_MS),
+        ("1m", 2 * HOUR_MS),
+        ("5m", 8 * HOUR_MS),
+        ("15m", DAY_MS),
+        ("1h", 7 * DAY_MS),
+        ("1d", 180 * DAY_MS),
+        ("1w", 3 * 365 * DAY_MS),
     ):
         if span <= limit:
             return bucket
@@ -461,7 +469,7 @@ def _selection_sql(
     metric = "metrics[?]" if q.uses_metric else "NULL::DOUBLE"
     metric_params = [q.metric] if q.uses_metric else []
     sql = f"""
-        SELECT timestamp, trace_id, {label} AS series, {metric} AS v, zone
+        SELECT timestamp, trace_id, dataset, {label} AS series, {metric} AS v, zone
         FROM events, (SELECT ?::VARCHAR AS zone)
         WHERE {where}
     """
@@ -617,22 +625,38 @@ def _align(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)[columns]
 
 
-def headline(store: Store, q: SeriesQuery) -> dict[str, dict[str, float | None]]:
-    """Events, traces and the metric over the range, and over the period just before it."""
+def headline(store: Store, q: SeriesQuery) -> dict[str, Any]:
+    """Events, traces and the metric over the range, and over the period just before it.
+
+    Also: `measured`, how many of the range's events carry the metric (the measure is over
+    those); `matching`, the timed events the filters keep at any time (more than the range's
+    events when a range of "all" spans only the metric's data); `data_start`, the first
+    matching event; and `comparable`, whether the data covers the whole period before: a change
+    against a period the data does not cover (before a range of "all", or reaching past the
+    first event) compares unlike with like.
+    """
     q = checked(store, q)
     start, end = resolve_range(store, q)
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, Any] = {}
     if start is None or end is None:
         return out
     span = end - start
+    metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
     for name, (lo, hi) in {"current": (start, end), "previous": (start - span, start)}.items():
         where, params = _where(q, lo, hi, with_metric=False)
-        metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
-        events, traces, value = store.rows(
-            f"SELECT count(*), count(DISTINCT trace_id), {metric} FROM events WHERE {where}",
-            ([q.metric] if q.uses_metric else []) + params,
+        events, traces, value, measured = store.rows(
+            f"SELECT count(*), count(DISTINCT trace_id), {metric}, count(metrics[?])"
+            f" FROM events WHERE {where}",
+            ([q.metric] if q.uses_metric else []) + [q.metric] + params,
         )[0]
         out[name] = {"events": int(events), "traces": int(traces), "value": value}
+        if name == "current":
+            out["measured"] = int(measured) if q.uses_metric else None
+    where, params = _where(q, with_metric=False)
+    out["matching"] = int(store.scalar(f"SELECT count(*) FROM events WHERE {where}", params))
+    first, _ = time_bounds(store, dataclasses.replace(q, start=None, end=None))
+    out["data_start"] = first
+    out["comparable"] = first is not None and first <= start - span
     return out
 
 
@@ -675,7 +699,8 @@ def traces_for(
     """The traces behind a chart selection: events in [start, end) of the chosen series.
 
     One row per trace: its matching events, first and last time, and the chart's measure over
-    those events (the event count when the chart counts).
+    those events (the event count when the chart counts). A trace id in two datasets is two
+    traces (a replay's copy is not the original), so each row names its dataset.
     """
     q = checked(store, q)
     top = top_values(store, q, *resolve_range(store, q)) if q.detail_key else []
@@ -686,31 +711,20 @@ def traces_for(
     measure = {"count": "count(*)", "traces": "count(*)"}.get(q.agg, _agg_sql(q.agg))
     return store.df(
         f"""
-        SELECT trace_id, count(*) AS events, min(timestamp) AS first_time,
+        SELECT trace_id, dataset, count(*) AS events, min(timestamp) AS first_time,
                max(timestamp) AS last_time, {measure}::DOUBLE AS value,
                list_sort(list_distinct(list(series))) AS series
         FROM ({selection}) {keep}
-        GROUP BY trace_id ORDER BY value DESC, first_time, trace_id LIMIT ?
+        GROUP BY trace_id, dataset ORDER BY value DESC, first_time, trace_id, dataset LIMIT ?
         """,
         [*params, *keep_params, limit],
     )
 
 
-def trace_events(store: Store, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
-    """One trace's events in time order (events without a timestamp last)."""
-    return store.df(
-        f"""
-        SELECT timestamp, event_type, metrics, event_details, event_id, dataset
-        FROM events WHERE trace_id = ? AND {_DATASET}
-        ORDER BY timestamp NULLS LAST, source_file, source_line
-        """,
-        [trace_id, dataset, dataset],
-    )
-
-
 def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
     """The keys of a MAP column (a constant name) in the query's datasets and event types."""
-    where, params = _where(SeriesQuery(datasets=q.datasets, event_types=q.event_types))
+    scope = SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
+    where, params = _where(scope)
     rows = store.rows(
         f"SELECT k, count(*) AS n FROM (SELECT unnest(map_keys({column})) AS k FROM events"
         f" WHERE {where}) GROUP BY k ORDER BY n DESC, k",
@@ -729,9 +743,11 @@ def detail_keys(store: Store, q: SeriesQuery) -> list[str]:
     return _map_keys(store, q, "event_details")
 
 
-def event_types(store: Store, datasets: tuple[str, ...] = ()) -> list[str]:
-    """The event types in the given datasets (all when none), most common first."""
-    where, params = _where(SeriesQuery(datasets=datasets))
+def event_types(
+    store: Store, datasets: tuple[str, ...] = (), include_test: bool = False
+) -> list[str]:
+    """The event types in the given datasets (all but test data when none), most common first."""
+    where, params = _where(SeriesQuery(datasets=datasets, include_test=include_test))
     rows = store.rows(
         f"SELECT event_type, count(*) AS n FROM events WHERE {where} GROUP BY 1 ORDER BY n DESC, 1",
         params,

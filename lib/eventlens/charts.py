@@ -92,6 +92,7 @@ def series_figure(
             fig.add_bar(
                 x=x,
                 y=y,
+                textposition="none",  # `text` is for the hover; bars would print it inside
                 marker={
                     "color": color,
                     "opacity": np.where(incomplete, 0.45, 1.0),
@@ -150,12 +151,29 @@ def series_figure(
         yaxis_title=label,
         legend_title_text="",
         hovermode="closest",
-        dragmode="select",
+        # Zoom, not box select, on a drag: Streamlit turns a click into a selection only
+        # outside the select and lasso drag modes (it sets clickmode "event" in those), and a
+        # click on a point is how most people drill down. Box Select stays in the toolbar.
+        dragmode="zoom",
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         height=440,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
     )
+    if frame["bucket"].nunique() == 1:
+        # One bucket: Plotly would zoom into a millisecond around its point (drawn at the
+        # bucket's start); show a bucket's width on either side instead.
+        start, end = frame["bucket"].iloc[0], frame["bucket_end"].iloc[0]
+        fig.update_xaxes(range=[_wall(start - (end - start)), _wall(end)])
+        if chart in ("bar", "stacked"):
+            fig.update_traces(
+                width=(end - start).total_seconds() * 1000 * 0.8, selector={"type": "bar"}
+            )
     return fig
+
+
+def _wall(when: pd.Timestamp) -> str:
+    """A time as the wall clock of its zone, as the x axis shows it (see _local)."""
+    return when.tz_localize(None).isoformat()
 
 
 @dataclass(frozen=True)

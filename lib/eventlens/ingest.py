@@ -1126,10 +1126,15 @@ def _update_dataset(store: Store, dataset: str) -> None:
         content_hash = hashlib.sha256("\n".join(sorted(set(hashes))).encode()).hexdigest()
         cur.execute(
             """
-            INSERT OR REPLACE INTO datasets
+            INSERT INTO datasets (name, files, content_hash, loaded_at, events, rejects,
+                                  duplicates)
             SELECT ?, ?, ?, now(),
                    (SELECT count(*) FROM events WHERE dataset = ?),
                    (SELECT count(*) FROM rejects WHERE dataset = ?), ?
+            ON CONFLICT (name) DO UPDATE SET  -- keeps the dataset's test mark
+                files = excluded.files, content_hash = excluded.content_hash,
+                loaded_at = excluded.loaded_at, events = excluded.events,
+                rejects = excluded.rejects, duplicates = excluded.duplicates
             """,
             [dataset, files, content_hash, dataset, dataset, int(duplicates or 0)],
         )

@@ -240,8 +240,10 @@ class Sandbox:
                     if inserted:
                         cur.execute(
                             # Counted up: a count(*) per batch would grow with the store.
-                            "INSERT INTO datasets VALUES (?, ['sandbox'], 'sandbox', now(), ?, 0,"
-                            " 0)"
+                            # Test data: what QA and replays send stays out of analysis.
+                            "INSERT INTO datasets (name, files, content_hash, loaded_at, events,"
+                            " rejects, duplicates, test)"
+                            " VALUES (?, ['sandbox'], 'sandbox', now(), ?, 0, 0, true)"
                             " ON CONFLICT (name) DO UPDATE SET events = datasets.events + ?,"
                             " loaded_at = now()",
                             [DATASET, len(inserted), len(inserted)],

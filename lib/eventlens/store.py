@@ -17,6 +17,20 @@ DEFAULT_DB = "eventlens.duckdb"
 DB_ENV = "EVENTLENS_DB"
 # An optional dataset filter: bind the dataset (or None for all) twice.
 OPTIONAL_DATASET = "(CAST(? AS VARCHAR) IS NULL OR dataset = ?)"
+# Test data (what Submit and Replay send to the sandbox, or a dataset marked so) is left out of
+# "all datasets" wherever events are analysed, unless the store holds nothing else. One
+# uncorrelated subquery: DuckDB runs it once per query, not per row.
+LEFT_OUT_DATASETS = (
+    "coalesce((SELECT list(name) FROM datasets WHERE test"
+    " AND EXISTS (SELECT 1 FROM datasets WHERE NOT test)), [])"
+)
+
+
+def analysed_datasets_sql(column: str = "dataset") -> str:
+    """A condition keeping the rows of `column` (a constant name) outside test datasets."""
+    return f"NOT list_contains({LEFT_OUT_DATASETS}, {column})"
+
+
 # DuckDB's memory_limit (e.g. "2GB"); past it, big loads spill to disk instead of growing.
 MEMORY_ENV = "EVENTLENS_MEMORY_LIMIT"
 
@@ -128,6 +142,11 @@ CREATE TABLE IF NOT EXISTS datasets (
     rejects BIGINT NOT NULL,
     duplicates BIGINT NOT NULL
 );
+-- Test data is kept apart from analysis (see LEFT_OUT_DATASETS); stores made before gain it, and
+-- their sandbox dataset, which only ever held test traffic, becomes test data.
+ALTER TABLE datasets ADD COLUMN IF NOT EXISTS test BOOLEAN;
+UPDATE datasets SET test = (name = 'sandbox') WHERE test IS NULL;
+ALTER TABLE datasets ALTER COLUMN test SET DEFAULT false;
 CREATE TABLE IF NOT EXISTS files (
     dataset VARCHAR NOT NULL,
     path VARCHAR NOT NULL,
@@ -177,6 +196,17 @@ class Store:
                 raise StoreError(
                     f"{MEMORY_ENV}={limit!r} is not a memory size DuckDB understands (try 2GB)"
                 ) from None
+        if read_only:
+            has_test, columns = self.rows(
+                "SELECT count(*) FILTER (WHERE column_name = 'test'), count(*)"
+                " FROM duckdb_columns() WHERE table_name = 'datasets'"
+            )[0]
+            if columns and not has_test:  # its schema cannot be brought up to date read-only
+                self._con.close()
+                raise StoreError(
+                    f"The database {self.path} was made by an older eventlens: open it once"
+                    " without read-only (any eventlens command does) to bring it up to date."
+                )
         if not read_only:
             self._con.execute(SCHEMA)
             if not self.scalar("SELECT count(*) FROM trace_summary") and self.event_count():
@@ -315,10 +345,36 @@ class Store:
             params,
         )
 
-    def version(self) -> tuple[int, int]:
-        """A token that changes whenever events are added or removed (for caches)."""
-        count, batch = self.rows("SELECT count(*), coalesce(max(batch_id), 0) FROM events")[0]
-        return int(count), int(batch)
+    def version(self) -> tuple[int, int, tuple[str, ...]]:
+        """A token that changes whenever events are added or removed, or a dataset is marked as
+        test data or not (for caches)."""
+        count, batch, test = self.rows(
+            "SELECT count(*), coalesce(max(batch_id), 0),"
+            " (SELECT list(name ORDER BY name) FROM datasets WHERE test) FROM events"
+        )[0]
+        return int(count), int(batch), tuple(test or ())
+
+    def test_datasets(self) -> list[str]:
+        """The datasets marked as test data, sorted."""
+        return [r[0] for r in self.rows("SELECT name FROM datasets WHERE test ORDER BY name")]
+
+    def left_out_datasets(self) -> dict[str, int]:
+        """The test datasets that "all datasets" leaves out now, with their events (none when
+        the store holds nothing else)."""
+        rows = self.rows(
+            f"SELECT name, events FROM datasets WHERE list_contains({LEFT_OUT_DATASETS}, name)"
+            " ORDER BY name"
+        )
+        return {str(name): int(events) for name, events in rows}
+
+    def mark_test_data(self, name: str, test: bool = True) -> None:
+        """Mark a dataset as test data (left out of analysis by default), or as analysis data."""
+        with self.write_lock:
+            found = self.rows(
+                "UPDATE datasets SET test = ? WHERE name = ? RETURNING name", [test, name]
+            )
+        if not found:
+            raise StoreError(f"no dataset named {name!r}")
 
     def dataset_names(self) -> list[str]:
         """The datasets' names, sorted."""
@@ -332,7 +388,7 @@ class Store:
         """Datasets with their files, counts and time range, newest first."""
         return self.df(
             """
-            SELECT d.name AS dataset, e.events, d.rejects, d.duplicates,
+            SELECT d.name AS dataset, d.test, e.events, d.rejects, d.duplicates,
                    e.traces, e.event_types, e.first_event, e.last_event,
                    d.files, d.loaded_at, d.content_hash
             FROM datasets d

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from eventlens.store import Store
+from eventlens.store import Store, analysed_datasets_sql
 
 SORTS = {
     "last": "last_time",
@@ -36,6 +36,7 @@ PAGE_SIZE = 50
 DEFAULT_ENDPOINT = "https://app.langwatch.ai"
 KEY_PLACEHOLDER = "$LANGWATCH_API_KEY"
 SHORT_TEXT = 120  # characters of a long detail shown in tables; the full value is on demand
+SHORT_PAIR = 60  # the same inside a row's key=value list, which holds several values
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class TraceSearch:
 
     text: str = ""  # a trace_id, or its beginning
     exact: bool = False
-    datasets: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()  # none: every dataset but test data (see include_test)
+    include_test: bool = False
     event_types: tuple[str, ...] = ()  # traces with at least one event of these types
     detail_key: str | None = None  # traces with an event whose detail key has this value
     detail_value: str | None = None
@@ -67,6 +69,8 @@ def _where(s: TraceSearch, indexed: bool = False) -> tuple[str, list[Any]]:
     if s.datasets:
         conds.append("list_contains(?, t.dataset)")
         params.append(list(s.datasets))
+    elif not s.include_test:
+        conds.append(analysed_datasets_sql("t.dataset"))
     if s.event_types:
         conds.append("list_has_any(t.event_types, ?)")
         params.append(list(s.event_types))
@@ -129,9 +133,31 @@ def search(
     return frame.drop(columns=["total"], errors="ignore"), int(total or 0)
 
 
-def exists(store: Store, trace_id: str) -> bool:
-    """Whether the store holds any event of this trace."""
-    return bool(store.scalar("SELECT count(*) FROM trace_summary WHERE trace_id = ?", [trace_id]))
+@dataclass(frozen=True)
+class Copy:
+    """One dataset's events of a trace id: each dataset's copy is a trace of its own."""
+
+    dataset: str
+    events: int
+    test: bool
+
+
+def copies(store: Store, trace_id: str) -> list[Copy]:
+    """The datasets that hold this trace id: analysis data first, then test data, by name."""
+    rows = store.rows(
+        """
+        SELECT t.dataset, t.events, coalesce(d.test, false) AS test
+        FROM trace_summary t LEFT JOIN datasets d ON d.name = t.dataset
+        WHERE t.trace_id = ? ORDER BY test, t.dataset
+        """,
+        [trace_id],
+    )
+    return [Copy(str(d), int(n), bool(test)) for d, n, test in rows]
+
+
+def choose_copy(found: list[Copy], wanted: str | None) -> Copy | None:
+    """The copy to open: the wanted dataset's if it holds the trace, else the first found."""
+    return next((c for c in found if c.dataset == wanted), found[0] if found else None)
 
 
 def events(store: Store, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
@@ -198,30 +224,42 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def long_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per metric or detail of each event (LangWatch's Metric | Value cards, flat)."""
-    rows = []
-    for number, event in enumerate(frame.itertuples(index=False), start=1):
-        base = {
-            "event": number,
-            "timestamp": event.timestamp,
-            "offset_ms": event.offset_ms,
-            "event_type": event.event_type,
-        }
-        entries = [("metric", k, v) for k, v in sorted(event.metrics.items())] + [
-            ("detail", k, v) for k, v in sorted(event.event_details.items())
-        ]
-        for kind, key, value in entries or [("", "", None)]:
-            rows.append(
-                {
-                    **base,
-                    "kind": kind,
-                    "key": key,
-                    "value": short(value if kind != "metric" else _number_text(value)),
-                }
-            )
-    columns = ["event", "timestamp", "offset_ms", "event_type", "kind", "key", "value"]
-    return pd.DataFrame(rows, columns=columns)
+def shared_details(frame: pd.DataFrame) -> dict[str, str]:
+    """The details with one value on every event that carries them, carried by at least half
+    the events (and two): the trace's user, session, country. A table says them once instead
+    of on every row."""
+    seen: dict[str, set[Any]] = {}
+    carried: dict[str, int] = {}
+    for details in frame["event_details"]:
+        for k, v in details.items():
+            seen.setdefault(k, set()).add(v)
+            carried[k] = carried.get(k, 0) + 1
+    enough = max(2, -(-len(frame) // 2))
+    return {
+        k: next(iter(values))
+        for k, values in sorted(seen.items())
+        if len(values) == 1 and None not in values and carried[k] >= enough
+    }
+
+
+def _pairs(values: dict[str, Any], skip: dict[str, str], numbers: bool) -> str:
+    """`key=value` pairs in key order, long values cut, the shared details left out."""
+    return ", ".join(
+        f"{k}={_number_text(v) if numbers else short(v if v is not None else 'null', SHORT_PAIR)}"
+        for k, v in sorted(values.items())
+        if k not in skip
+    )
+
+
+def compact_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per event with its metrics and its own details as `key=value` text: a mixed
+    40-event trace is 40 rows, not one row per key. The details in shared_details() are left
+    out (say them once); the selected event shows every value whole."""
+    shared = shared_details(frame)
+    out = frame[["timestamp", "offset_ms", "event_type"]].copy()
+    out["metrics"] = [_pairs(m, {}, True) for m in frame["metrics"]]
+    out["details"] = [_pairs(d, shared, False) for d in frame["event_details"]]
+    return out
 
 
 def _number_text(value: Any) -> str:

@@ -14,11 +14,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from eventlens import analytics
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
 from eventlens.store import Store
 from eventlens.traces import SORTS, TraceSearch
+from eventlens.words import counted
 
 PRESETS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
 PRESET_LABELS = {
@@ -59,6 +61,7 @@ def to_params(view: ExploreView) -> dict[str, str]:
     put("by", q.split, default.split)
     put("top", q.top, default.top)
     put("ds", list(q.datasets), [])
+    put("test", int(q.include_test), 0)
     put("types", list(q.event_types), [])
     put("range", view.preset, "all")
     if view.preset == "custom":
@@ -219,6 +222,7 @@ def from_params(params: Mapping[str, Any]) -> tuple[ExploreView, list[str]]:
         split=split,
         top=integer("top", 1, MAX_TOP, default.top),
         datasets=strings("ds"),
+        include_test=flag("test"),
         event_types=strings("types"),
         start=start,
         end=end,
@@ -248,7 +252,7 @@ def _finite_number(value: Any) -> bool:
 
 
 def _known_names(
-    store: Store, datasets: tuple[str, ...], event_types: tuple[str, ...]
+    store: Store, datasets: tuple[str, ...], event_types: tuple[str, ...], include_test: bool
 ) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """The datasets and event types a link names that the store has, and a warning per gap."""
     warnings: list[str] = []
@@ -257,7 +261,7 @@ def _known_names(
     if missing:
         warnings.append(f"No dataset named {', '.join(map(repr, missing))}; it was left out.")
         datasets = tuple(d for d in datasets if d in known)
-    known = set(analytics.event_types(store, datasets))
+    known = set(analytics.event_types(store, datasets, include_test))
     missing = [t for t in event_types if t not in known]
     if missing:
         warnings.append(
@@ -270,7 +274,7 @@ def _known_names(
 def check_against_store(store: Store, view: ExploreView) -> tuple[ExploreView, list[str]]:
     """The view with names the store does not know replaced by defaults, and why."""
     q = view.query
-    datasets, event_types, warnings = _known_names(store, q.datasets, q.event_types)
+    datasets, event_types, warnings = _known_names(store, q.datasets, q.event_types, q.include_test)
     q = dataclasses.replace(q, datasets=datasets, event_types=event_types)
     if q.metric and q.metric not in analytics.metric_keys(store, q):
         warnings.append(
@@ -284,6 +288,52 @@ def check_against_store(store: Store, view: ExploreView) -> tuple[ExploreView, l
         warnings.append(f"Unknown time zone {q.tz!r}; using UTC.")
         q = dataclasses.replace(q, tz="UTC")
     return dataclasses.replace(view, query=q), warnings
+
+
+def headline_notes(numbers: Mapping[str, Any], q: SeriesQuery, preset: str) -> list[str]:
+    """What a reader of the headline needs to know to read its numbers right (see
+    analytics.headline): why a range of "all" holds fewer events than the filters match, and
+    how many events the measure is over."""
+    notes = []
+    events, matching = numbers["current"]["events"], numbers.get("matching", 0)
+    if q.uses_metric and preset == "all" and matching > events:
+        notes.append(
+            f"The range runs from the first to the last event that carries {q.metric}, so "
+            f"{counted(matching - events, 'event')} of the {matching:,} the filters match "
+            f"{'lies' if matching - events == 1 else 'lie'} outside it."
+        )
+    if q.uses_metric and numbers.get("measured") is not None:
+        notes.append(
+            f"The {analytics.AGGREGATION_LABELS[q.agg]} is over the"
+            f" {counted(numbers['measured'], 'event')} that carry {q.metric}."
+        )
+    return notes
+
+
+def comparison_help(numbers: Mapping[str, Any], tz: str) -> str:
+    """The headline tiles' help: what their change compares, or why there is none."""
+    if numbers.get("comparable"):
+        return "Change against the equally long period just before the range."
+    first = numbers.get("data_start")
+    if first is None:
+        return "No change is shown: there is no data before this range."
+    return (
+        f"No change is shown: the data starts at {first.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
+        f" ({tz}), after the start of the equally long period before this range, so a"
+        " comparison would not be like with like."
+    )
+
+
+def keep_choice(
+    wanted: str | None, current: str | None, options: list[str], fallback: str | None
+) -> tuple[str | None, str | None]:
+    """The value a control shows when its options change (new filters), and the choice it had
+    to set aside, if any. The person's choice (`wanted`) returns as soon as it is an option
+    again, so narrowing the filters for a moment does not lose it."""
+    if wanted in options:
+        return wanted, None
+    shown = current if current in options else fallback
+    return shown, wanted if wanted is not None and wanted != shown else None
 
 
 def resolve_preset(store: Store, view: ExploreView) -> SeriesQuery:
@@ -309,7 +359,9 @@ class TracesView:
     page: int = 1
     tz: str = "UTC"
     trace: str | None = None
+    trace_dataset: str | None = None  # a trace id may be in several datasets: whose copy
     compare: str | None = None
+    compare_dataset: str | None = None
 
 
 MAX_PAGE = 1_000_000
@@ -320,10 +372,13 @@ def traces_to_params(v: TracesView) -> dict[str, str]:
     s, out = v.search, {}
     pairs = {
         "trace": v.trace or "",
+        "trace_ds": v.trace_dataset if v.trace and v.trace_dataset else "",
         "compare": v.compare or "",
+        "compare_ds": v.compare_dataset if v.compare and v.compare_dataset else "",
         "q": s.text,
         "exact": "1" if s.exact else "",
         "ds": json.dumps(list(s.datasets)) if s.datasets else "",
+        "test": "1" if s.include_test else "",
         "types": json.dumps(list(s.event_types)) if s.event_types else "",
         "dk": s.detail_key or "",
         "dv": s.detail_value if s.detail_key and s.detail_value is not None else "",
@@ -349,6 +404,7 @@ def traces_from_params(params: Mapping[str, Any]) -> tuple[TracesView, list[str]
         text=(read.raw("q") or "").strip(),
         exact=read.flag("exact"),
         datasets=read.strings("ds"),
+        include_test=read.flag("test"),
         event_types=read.strings("types"),
         detail_key=read.raw("dk") or None,
         detail_value=read.raw("dv") if read.raw("dk") else None,
@@ -362,7 +418,9 @@ def traces_from_params(params: Mapping[str, Any]) -> tuple[TracesView, list[str]
         page=read.integer("page", 1, MAX_PAGE, 1),
         tz=read.raw("tz") or "UTC",
         trace=(read.raw("trace") or "").strip() or None,
+        trace_dataset=read.raw("trace_ds") or None,
         compare=(read.raw("compare") or "").strip() or None,
+        compare_dataset=read.raw("compare_ds") or None,
     )
     return view, read.warnings
 
@@ -370,9 +428,9 @@ def traces_from_params(params: Mapping[str, Any]) -> tuple[TracesView, list[str]
 def check_traces_against_store(store: Store, v: TracesView) -> tuple[TracesView, list[str]]:
     """The Traces view with names the store does not have left out, and a warning for each."""
     s = v.search
-    datasets, event_types, warnings = _known_names(store, s.datasets, s.event_types)
+    datasets, event_types, warnings = _known_names(store, s.datasets, s.event_types, s.include_test)
     s = dataclasses.replace(s, datasets=datasets, event_types=event_types)
-    scope = SeriesQuery(datasets=s.datasets)
+    scope = SeriesQuery(datasets=s.datasets, include_test=s.include_test)
     if s.detail_key and s.detail_key not in analytics.detail_keys(store, scope):
         warnings.append(f"No event detail {s.detail_key!r}; the detail filter was left out.")
         s = dataclasses.replace(s, detail_key=None, detail_value=None)

@@ -1,13 +1,26 @@
-"""The Explore page in a real headless Chromium: the Plotly chart and a box selection on it."""
+"""The Explore page in a real headless Chromium: the Plotly chart, a click on a point (line and
+bar), a box selection, and a narrow window."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
+import pytest
+from app_utils import (
+    CLIPPED_TEXT,
+    box_select,
+    click_point,
+    nav_labels,
+    no_errors,
+    the_chart,
+    traces_caption,
+)
 from playwright.sync_api import expect
 
 TRACES_HEADING = "Traces behind the selection"
 BOARD_HEADING = "Top detail values"
+NAV = ["Explore", "Traces", "Submit", "Replay", "Data"]
 
 # Whether a stDataFrame lies between the two section headings, in document order.
 DATAFRAME_BETWEEN = """([first, second]) => {
@@ -21,19 +34,24 @@ DATAFRAME_BETWEEN = """([first, second]) => {
 }"""
 
 
-def no_errors(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+def expect_traces_listed(page, wait_for_app) -> str:
+    """Wait for the traces behind a selection; returns their caption."""
+    caption = traces_caption(page)
+    expect(caption).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    page.wait_for_function(DATAFRAME_BETWEEN, arg=[TRACES_HEADING, BOARD_HEADING], timeout=30_000)
+    text = caption.inner_text()
+    assert not text.startswith("0 traces")
+    return text
 
 
 def test_explore_is_the_default_page_and_draws_the_chart(page, tmp_path):
     expect(page.get_by_role("heading", name="Explore", exact=True)).to_be_visible()
+    assert nav_labels(page) == NAV
     # The sample's 50,000 events, or more when another browser test loaded a file first.
     events = page.locator('[data-testid="stMetric"]').filter(has_text="Events").first
     expect(events).to_contain_text(re.compile(r"\d\d,\d{3}"))
-    chart = page.locator('[data-testid="stPlotlyChart"]')
-    expect(chart).to_have_count(1)
-    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
+    chart = the_chart(page)
     # One line per series: the sample has ten event types.
     expect(chart.locator(".scatterlayer .trace").first).to_be_attached()
     assert chart.locator(".scatterlayer .trace").count() >= 10
@@ -41,34 +59,58 @@ def test_explore_is_the_default_page_and_draws_the_chart(page, tmp_path):
     page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
 
 
+@pytest.mark.parametrize("chart_kind", ["line", "bar"])
+def test_a_click_on_a_point_lists_the_traces_of_its_bucket_and_series(
+    browser, app_url, wait_for_app, chart_kind, tmp_path
+):
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/?chart={chart_kind}&tz=Europe%2FAmsterdam")
+        wait_for_app(page)
+        the_chart(page)
+        point = click_point(page)
+        text = expect_traces_listed(page, wait_for_app)
+        start, end, series = point["customdata"]
+        shown = [dt.datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M") for t in (start, end)]
+        assert re.fullmatch(
+            rf"[\d,]+ traces with events of {re.escape(series)} from {shown[0]} to"
+            rf" {shown[1]} \(Europe/Amsterdam\)",
+            text,
+        ), text
+        no_errors(page)
+        page.screenshot(path=str(tmp_path / f"explore-click-{chart_kind}.png"), full_page=True)
+    finally:
+        context.close()
+
+
 def test_box_select_on_the_chart_lists_the_traces_behind_it(page, tmp_path, wait_for_app):
-    chart = page.locator('[data-testid="stPlotlyChart"]')
-    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
-    hint = "Click a point or drag a box on the chart to list the traces behind it."
-    expect(page.get_by_text(hint, exact=True)).to_be_visible()
-    drag = chart.locator(".nsewdrag").first
-    expect(drag).to_be_visible()
-    drag.scroll_into_view_if_needed()
-    box = drag.bounding_box()
-    assert box and box["width"] > 100 and box["height"] > 100
-
-    # Drag a box over a slice of the time axis, top to bottom: every series has points there.
-    x0, x1 = box["x"] + box["width"] * 0.40, box["x"] + box["width"] * 0.55
-    y0, y1 = box["y"] + 3, box["y"] + box["height"] - 3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    page.mouse.move(x1, y1, steps=10)
-    page.mouse.up()
-
-    caption = page.locator('[data-testid="stCaptionContainer"]').filter(
-        has_text="traces with events"
+    chart = the_chart(page)
+    hint = (
+        "Click a point on the chart to list the traces behind it (or pick Box Select in the"
+        " chart's toolbar and drag across a span of time)."
     )
-    expect(caption).to_be_visible(timeout=60_000)
-    wait_for_app(page)
-    expect(caption).to_contain_text("traces with events of")
-    page.wait_for_function(DATAFRAME_BETWEEN, arg=[TRACES_HEADING, BOARD_HEADING], timeout=30_000)
-    assert page.evaluate(DATAFRAME_BETWEEN, [TRACES_HEADING, BOARD_HEADING])
-    assert not caption.inner_text().startswith("0 traces")
+    expect(page.get_by_text(hint, exact=True)).to_be_visible()
+    # A slice of the time axis, top to bottom: every series has points there.
+    box_select(page, chart, 0.40, 0.55)
+    text = expect_traces_listed(page, wait_for_app)
+    assert "traces with events of" in text
     no_errors(page)
     page.screenshot(path=str(tmp_path / "explore-selection.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/", "/?agg=p95&metric=latency_ms&by=detail%3Amodel", "/traces"])
+def test_an_800_pixel_window_cuts_no_label(browser, app_url, wait_for_app, path, tmp_path):
+    """The menu runs along the top, so the page keeps the whole width for its controls."""
+    context = browser.new_context(viewport={"width": 800, "height": 1600})
+    page = context.new_page()
+    try:
+        page.goto(app_url + path)
+        wait_for_app(page)
+        expect(page.locator('[data-testid="stMain"] h1')).to_be_visible(timeout=60_000)
+        assert page.locator('[data-testid="stSidebar"]').count() == 0
+        assert nav_labels(page) == NAV
+        assert page.evaluate(CLIPPED_TEXT) == []
+        page.screenshot(path=str(tmp_path / "narrow.png"))
+    finally:
+        context.close()

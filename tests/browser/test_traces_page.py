@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from app_utils import click_first_row, click_point, dataframe_after, nav_labels, no_errors
 from playwright.sync_api import expect
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
@@ -24,28 +25,6 @@ def sample_trace_id() -> str:
     """A trace of the sample data, which a fresh store loads on its first start."""
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
         return json.loads(fh.readline())["trace_id"]
-
-
-def no_errors(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
-
-
-def nav_labels(page) -> list[str]:
-    nav = page.locator('[data-testid="stSidebarNav"]')
-    expect(nav).to_be_visible(timeout=30_000)
-    links = nav.locator('[data-testid="stSidebarNavLink"]')
-    # Each link's text is its Material icon's name, then its label.
-    return [t.strip().splitlines()[-1].strip() for t in links.all_inner_texts()]
-
-
-def dataframe_after(page, heading_text: str | None = None):
-    """The first stDataFrame, or the first one after the heading with this text."""
-    frames = page.locator('[data-testid="stDataFrame"]')
-    if heading_text is None:
-        return frames.first
-    heading = page.get_by_role("heading", name=heading_text, exact=True)
-    return heading.locator('xpath=following::*[@data-testid="stDataFrame"][1]')
 
 
 def test_a_shared_trace_link_opens_through_the_router(browser, app_url, wait_for_app, tmp_path):
@@ -111,53 +90,47 @@ def test_clicking_a_row_in_the_list_opens_the_trace(page, app_url, wait_for_app,
     page.screenshot(path=str(tmp_path / "traces-picked.png"), full_page=True)
 
 
-def click_first_row(page, grid) -> None:
-    """Tick the row-selection checkbox of a canvas grid's first data row."""
-    grid.scroll_into_view_if_needed()
-    canvas = grid.locator("canvas").first
-    expect(canvas).to_be_visible()
-    box = canvas.bounding_box()
-    assert box and box["width"] > 300 and box["height"] > 60
-    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)
+def test_explores_trace_link_opens_the_trace_in_the_same_session(
+    browser, app_url, wait_for_app, tmp_path
+):
+    """Explore in Amsterdam: click a point, pick a trace, follow its link: Traces opens that
+    trace in that zone (it used to open in UTC)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 2400})
+    page = context.new_page()
+    try:
+        page.goto(f"{app_url}/?tz=Europe%2FAmsterdam")
+        wait_for_app(page)
+        chart = page.locator('[data-testid="stPlotlyChart"]')
+        expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
+        click_point(page)
+        caption = page.locator('[data-testid="stCaptionContainer"]').filter(
+            has_text="traces with events"
+        )
+        expect(caption).to_be_visible(timeout=60_000)
+        wait_for_app(page)
 
+        click_first_row(page, dataframe_after(page, "Traces behind the selection"))
+        link = page.locator('[data-testid="stPageLink"] a').filter(has_text="Open it on the Traces")
+        expect(link).to_be_visible(timeout=60_000)
+        wait_for_app(page)
+        picked = page.get_by_text(re.compile(r"^Events of trace trace_[0-9a-f]+")).first
+        trace_id = re.search(r"trace_[0-9a-f]+", picked.inner_text()).group(0)
 
-def test_explores_trace_link_opens_the_trace_in_the_same_session(page, wait_for_app, tmp_path):
-    """Explore: box-select on the chart, pick a trace, follow its page link to Traces."""
-    chart = page.locator('[data-testid="stPlotlyChart"]')
-    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
-    drag = chart.locator(".nsewdrag").first
-    drag.scroll_into_view_if_needed()
-    box = drag.bounding_box()
-    assert box and box["width"] > 100 and box["height"] > 100
-    x0, x1 = box["x"] + box["width"] * 0.40, box["x"] + box["width"] * 0.55
-    y0, y1 = box["y"] + 3, box["y"] + box["height"] - 3
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    page.mouse.move(x1, y1, steps=10)
-    page.mouse.up()
-    caption = page.locator('[data-testid="stCaptionContainer"]').filter(
-        has_text="traces with events"
-    )
-    expect(caption).to_be_visible(timeout=60_000)
-    wait_for_app(page)
-
-    click_first_row(page, dataframe_after(page, "Traces behind the selection"))
-    link = page.locator('[data-testid="stPageLink"] a').filter(has_text="Open it on the Traces")
-    expect(link).to_be_visible(timeout=60_000)
-    wait_for_app(page)
-    picked = page.get_by_text(re.compile(r"^Events of trace trace_[0-9a-f]+")).first
-    trace_id = re.search(r"trace_[0-9a-f]+", picked.inner_text()).group(0)
-
-    link.click()
-    heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
-    expect(heading).to_be_visible(timeout=60_000)
-    wait_for_app(page)
-    assert urlparse(page.url).path.rstrip("/").endswith("/traces")
-    assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
-    expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
-    no_errors(page)
-    page.screenshot(path=str(tmp_path / "explore-to-traces.png"), full_page=True)
+        link.click()
+        heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
+        expect(heading).to_be_visible(timeout=60_000)
+        wait_for_app(page)
+        assert urlparse(page.url).path.rstrip("/").endswith("/traces")
+        query = parse_qs(urlparse(page.url).query)
+        assert query.get("trace") == [trace_id]
+        assert query.get("tz") == ["Europe/Amsterdam"]
+        expect(page.get_by_role("combobox", name="Time zone")).to_have_value("Europe/Amsterdam")
+        expect(page.get_by_text(re.compile(r"\(Europe/Amsterdam\)\. "))).to_be_visible()
+        expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
+        no_errors(page)
+        page.screenshot(path=str(tmp_path / "explore-to-traces.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def test_the_next_trace_button_fills_in_the_comparison(browser, app_url, wait_for_app):

@@ -36,18 +36,20 @@ def leaderboard(key: tuple, query: SeriesQuery, detail: str) -> pd.DataFrame:
 
 
 @st.cache_data(**_CACHE)
-def metric_keys(key: tuple, datasets: tuple[str, ...], types: tuple[str, ...]) -> list[str]:
-    return analytics.metric_keys(get_store(), SeriesQuery(datasets=datasets, event_types=types))
+def metric_keys(key: tuple, scope: SeriesQuery) -> list[str]:
+    """The metric keys of the scope's datasets and event types (the rest of it is ignored)."""
+    return analytics.metric_keys(get_store(), scope)
 
 
 @st.cache_data(**_CACHE)
-def detail_keys(key: tuple, datasets: tuple[str, ...], types: tuple[str, ...]) -> list[str]:
-    return analytics.detail_keys(get_store(), SeriesQuery(datasets=datasets, event_types=types))
+def detail_keys(key: tuple, scope: SeriesQuery) -> list[str]:
+    """The detail keys of the scope's datasets and event types (the rest of it is ignored)."""
+    return analytics.detail_keys(get_store(), scope)
 
 
 @st.cache_data(**_CACHE)
-def event_types(key: tuple, datasets: tuple[str, ...]) -> list[str]:
-    return analytics.event_types(get_store(), datasets)
+def event_types(key: tuple, datasets: tuple[str, ...], include_test: bool = False) -> list[str]:
+    return analytics.event_types(get_store(), datasets, include_test)
 
 
 @st.cache_data(**_CACHE)
