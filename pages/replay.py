@@ -18,6 +18,7 @@ from eventlens.ui.format import md_escape
 from eventlens.ui.replays import registry
 from eventlens.ui.state import get_store, require_router
 from eventlens.ui.target import KEY_SOURCE_WORDS, embedded_url, target_for, target_picker
+from eventlens.words import counted
 
 require_router()
 store = get_store()
@@ -57,6 +58,10 @@ def parse_time(text: str, name: str, problems: list[str]) -> dt.datetime | None:
 def count(n: int) -> str:
     """A count short enough for a metric tile (1,234 or 1.23M)."""
     return f"{n / 1e6:.2f}M" if n >= 1_000_000 else f"{n:,}"
+
+
+# A table's count column: a number (it sorts by value), drawn with thousands separators.
+COUNT_COLUMN = st.column_config.NumberColumn(format="%,d")
 
 
 def duration(seconds: float | None) -> str:
@@ -334,7 +339,7 @@ def live_runs() -> None:
             share = p.done / p.planned if p.planned else 1.0
             st.progress(
                 min(1.0, share),
-                text=f"{p.done:,} of {p.planned:,} events done · {p.rate:,.0f} events/s · "
+                text=f"{p.done:,} of {counted(p.planned, 'event')} done · {p.rate:,.0f} events/s · "
                 f"ETA {duration(p.eta_s)}",
             )
             m = st.columns(6)
@@ -369,27 +374,26 @@ with guarded("the runs", stop=True):
         st.stop()
     rows = []
     for r in past:
-        session = runs.get(r.run_id)
-        state = r.state
-        if state in ("running", "paused") and not (session and session.alive):
-            state = "interrupted"  # its process ended mid-run (a crash, a restart)
-        report = r.report or {}
+        listed = replay.listing(r, runs.get(r.run_id))
         rows.append(
             {
                 "run": r.run_id,
-                "state": state,
+                "state": listed.state,
                 "source": r.source.label,
                 "endpoint": r.endpoint.url,
-                "events": r.planned + r.invalid,
-                "accepted": report.get("accepted"),
-                "dead-lettered": report.get("dead_lettered", r.invalid if r.sessions else None),
-                "events/s": report.get("rate_per_s"),
+                "events": listed.events,
+                "accepted": listed.accepted,
+                "dead-lettered": listed.dead_lettered,
+                "events/s": listed.rate_per_s,
                 "created": r.created_at,
             }
         )
-    table = pd.DataFrame(rows)
-    for column in ("accepted", "dead-lettered", "events/s"):  # "–", not "None", before a start
-        table[column] = [("–" if v is None else f"{v:,.0f}") for v in table[column]]
+    # Counts stay numbers (nullable, so a count not there yet is missing, never NaN turned into
+    # "nan"): a column then sorts by value, where "2,620" as text sorts before "28". The
+    # browser puts the thousands separators in, and draws a missing count as the placeholder.
+    table = pd.DataFrame(rows).astype(
+        {"events": "Int64", "accepted": "Int64", "dead-lettered": "Int64", "events/s": "Float64"}
+    )
     picked = st.dataframe(
         table,
         hide_index=True,
@@ -397,7 +401,14 @@ with guarded("the runs", stop=True):
         on_select="rerun",
         selection_mode="single-row",
         key="r_runs_table",
-        column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},
+        placeholder="–",
+        column_config={
+            "events": COUNT_COLUMN,
+            "accepted": COUNT_COLUMN,
+            "dead-lettered": COUNT_COLUMN,
+            "events/s": st.column_config.NumberColumn(format="%,.0f"),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+        },
     )
     chosen = picked.selection.rows
     run_id = table.iloc[chosen[0]]["run"] if chosen else ss.get("r_open", past[0].run_id)
@@ -434,17 +445,21 @@ with guarded("the run's report"):
         st.caption(
             f"Latency p50 {lat['p50']} ms · p95 {lat['p95']} ms · p99 {lat['p99']} ms"
             + (" (estimated) ·" if lat.get("estimated") else " ·")
-            + f" {report['requests']:,} requests over {duration(report['elapsed_s'])} in"
-            f" {report['sessions']} session(s) · {report['duplicates_in_source']:,} repeated"
-            " source records skipped"
+            + f" {counted(report['requests'], 'request')} over {duration(report['elapsed_s'])}"
+            f" in {counted(report['sessions'], 'session')} ·"
+            f" {counted(report['duplicates_in_source'], 'repeated source record')} skipped"
         )
         if report["by_type"]:
+            by_type = pd.DataFrame(report["by_type"]).T.fillna(0).astype(int)
             st.dataframe(
-                pd.DataFrame(report["by_type"]).T.fillna(0).astype(int).rename_axis("event_type"),
+                by_type.rename_axis("event_type"),
                 width="stretch",
+                column_config=dict.fromkeys(by_type.columns, COUNT_COLUMN),
             )
     else:
-        st.caption(f"Planned: {run.planned:,} events, {run.invalid:,} invalid; not started.")
+        st.caption(
+            f"Planned: {counted(run.planned, 'event')}, {run.invalid:,} invalid; not started."
+        )
 
     a1, a2, a3 = st.columns(3)
     resumable = run.state != "finished" and not alive

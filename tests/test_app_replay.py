@@ -26,7 +26,7 @@ from sandbox_server import Live, live_sandbox
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from eventlens import replay
+from eventlens import client, replay
 from eventlens.sandbox import DEFAULT_KEY
 from eventlens.ui.replays import registry
 from eventlens.ui.state import open_store
@@ -102,6 +102,32 @@ def embedded(tmp_path) -> Iterator[Live]:
             yield live
         finally:
             config.set_option("server.port", before)
+
+
+class Hold:
+    """Sessions wait at their start, before the journal says "running", until `go` is set: as a
+    slow start would, when the page draws the runs table right after Start."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()  # a session is waiting (it has read the journal)
+        self.go = threading.Event()
+
+
+@pytest.fixture
+def held_at_start(monkeypatch) -> Iterator[Hold]:
+    hold = Hold()
+    check = client.check_target
+
+    def held(target):
+        # A session checks its target there, in its own thread (planning does too, in the page's).
+        if threading.current_thread().name.startswith("replay-"):
+            hold.reached.set()
+            assert hold.go.wait(30), "the test did not let the run go on"
+        return check(target)
+
+    monkeypatch.setattr(client, "check_target", held)
+    yield hold
+    hold.go.set()  # before no_run_left_sending stops the session
 
 
 @pytest.fixture(autouse=True)
@@ -202,10 +228,42 @@ def wait_until_ended(at: AppTest, run_id: str, timeout: float = 60) -> AppTest:
     return at
 
 
-def runs_table(at: AppTest) -> pd.DataFrame:
+def runs_table_element(at: AppTest):
     found = [d for d in at.dataframe if "r_runs_table" in d.proto.id]
     assert len(found) == 1, "no Runs table on the page"
-    return found[0].value
+    return found[0]
+
+
+def runs_table(at: AppTest) -> pd.DataFrame:
+    return runs_table_element(at).value
+
+
+def drawn_runs_table(at: AppTest) -> pd.DataFrame:
+    """The Runs table as the browser draws its cells: a number in its column's printf format
+    ("%,d" draws 2620 as "2,620", as Python's ",d" does), a missing value as the table's
+    placeholder, anything else as text."""
+    element = runs_table_element(at)
+    formats = {
+        name: config.get("type_config", {}).get("format")
+        for name, config in json.loads(element.proto.columns or "{}").items()
+    }
+
+    def drawn(value, form: str | None) -> str:
+        if not isinstance(value, str) and pd.isna(value):
+            return element.proto.placeholder or "None"  # Streamlit's own default
+        if form and form.startswith("%"):
+            return format(value, form[1:])
+        return str(value)
+
+    table = element.value
+    return pd.DataFrame({c: [drawn(v, formats.get(c)) for v in table[c]] for c in table.columns})
+
+
+def drawn_row(at: AppTest, run_id: str) -> dict[str, str]:
+    table = drawn_runs_table(at)
+    rows = table[table["run"] == run_id]
+    assert len(rows) == 1, f"run {run_id} is not in the Runs table: {table['run'].tolist()}"
+    return rows.iloc[0].to_dict()
 
 
 def run_row(at: AppTest, run_id: str) -> pd.Series:
@@ -395,7 +453,7 @@ def test_a_dry_run_counts_what_the_filters_match_and_sends_nothing(page, store, 
     assert box.total_requests() == 0 and received(box) == []
     row = run_row(page, checked["run_id"])
     assert row["state"] == "planned" and row["events"] == len(want)
-    assert row["accepted"] == "–"
+    assert drawn_row(page, checked["run_id"])["accepted"] == "–"
     assert not button(page, "Start").disabled
 
     # A changed form makes the dry run stale: Start is off again, and the page says why.
@@ -427,7 +485,7 @@ def test_start_sends_every_planned_event_once_and_reports(page, store, box):
     assert box.sandbox.counts["duplicate"] == 0 and box.sandbox.counts["accepted"] == len(want)
     row = run_row(page, run_id)
     assert row["state"] == "finished", row.to_dict()
-    assert row["accepted"] == f"{len(want):,}" and row["dead-lettered"] == "0"
+    assert row["accepted"] == len(want) and row["dead-lettered"] == 0
     assert report_metric(page, "Events") == len(want)
     assert report_metric(page, "Accepted") == len(want)
     assert report_metric(page, "Dead-lettered") == 0
@@ -497,7 +555,7 @@ def test_an_uploaded_export_is_checked_sent_and_dead_lettered(page, box):
     wait_until_ended(page, run_id)
     row = run_row(page, run_id)
     assert row["state"] == "finished" and row["source"] == BAD_LINES.name, row.to_dict()
-    assert (row["events"], row["accepted"], row["dead-lettered"]) == (28, "20", "8")
+    assert (row["events"], row["accepted"], row["dead-lettered"]) == (28, 20, 8)
     assert box.total_requests() == 20 and len(received(box)) == 20
     letters = dead_letters_button(page)
     assert not letters.disabled and "(8)" in letters.label
@@ -545,7 +603,7 @@ def test_pause_resume_stop_then_resume_sends_each_event_once(page, store, box):
     wait_until_ended(page, run_id)
     row = run_row(page, run_id)
     assert row["state"] == "finished", row.to_dict()
-    assert row["accepted"] == f"{len(want):,}"
+    assert row["accepted"] == len(want)
     assert received(box) == sorted((t, e) for t, e, _, _ in want)
     assert box.total_requests() == len(want)  # each event sent once, over both sessions
     assert box.sandbox.counts["duplicate"] == 0
@@ -661,7 +719,7 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
     wait_until_ended(at, run.run_id)
     row = run_row(at, run.run_id)
     assert row["state"] == "finished", row.to_dict()
-    assert row["accepted"] == f"{run.planned:,}"
+    assert row["accepted"] == run.planned
     # The embedded sandbox (its own key) got the other events, each once, and not the 3.
     got = received(embedded)
     assert len(got) == embedded.total_requests() == run.planned - 3
@@ -743,3 +801,121 @@ def test_deleting_the_dry_runs_plan_lets_a_new_dry_run_be_made(page, box):
     assert page.session_state["r_dry"]["run_id"] != run_id
     assert not button(page, "Start").disabled
     assert box.total_requests() == 0
+
+
+COUNTS = ("events", "accepted", "dead-lettered", "events/s")  # the Runs table's number columns
+
+
+def journalled_run(store, day: str, **fields) -> replay.Run:
+    """A run planned from one day of the sample's errors, with its journal row then set to
+    `fields` (its state, counts and report, as the Runs table reads them; nothing is sent)."""
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    run = replay.plan(
+        store,
+        replay.Source(
+            datasets=("sample",), event_types=("error",), start=start, end=start + dt.timedelta(1)
+        ),
+        endpoint=replay.Endpoint(url="http://127.0.0.1:9"),
+    )
+    for name, value in fields.items():
+        setattr(run, name, value)
+    with store.write_lock:
+        replay._save_run(store, run)
+    return run
+
+
+def test_a_planned_run_is_listed_with_dashes_not_nan(open_page, db):
+    """Listed with a run that has counts, a never-started run's missing counts once read "nan"
+    (pandas makes a None in a numeric column NaN)."""
+    store = open_store(db)
+    report = {"accepted": 5, "dead_lettered": 1, "rate_per_s": 12.0}
+    journalled_run(store, "2025-11-16", state="finished", sessions=1, report=report)
+    planned = journalled_run(store, "2025-11-17")
+    at = open_page()
+    row = drawn_row(at, planned.run_id)
+    assert row["state"] == "planned" and [row[c] for c in COUNTS[1:]] == ["–", "–", "–"], row
+    drawn = drawn_runs_table(at)
+    assert not drawn.isin(["nan", "NaN", "None", "<NA>"]).any().any(), drawn.to_dict("records")
+
+
+def test_every_number_in_the_runs_table_has_thousands_separators_and_sorts_as_a_number(
+    open_page, db
+):
+    store = open_store(db)
+    report = {"accepted": 2600, "dead_lettered": 1020, "rate_per_s": 1234.4}
+    run = journalled_run(
+        store, "2025-11-18", state="finished", sessions=1, planned=2617, invalid=3, report=report
+    )
+    at = open_page()
+    row = drawn_row(at, run.run_id)
+    assert [row[c] for c in COUNTS] == ["2,620", "2,600", "1,020", "1,234"], row
+    table = runs_table(at)
+    for column in COUNTS:
+        assert pd.api.types.is_numeric_dtype(table[column]), (column, table[column].dtype)
+
+
+def test_a_started_run_is_listed_running_then_paused_with_its_live_counts(
+    page, store, box, held_at_start
+):
+    aim(page, box)
+    paced_checkouts(page, concurrency=2, until="2025-11-03")
+    dry_run(page)
+    run_id = start(page)
+    assert held_at_start.reached.wait(20), "the session did not start"
+    page.run()
+    ok(page)
+    # Held before its first journal write (the journal still says planned): listed running.
+    assert replay.get_run(store, run_id).state == "planned"
+    row = drawn_row(page, run_id)
+    assert (row["state"], row["accepted"], row["dead-lettered"]) == ("running", "0", "0"), row
+
+    held_at_start.go.set()
+    session = registry().get(run_id)
+    deadline = time.monotonic() + 20
+    while session.replay.progress().accepted < 3:
+        assert time.monotonic() < deadline, "the run did not start sending"
+        time.sleep(0.02)
+    before = session.replay.progress()
+    page.run()
+    ok(page)
+    after = session.replay.progress()
+    row = run_row(page, run_id)
+    assert row["state"] == "running", row.to_dict()
+    assert before.accepted <= row["accepted"] <= after.accepted, (before, row.to_dict(), after)
+    assert row["dead-lettered"] == 0 and row["events/s"] > 0, row.to_dict()
+
+    page.button(key=f"r_pause_{run_id}").click().run()
+    ok(page)
+    row = run_row(page, run_id)
+    assert row["state"] == "paused", row.to_dict()
+    assert row["accepted"] >= after.accepted, row.to_dict()
+
+
+def one_event(store) -> tuple[str, str]:
+    """A trace of the sample and an event type it has exactly one event of."""
+    return tuple(
+        store.rows(
+            "SELECT trace_id, event_type FROM events WHERE dataset = 'sample' GROUP BY ALL"
+            " HAVING count(*) = 1 ORDER BY ALL LIMIT 1"
+        )[0]
+    )
+
+
+def test_one_of_anything_reads_in_the_singular(page, store, box, held_at_start):
+    trace, event_type = one_event(store)
+    aim(page, box)
+    choose(page, datasets=["sample"], types=[event_type], traces=[trace])
+    assert dry_run(page)["info"]["events"] == 1
+    captions = [plain(c.value) for c in page.caption]
+    assert "Planned: 1 event, 0 invalid; not started." in captions, captions
+
+    run_id = start(page)
+    bars = [b.text for b in page.progress]
+    assert len(bars) == 1 and bars[0].startswith("0 of 1 event done · "), bars
+    held_at_start.go.set()
+    wait_until_ended(page, run_id)
+    captions = [plain(c.value) for c in page.caption]
+    said = [c for c in captions if c.startswith("Latency p50")]
+    assert len(said) == 1, captions
+    assert " · 1 request over " in said[0], said
+    assert said[0].endswith(" in 1 session · 0 repeated source records skipped"), said

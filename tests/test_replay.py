@@ -13,6 +13,7 @@ import itertools
 import json
 import random
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1020,6 +1021,116 @@ def test_store_source_with_filters(journal, tmp_path, formats_dir):
 
 def build_report_of(journal, run_id: str) -> dict:
     return rp.build_report(journal, rp.get_run(journal, run_id))
+
+
+# -- 6b. the runs list: a run's state and counts as the Replay page lists them
+
+
+def listed_run(state: str = "planned", **fields: Any) -> rp.Run:
+    """A journal row's Run (nothing planned on disk: the runs list reads only the row)."""
+    return rp.Run(
+        run_id="20251101T000000Z-abcdef",
+        source=rp.Source(datasets=("sample",)),
+        transforms=rp.Transforms(),
+        pacing=rp.Pacing(),
+        endpoint=rp.Endpoint(url="http://127.0.0.1:1"),
+        plan_path="unused.parquet",
+        planned=2620,
+        invalid=3,
+        state=state,
+        **fields,
+    )
+
+
+@contextmanager
+def session_of(journal: Store, run: rp.Run, *, alive: bool = True) -> Iterator[rp.Session]:
+    """A page session of the run whose thread is alive (held) or has ended; it sends nothing."""
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    thread.start()
+    if not alive:
+        release.set()
+        thread.join()
+    try:
+        yield rp.Session(rp.Replay(journal, run, KEY), thread)
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_the_runs_list_shows_a_live_sessions_state_over_the_journals(journal):
+    # Just after Start the journal still says planned; it never records a pause.
+    run = listed_run("planned")
+    with session_of(journal, run) as session:
+        assert rp.shown_state(run, session) == "running"
+        session.replay.pause()
+        assert rp.shown_state(run, session) == "paused"
+    # Running in the journal with no live session here: its process ended mid-run.
+    for left in ("running", "paused"):
+        assert rp.shown_state(listed_run(left), None) == "interrupted"
+        with session_of(journal, listed_run(left), alive=False) as ended:
+            assert rp.shown_state(listed_run(left), ended) == "interrupted"
+    for state in ("planned", "stopped", "finished", "failed"):
+        assert rp.shown_state(listed_run(state), None) == state
+
+
+def test_the_runs_list_counts_are_missing_until_they_exist(journal):
+    planned = rp.listing(listed_run("planned"), None)
+    assert planned == rp.Listing("planned", 2623, None, None, None)
+    report = {"accepted": 2600, "dead_lettered": 23, "rate_per_s": 1234.5}
+    done = rp.listing(listed_run("finished", sessions=1, report=report), None)
+    assert done == rp.Listing("finished", 2623, 2600, 23, 1234.5)
+    # A session that died before its first report: only the source's invalid records are known.
+    assert rp.listing(listed_run("running", sessions=1), None) == rp.Listing(
+        "interrupted", 2623, None, 3, None
+    )
+
+
+def test_the_runs_list_counts_a_live_session_run_wide(journal):
+    run = listed_run("running", sessions=1, report={"accepted": 1, "dead_lettered": 1})
+    with session_of(journal, run) as session:
+        # Not yet read from the journal what earlier sessions did: nothing to show yet.
+        assert rp.listing(run, session) == rp.Listing("running", 2623, None, None, None)
+        live = session.replay
+        live.accepted_before, live.dead_lettered_before = 40, 5
+        live.counts.update(accepted=7, rejected=2, invalid=1, failed=4, requests=20)
+        listed = rp.listing(run, session)
+        assert (listed.state, listed.accepted, listed.dead_lettered) == ("running", 47, 8)
+        live.pause()  # the rate holds still while paused
+        listed = rp.listing(run, session)
+    assert (listed.state, listed.accepted, listed.dead_lettered) == ("paused", 47, 8)
+    assert listed.rate_per_s == live.progress().rate > 0
+
+
+def test_a_resumed_session_counts_on_from_the_earlier_ones(journal, tmp_path):
+    """What a session reads at its start plus what it counts equals the run's report."""
+    events = make_events(30, traces=7)
+    source = write_jsonl(tmp_path / "e.jsonl", [*events, *(line for line, _ in INVALID_LINES)])
+    phase = {"first": True}
+
+    def answer(body: dict, _: int) -> tuple[int, Any, None]:
+        n = body["metrics"]["n"]
+        if n % 5 == 0:
+            return 400, {"error": "no"}, None  # rejected: a dead letter
+        if n % 5 == 1 and phase["first"]:
+            return 500, {"error": "down"}, None  # failed: sent again by the resume
+        return 200, {"message": "Event tracked"}, None
+
+    recorder = Recorder(answer)
+    with serve_in_thread(recorder.app) as url:
+        run = plan_file(journal, source, url, max_retries=0)
+        first = rp.Replay(journal, run, KEY)
+        before = first.execute()
+        assert (first.accepted_before, first.dead_lettered_before) == (0, len(INVALID_LINES))
+        assert (before["accepted"], before["dead_lettered"], before["failed"]) == (18, 13, 6)
+        phase["first"] = False
+        second = rp.Replay(journal, rp.get_run(journal, run.run_id), KEY)
+        after = second.execute()
+    assert (second.accepted_before, second.dead_lettered_before) == (18, 13)
+    assert second.done_before == 18 + 6
+    p = second.progress()
+    assert second.accepted_before + p.accepted == after["accepted"] == 24
+    assert second.dead_lettered_before + p.rejected + p.invalid == after["dead_lettered"] == 13
 
 
 # -- 7. bugs found while writing these tests, fixed

@@ -39,6 +39,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from eventlens import client
 from eventlens.store import MEMORY_ENV, Store
+from eventlens.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -819,6 +820,10 @@ class Replay:
         self._paused_since: float | None = None
         self.session = run.sessions + 1
         self.done_before = 0
+        # Final outcomes of earlier sessions, read when the session starts (None until then),
+        # so that the runs list can show run-wide counts while this session sends.
+        self.accepted_before: int | None = None
+        self.dead_lettered_before: int | None = None
         self.message: str | None = None
         self.state = "running"
         self._rows: list[dict[str, Any]] = []
@@ -885,13 +890,17 @@ class Replay:
         run = self.run
         if run.state == "finished":
             raise ReplayError(f"run {run.run_id} has finished; there is nothing left to send")
-        self.done_before = int(
-            self.store.scalar(
-                "SELECT count(DISTINCT seq) FROM replay_outcomes WHERE run_id = ? AND seq > 0"
-                " AND list_contains(?, outcome)",
-                [run.run_id, list(FINAL)],
-            )
-        )
+        # One scan of the final outcomes. Plain counts are exact for accepted and dead letters:
+        # an event gets at most one final outcome (a resume skips it), and the file's invalid
+        # records are journalled once, at seq <= 0.
+        done, accepted, dead = self.store.rows(
+            "SELECT count(DISTINCT seq) FILTER (WHERE seq > 0),"
+            " count(*) FILTER (WHERE outcome = 'accepted'),"
+            " count(*) FILTER (WHERE outcome <> 'accepted')"
+            " FROM replay_outcomes WHERE run_id = ? AND list_contains(?, outcome)",
+            [run.run_id, list(FINAL)],
+        )[0]
+        self.done_before, self.accepted_before, self.dead_lettered_before = done, accepted, dead
         if problem := client.check_target(self.target):
             raise ReplayError(f"nothing sent: {problem}")  # not a reason to dead-letter events
         now_ms = time.time() * 1000
@@ -930,7 +939,9 @@ class Replay:
         else:
             run.state = "finished" if left == 0 else "stopped"
         run.message = self.message or (
-            None if run.state == "finished" else f"{left} events still to send; resume the run"
+            None
+            if run.state == "finished"
+            else f"{counted(left, 'event')} still to send; resume the run"
         )
         report["state"], report["message"] = run.state, run.message
         run.report = report
@@ -1300,3 +1311,56 @@ def start_background(store: Store, run: Run, key: str | None, key_source: str) -
     holder.append(Session(replay, thread))
     thread.start()
     return holder[0]
+
+
+# -- the runs list ----------------------------------------------------------------------------
+
+
+def shown_state(run: Run, session: Session | None) -> str:
+    """The state to show for a run, given its session in this process (if any).
+
+    A live session's own state wins: the journal says "planned" until the session has read it
+    and saved "running", and it never records a pause. A run the journal says is running or
+    paused, with no live session here, was left so by a process that ended mid-run.
+    """
+    if session is not None and session.alive:
+        return session.replay.state
+    if run.state in ("running", "paused"):
+        return "interrupted"
+    return run.state
+
+
+@dataclass
+class Listing:
+    """A run as the runs list shows it; a count is None where it does not exist yet."""
+
+    state: str
+    events: int  # planned plus invalid: every record of the source
+    accepted: int | None
+    dead_lettered: int | None
+    rate_per_s: float | None
+
+
+def listing(run: Run, session: Session | None) -> Listing:
+    """The run's state and counts: a live session's, run-wide, else its last report's."""
+    state = shown_state(run, session)
+    events = run.planned + run.invalid
+    if session is not None and session.alive:
+        live, p = session.replay, session.replay.progress()
+        if live.accepted_before is None or live.dead_lettered_before is None:
+            return Listing(state, events, None, None, None)  # it has not read the journal yet
+        return Listing(
+            state,
+            events,
+            live.accepted_before + p.accepted,
+            live.dead_lettered_before + p.rejected + p.invalid,
+            p.rate,
+        )
+    report = run.report or {}
+    return Listing(
+        state,
+        events,
+        report.get("accepted"),
+        report.get("dead_lettered", run.invalid if run.sessions else None),
+        report.get("rate_per_s"),
+    )
