@@ -6,17 +6,19 @@ import datetime as dt
 import json
 import secrets
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import streamlit as st
 
-from eventlens import analytics, client, history, model, traces
+from eventlens import analytics, client, form, history, model, traces
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.state import get_store, require_router
 from eventlens.ui.target import target_picker
+from eventlens.words import counted
 
 require_router()
 store = get_store()
@@ -37,20 +39,98 @@ def split_url(url: str) -> tuple[str, str]:
     return url, client.PATHS[0]
 
 
-def load_into_form(body: dict) -> None:
-    """Put a body's fields into the form's widgets (before they are drawn)."""
+def load_into_form(body: dict, choice: str = "other") -> None:
+    """Put a body's fields into the form's widgets (before they are drawn); `choice` is the
+    event type picked in the list, "other" to show the body's own as free text."""
     ss.s_trace = str(body.get("trace_id", ""))
-    ss.s_type_choice = "other"
-    ss.s_type_text = str(body.get("event_type", ""))
-    ss.s_metrics_base = pd.DataFrame(
-        list((body.get("metrics") or {}).items()), columns=["metric", "value"]
-    )
-    ss.s_details_base = pd.DataFrame(
-        list((body.get("event_details") or {}).items()), columns=["detail", "value"]
-    )
+    ss.s_type_choice = ss.s_type_shown = choice
+    ss.s_type_text = str(body.get("event_type", "")) if choice == "other" else ""
+    ss.s_filled = form.Tables.of(body)
+    fill_tables(ss.s_filled)
     ss.s_event_id = str(body.get("event_id") or "")
+    ss.pop("s_switch_note", None)
+
+
+def fill_tables(tables: form.Tables) -> None:
+    """Put rows into the metrics and event_details tables (before they are drawn)."""
+    ss.s_metrics_base = pd.DataFrame(list(tables.metrics), columns=["metric", "value"])
+    ss.s_details_base = pd.DataFrame(list(tables.details), columns=["detail", "value"])
+    ss.s_rows = tables
     for key in ("s_metrics", "s_details"):
         ss.pop(key, None)
+
+
+def change_type(before: str, after: str) -> None:
+    """Fill the form for a newly picked event type (before its free text and tables are drawn)."""
+    if after == "other":  # the free text starts from the type that was picked; tables stay
+        if before != "other":
+            ss.s_type_text = before
+        return
+    ss.s_type_text = ""
+    offered = form.offer(store, after)
+    switched = form.switch(ss.s_rows, ss.s_filled, offered)
+    fill_tables(switched.tables)
+    ss.s_filled = offered
+    ss.s_switch_note = (after, switched.kept)
+
+
+def switch_note(event_type: str, kept: tuple[str, ...]) -> str:
+    """Where the rows just filled in come from, and which of the user's rows stayed."""
+    if rule := model.PREDEFINED_RULES.get(event_type):
+        source = "its rule's metric" + (" and optional detail" if rule.detail else "")
+    else:
+        source = "the keys most of its stored events carry (median or most common values)"
+    note = f"Filled in for {event_type} with {source}."
+    if kept:
+        note += f" Kept {counted(len(kept), 'row')} you wrote: {', '.join(kept)}."
+    return md_escape(note)
+
+
+def show_answer(last: dict, current: bool) -> None:
+    """The answer to the last send: in full when it is about the event in the form, else a
+    muted line, so an old "accepted" never sits under Send as if it were about this event."""
+    shown, url = last["answer"], last["url"]
+    if not current:
+        origin = "from the history" if last["from_history"] else "before your edits"
+        status = f", HTTP {shown['status']}" if shown["status"] else ""
+        st.caption(
+            md_escape(f"Last send ({origin}): {shown['outcome']}{status} — see History below.")
+        )
+        return
+    kind = {
+        "accepted": st.success,
+        "invalid": st.error,
+        "rejected": st.error,
+        "unauthorized": st.error,
+        "forbidden": st.error,
+    }.get(shown["outcome"], st.warning)
+    latency = f" in {shown['latency_ms']:.0f} ms" if shown["latency_ms"] is not None else ""
+    status = f"HTTP {shown['status']}, " if shown["status"] else ""
+    kind(md_escape(f"{shown['outcome']}: {status}{shown['message']}{latency} ({url})"))
+    if shown["response"] is not None:
+        st.code(json.dumps(shown["response"], indent=2, ensure_ascii=False), language="json")
+
+
+def last_send(
+    result: client.SendResult, url: str, body: dict, *, now: bool, from_history: bool
+) -> dict:
+    """What the page keeps of a send to show its answer: the answer, and the event it is about."""
+    return {
+        "answer": result.as_dict(),
+        "url": url,
+        "body": body,
+        "now": now,
+        "from_history": from_history,
+    }
+
+
+def rows(frame: pd.DataFrame, as_value: Callable[[object], object]) -> form.Rows:
+    """A table's rows that have a key, as (key, value), with None for an empty value."""
+    return tuple(
+        (str(key), None if pd.isna(value) else as_value(value))
+        for key, value in frame.itertuples(index=False)
+        if pd.notna(key) and str(key)
+    )
 
 
 def pairs_editor(caption: str, key: str, value: object) -> pd.DataFrame:
@@ -73,9 +153,9 @@ if "s_trace" not in ss:
             "event_type": "add_to_cart",
             "metrics": {"amount": 17.5},
             "event_details": {"product_id": "sku_1"},
-        }
+        },
+        choice="add_to_cart",
     )
-    ss.s_type_choice = "add_to_cart"
 if pending := ss.pop("s_load", None):  # "load into the form" from the history, last run
     load_into_form(pending)
 
@@ -127,9 +207,19 @@ with st.container(border=True):
         options,
         key="s_type_choice",
         format_func=lambda t: "other (type it)" if t == "other" else t,
+        help="Picking a type fills the tables with its keys; rows you typed or changed stay.",
     )
-    y2.text_input("event_type (free text)", key="s_type_text", disabled=ss.s_type_choice != "other")
-    event_type = ss.s_type_text if ss.s_type_choice == "other" else ss.s_type_choice
+    if ss.s_type_choice != ss.s_type_shown:
+        change_type(ss.s_type_shown, ss.s_type_choice)
+        ss.s_type_shown = ss.s_type_choice
+    free = ss.s_type_choice == "other"
+    y2.text_input(
+        "event_type (free text)",
+        key="s_type_text",
+        disabled=not free,
+        placeholder="type any event_type" if free else "type an event_type (choose 'other')",
+    )
+    event_type = ss.s_type_text if free else ss.s_type_choice
     if rule := model.PREDEFINED_RULES.get(event_type):
         st.info(
             f"{rule.event_type}: metrics.{rule.metric} is required, {rule.range_text}"
@@ -142,6 +232,9 @@ with st.container(border=True):
         metrics = pairs_editor("metrics (numbers)", "s_metrics", st.column_config.NumberColumn())
     with m2:
         details = pairs_editor("event_details (text)", "s_details", st.column_config.TextColumn())
+    ss.s_rows = form.Tables(rows(metrics, float), rows(details, str))
+    if note := ss.get("s_switch_note"):
+        st.caption(switch_note(*note))
     w1, w2, w3, w4 = st.columns([1, 1, 1, 1.2])
     when = w1.radio(
         "timestamp",
@@ -161,18 +254,9 @@ with st.container(border=True):
     st.text_input("event_id (optional: makes a resend idempotent)", key="s_event_id")
 
 
-def rows(frame: pd.DataFrame) -> list[tuple]:
-    return [tuple(r) for r in frame.itertuples(index=False) if pd.notna(r[0]) and str(r[0])]
-
-
-body: dict = {
-    "trace_id": ss.s_trace,
-    "event_type": event_type,
-    "metrics": {str(k): (None if pd.isna(v) else float(v)) for k, v in rows(metrics)},
-}
-detail_pairs = rows(details)
-if detail_pairs:
-    body["event_details"] = {str(k): (None if pd.isna(v) else str(v)) for k, v in detail_pairs}
+body: dict = {"trace_id": ss.s_trace, "event_type": event_type, "metrics": dict(ss.s_rows.metrics)}
+if ss.s_rows.details:
+    body["event_details"] = dict(ss.s_rows.details)
 if when == "now":
     body["timestamp"] = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
 elif when == "pick":
@@ -221,21 +305,10 @@ with guarded("sending"):
         with st.spinner("Sending…"):
             result = client.send_event(body, target)
         history.record(store, target, body, result)
-        ss.s_last = (result.as_dict(), target.url)
+        ss.s_last = last_send(result, target.url, body, now=when == "now", from_history=False)
     if last := ss.get("s_last"):
-        shown, url = last
-        kind = {
-            "accepted": st.success,
-            "invalid": st.error,
-            "rejected": st.error,
-            "unauthorized": st.error,
-            "forbidden": st.error,
-        }.get(shown["outcome"], st.warning)
-        latency = f" in {shown['latency_ms']:.0f} ms" if shown["latency_ms"] is not None else ""
-        status = f"HTTP {shown['status']}, " if shown["status"] else ""
-        kind(md_escape(f"{shown['outcome']}: {status}{shown['message']}{latency} ({url})"))
-        if shown["response"] is not None:
-            st.code(json.dumps(shown["response"], indent=2, ensure_ascii=False), language="json")
+        same = form.same_event(last["body"], last["now"], body, when == "now")
+        show_answer(last, current=same and not problems)
 
 # -- many from a file ---------------------------------------------------------------------------
 
@@ -251,8 +324,9 @@ with st.expander("Send many events from a small file"), guarded("the bulk send")
             bodies, unreadable = history.bodies_from_file(str(path))
         for problem in unreadable[:10]:
             st.warning(md_escape(problem))
-        st.caption(f"{len(bodies):,} events to send to {md_escape(target.url)}, one after another.")
-        if st.button(f"Send all {len(bodies):,}", disabled=not bodies, key="s_bulk_send"):
+        to_send = counted(len(bodies), "event")
+        st.caption(f"{to_send} to send to {md_escape(target.url)}, one after another.")
+        if st.button(f"Send {to_send}", disabled=not bodies, key="s_bulk_send"):
             progress = st.progress(0.0, text="Sending…")
             results = []
             with httpx.Client(timeout=client.DEFAULT_TIMEOUT) as http:
@@ -309,5 +383,5 @@ with guarded("the history"):
                 again = client.Target(base, target.key, target.key_source, target.auth, route)
                 result = client.send_event(old, again)
                 history.record(store, again, old, result)
-                ss.s_last = (result.as_dict(), again.url)
+                ss.s_last = last_send(result, again.url, old, now=False, from_history=True)
                 st.rerun()

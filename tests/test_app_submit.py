@@ -92,7 +92,8 @@ def test_the_form_starts_valid_and_shows_body_and_curl(page):
 def test_a_predefined_rule_violation_is_named_and_nothing_is_sent(page, served):
     _, box, _ = served
     before = dict(box.counts)
-    page.selectbox(key="s_type_choice").select("thumbs_up_down").run()
+    page.selectbox(key="s_type_choice").select("other").run()
+    page.text_input(key="s_type_text").input("thumbs_up_down").run()  # add_to_cart's rows, no vote
     errors = [plain(e.value) for e in page.error]
     assert any("metrics.vote" in e and "thumbs_up_down" in e for e in errors), errors
     send = next(b for b in page.button if b.label == "Send")
@@ -149,3 +150,116 @@ def test_load_into_the_form_and_templates(page, served):
     assert page.text_input(key="s_trace").value == "trace_template_test"
     body = json.loads(page.code[0].value)
     assert body["metrics"] == {"amount": 17.5}
+
+
+def table(at: AppTest, key: str) -> dict:
+    """A key/value editor's rows as the page last filled them in (AppTest shows no cell edits)."""
+    return dict(at.data_editor(key=key).value.itertuples(index=False))
+
+
+def edit(at: AppTest, key: str, edited: dict | None = None, added: list | None = None) -> None:
+    """Edit a key/value editor's cells as a browser would, then rerun."""
+    change = {"edited_rows": edited or {}, "added_rows": added or [], "deleted_rows": []}
+    at.session_state[key] = change
+    at.run()
+
+
+def shown_body(at: AppTest) -> dict:
+    return json.loads(at.code[0].value)
+
+
+def passes(at: AppTest) -> bool:
+    return not at.error and any("passes every LangWatch rule" in s.value for s in at.success)
+
+
+def test_switching_to_a_predefined_type_offers_its_rule_keys(page):
+    page.selectbox(key="s_type_choice").select("thumbs_up_down").run()
+    assert table(page, "s_metrics") == {"vote": 1}
+    assert table(page, "s_details") == {"feedback": "great answer"}
+    body = shown_body(page)
+    assert body["metrics"] == {"vote": 1} and body["event_details"] == {"feedback": "great answer"}
+    assert passes(page), [e.value for e in page.error]
+    page.selectbox(key="s_type_choice").select("waited_to_finish").run()
+    assert table(page, "s_metrics") == {"finished": 1} and table(page, "s_details") == {}
+    assert "event_details" not in shown_body(page) and passes(page)
+
+
+def test_switching_to_a_type_in_the_store_offers_its_keys_and_typical_values(page):
+    page.selectbox(key="s_type_choice").select("llm_call").run()
+    metrics, details = table(page, "s_metrics"), table(page, "s_details")
+    assert list(metrics) == ["completion_tokens", "cost_usd", "latency_ms", "prompt_tokens"]
+    assert metrics["completion_tokens"] == 242  # the sample's median
+    assert set(details) == {"country", "model", "plan", "release", "session_id", "user_id"}
+    assert details["model"] == "gpt-4o-mini"  # the most common value
+    assert shown_body(page)["metrics"] == metrics and passes(page)
+    assert any("Filled in for llm_call" in plain(c.value) for c in page.caption)
+
+
+def test_rows_the_user_wrote_stay_when_the_type_changes(page):
+    edit(page, "s_metrics", edited={0: {"value": 20.0}})  # amount: 17.5 -> 20
+    edit(page, "s_details", added=[{"detail": "note", "value": "mine"}])
+    page.selectbox(key="s_type_choice").select("thumbs_up_down").run()
+    assert table(page, "s_metrics") == {"vote": 1, "amount": 20}
+    # product_id was still as the form filled it in: it gives way to the new type's detail.
+    assert table(page, "s_details") == {"feedback": "great answer", "note": "mine"}
+    notes = [plain(c.value) for c in page.caption]
+    assert any("Kept 2 rows you wrote: metrics.amount, event_details.note" in n for n in notes)
+    # Untouched, the offer itself gives way on the next switch; the user's rows stay again.
+    page.selectbox(key="s_type_choice").select("selected_text").run()
+    assert table(page, "s_metrics") == {"text_length": 27, "amount": 20}
+    assert table(page, "s_details") == {
+        "selected_text": "the words the user selected",
+        "note": "mine",
+    }
+    assert passes(page)
+
+
+def test_the_free_text_type_is_empty_unless_other_is_chosen(page):
+    free = page.text_input(key="s_type_text")
+    assert page.selectbox(key="s_type_choice").value == "add_to_cart"
+    assert free.value == "" and free.disabled and "choose 'other'" in free.placeholder
+    page.selectbox(key="s_type_choice").select("thumbs_up_down").run()
+    free = page.text_input(key="s_type_text")
+    assert free.value == "" and free.disabled
+    page.selectbox(key="s_type_choice").select("other").run()
+    free = page.text_input(key="s_type_text")
+    assert free.value == "thumbs_up_down" and not free.disabled
+    assert shown_body(page)["event_type"] == "thumbs_up_down"
+
+
+def test_an_answer_shows_under_send_only_while_the_form_holds_that_event(page):
+    trace_id = page.text_input(key="s_trace").value
+    send = next(b for b in page.button if b.label == "Send")
+    send.click().run()
+
+    def accepted_box() -> bool:
+        return any("accepted" in plain(s.value) for s in page.success)
+
+    assert accepted_box()
+    page.text_input(key="s_trace").input("").run()  # a different event (and still a valid one)
+    assert not accepted_box()
+    stale = "Last send (before your edits): accepted, HTTP 200 — see History below."
+    assert any(stale in plain(c.value) for c in page.caption)
+    page.text_input(key="s_trace").input(trace_id).run()  # the same event again: a new "now" only
+    assert accepted_box()
+    edit(page, "s_metrics", edited={0: {"value": None}})  # breaks a rule: Send is disabled
+    assert next(b for b in page.button if b.label == "Send").disabled
+    assert not accepted_box() and any(stale in plain(c.value) for c in page.caption)
+
+
+def test_the_bulk_send_counts_one_event_in_the_singular(page):
+    line = json.dumps({"trace_id": "t_bulk", "event_type": "search", "metrics": {"results": 3}})
+    page.file_uploader(key="s_bulk_file").set_value(("one.jsonl", line.encode(), "text/plain"))
+    page.run()
+    assert any(c.value.startswith("1 event to send to ") for c in page.caption)
+    assert any(b.label == "Send 1 event" for b in page.button)
+
+
+def test_a_send_again_from_the_history_is_not_shown_as_the_forms_answer(page):
+    next(b for b in page.button if b.label == "Send").click().run()
+    page.session_state["s_history"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    page.run()
+    next(b for b in page.button if b.label.startswith("Send again to ")).click().run()
+    assert not any("accepted" in plain(s.value) for s in page.success)  # its fixed timestamp
+    again = "Last send (from the history): accepted, HTTP 200 — see History below."
+    assert any(again in plain(c.value) for c in page.caption), [c.value for c in page.caption]

@@ -66,7 +66,19 @@ def detail_profile(
     store: Store, event_type: str, dataset: str | None = None, top: int = 5
 ) -> pd.DataFrame:
     """One row per detail key of an event type: events, distinct values and the top values."""
-    frame = store.df(
+    frame = _detail_values(store, event_type, dataset, top)
+    frame["top_values"] = [
+        ", ".join(
+            f"{'(null)' if v is None else v} ({n})" for v, n in zip(values, counts, strict=True)
+        )
+        for values, counts in zip(frame["top_values"], frame["top_counts"], strict=True)
+    ]
+    return frame.drop(columns=["top_counts"])
+
+
+def _detail_values(store: Store, event_type: str, dataset: str | None, top: int) -> pd.DataFrame:
+    """detail_profile's rows with the top values (None for null) and their counts as lists."""
+    return store.df(
         f"""
         WITH d AS (
             SELECT e.key, e.value FROM (
@@ -75,17 +87,32 @@ def detail_profile(
         ),
         counted AS (SELECT key, value, count(*) AS n FROM d GROUP BY key, value)
         SELECT key AS detail, sum(n)::BIGINT AS events, count(value) AS distinct_values,
-               list(coalesce(value, '(null)') ORDER BY n DESC, value)[1:?] AS top_values,
-               list(n ORDER BY n DESC, value)[1:?] AS top_counts
+               list(value ORDER BY n DESC, value NULLS FIRST)[1:?] AS top_values,
+               list(n ORDER BY n DESC, value NULLS FIRST)[1:?] AS top_counts
         FROM counted GROUP BY key ORDER BY events DESC, detail
         """,
         [event_type, dataset, dataset, top, top],
     )
-    frame["top_values"] = [
-        ", ".join(f"{v} ({n})" for v, n in zip(values, counts, strict=True))
-        for values, counts in zip(frame["top_values"], frame["top_counts"], strict=True)
-    ]
-    return frame.drop(columns=["top_counts"])
+
+
+def typical_fields(
+    store: Store, event_type: str, min_share: float = 0.5, limit: int = 8
+) -> tuple[dict[str, float], dict[str, str | None]]:
+    """The metric and detail keys that at least `min_share` of an event type's events carry,
+    most common first (up to `limit` of each), with a typical value: the metric's median
+    (to 6 significant digits) and the detail's most common value."""
+    total = store.scalar("SELECT count(*) FROM events WHERE event_type = ?", [event_type])
+    floor = max(1, total * min_share)
+    metrics = metric_profile(store, event_type)
+    metrics = metrics[metrics["events"] >= floor].head(limit)
+    details = _detail_values(store, event_type, None, top=1)
+    details = details[details["events"] >= floor].head(limit)
+    medians = zip(metrics["metric"], metrics["median"], strict=True)
+    modes = zip(details["detail"], details["top_values"], strict=True)
+    return (
+        {key: float(f"{median:.6g}") for key, median in medians},
+        {key: top[0] for key, top in modes},
+    )
 
 
 # ---------------------------------------------------------------------------------------------

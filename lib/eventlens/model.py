@@ -34,6 +34,9 @@ class MetricRule:
     low_inclusive: bool
     detail: str | None
     meaning: str
+    # Values that pass the rule, offered by the Submit form for a QA person to send as they are.
+    example: float
+    detail_example: str | None = None
 
     @property
     def range_text(self) -> str:
@@ -60,6 +63,8 @@ PREDEFINED_RULES: dict[str, MetricRule] = {
             True,
             "feedback",
             "a user's vote: 1 up, -1 down (0 undoes a vote)",
+            example=1,
+            detail_example="great answer",
         ),
         MetricRule(
             "selected_text",
@@ -69,6 +74,8 @@ PREDEFINED_RULES: dict[str, MetricRule] = {
             False,
             "selected_text",
             "the user selected some output text",
+            example=27,
+            detail_example="the words the user selected",
         ),
         MetricRule(
             "waited_to_finish",
@@ -78,6 +85,7 @@ PREDEFINED_RULES: dict[str, MetricRule] = {
             True,
             None,
             "0 when output starts streaming, 1 when the user waited for it to finish",
+            example=1,
         ),
     )
 }
