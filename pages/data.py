@@ -13,6 +13,7 @@ from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.state import get_store, require_router
+from eventlens.words import counted
 
 FORMATS_HELP = (
     "JSONL / NDJSON or a JSON array of track_event bodies, LangWatch stored events, trace "
@@ -33,7 +34,11 @@ c4.metric("Rejected rows", f"{everything['rejects']:,}")
 
 
 def show_load_result(result: LoadResult) -> None:
-    """Per-file counts, then each failed file and the top reject reasons, in plain words."""
+    """Each file that failed, in its own words, first; then the counts of the files read."""
+    for f in result.failed_files:
+        st.error(md_escape(f.error), icon=":material/block:")
+    if len(result.failed_files) == len(result.files):
+        return  # nothing was read: a "0 loaded, 0 rejected" box would only hide the reason
     rows = [
         {
             "file": f.path,
@@ -49,12 +54,21 @@ def show_load_result(result: LoadResult) -> None:
     ]
     summary = (
         f"Dataset **{md_escape(result.dataset)}**: {result.loaded:,} loaded, "
-        f"{result.rejected:,} rejected, {result.duplicates:,} duplicates."
+        f"{result.rejected:,} rejected, {counted(result.duplicates, 'duplicate')}."
     )
-    (st.warning if result.failed_files or result.rejected else st.success)(summary)
+    if result.failed_files:
+        summary += f" {counted(len(result.failed_files), 'file')} not loaded (see above)."
+    if not result.loaded and result.duplicates:
+        # Loading a file again is allowed; say plainly why it added nothing.
+        those = "that event was" if result.duplicates == 1 else "those events were"
+        summary += f" Nothing new was added: {those} already in the store."
+    if result.failed_files or result.rejected:
+        st.warning(summary)
+    elif not result.loaded:
+        st.info(summary)
+    else:
+        st.success(summary)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    for f in result.failed_files:
-        st.error(md_escape(f.error), icon=":material/block:")
     reasons = [(f.path, r, n) for f in result.files for r, n in f.top_reasons]
     if reasons:
         st.caption("Most common reject reasons (all rejects are listed below under Rejects):")
@@ -97,7 +111,10 @@ with st.container(border=True):
         )
         if st.button("Load uploaded files", type="primary", disabled=not uploads):
             dataset_name = upload_dataset.strip() or default_dataset_name([uploads[0].name])
-            with tempfile.TemporaryDirectory() as tmp, st.spinner("Loading…"):
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                st.spinner(f"Loading {counted(len(uploads), 'file')}…"),
+            ):
                 paths = []
                 for i, up in enumerate(uploads):
                     # Index prefix: two uploads may share a name; the name is never a path.
@@ -132,7 +149,7 @@ with st.container(border=True):
                 if not files:
                     st.error(f"The folder {md_escape(target)} holds no files.")
                 else:
-                    with st.spinner(f"Loading {len(files)} file(s)…"):
+                    with st.spinner(f"Loading {counted(len(files), 'file')}…"):
                         result = load_files(
                             store, files, path_dataset.strip() or default_dataset_name([target])
                         )
@@ -165,7 +182,7 @@ else:
         )
         if st.button("Delete dataset", disabled=not sure, type="secondary"):
             removed = store.delete_dataset(doomed)
-            st.session_state["deleted"] = f"Deleted {doomed}: {removed:,} events removed."
+            st.session_state["deleted"] = f"Deleted {doomed}: {counted(removed, 'event')} removed."
             st.session_state.pop("delete_sure", None)
             st.rerun()
 if msg := st.session_state.pop("deleted", None):
@@ -213,7 +230,7 @@ if not totals["rejects"]:
     st.caption("No rejected rows" + (" in this dataset." if dataset else "."))
 else:
     st.caption(
-        f"{totals['rejects']:,} rows did not pass LangWatch's rules"
+        f"{counted(totals['rejects'], 'row')} did not pass LangWatch's rules"
         + (f" in {md_escape(dataset)}" if dataset else "")
         + ". The other rows of the same files loaded."
     )
@@ -238,7 +255,7 @@ else:
             column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
         )
         st.download_button(
-            f"Download these {shown:,} rejects as CSV"
+            f"Download {'this reject' if shown == 1 else f'these {shown:,} rejects'} as CSV"
             + (" (the newest 10,000)" if shown == 10_000 else ""),
             data=safe_csv(rejects),
             file_name="eventlens-rejects.csv",
