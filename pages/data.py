@@ -90,6 +90,18 @@ def profile_table(title: str, frame: pd.DataFrame, empty: str) -> None:
         )
 
 
+def fresh_uploader_once_emptied(uploader_key: str) -> None:
+    """Give the uploader a new key, so a new file input, when its last file was removed.
+
+    Streamlit's file input keeps the removed files as its value. Choosing the same file again
+    without its Upload button's reset (a drop-in file list, as Playwright's set_input_files
+    gives) changes nothing, so the browser fires no change event and the choice is silently
+    ignored: no file shown, Load disabled. A new key draws an empty input instead.
+    """
+    if not st.session_state.get(uploader_key):
+        st.session_state["uploader_generation"] += 1
+
+
 # -- loading ------------------------------------------------------------------------------------
 
 limit = human_bytes(st.get_option("server.maxUploadSize") * 1024 * 1024)
@@ -97,11 +109,14 @@ with st.container(border=True):
     st.subheader("Load files")
     upload_tab, path_tab = st.tabs(["Upload", "From a path on the server"])
     with upload_tab:
+        uploader_key = f"uploads_{st.session_state.setdefault('uploader_generation', 0)}"
         uploads = st.file_uploader(
             f"Event exports (several at once; up to {limit} each)",
             accept_multiple_files=True,
             help=FORMATS_HELP,
-            key="uploads",
+            key=uploader_key,
+            on_change=fresh_uploader_once_emptied,
+            args=(uploader_key,),
         )
         upload_dataset = st.text_input(
             "Dataset name",
