@@ -121,11 +121,10 @@ with st.container(border=True):
         upload_dataset = st.text_input(
             "Dataset name",
             key="upload_dataset",
-            placeholder="default: the first file's name",
+            placeholder="default: the first export's file name",
             help="Files loaded under the same name form one dataset.",
         )
         if st.button("Load uploaded files", type="primary", disabled=not uploads):
-            dataset_name = upload_dataset.strip() or default_dataset_name([uploads[0].name])
             with (
                 tempfile.TemporaryDirectory() as tmp,
                 st.spinner(f"Loading {counted(len(uploads), 'file')}…"),
@@ -136,7 +135,8 @@ with st.container(border=True):
                     path = Path(tmp) / f"{i}-{Path(up.name).name}"
                     path.write_bytes(up.getbuffer())
                     paths.append(path)
-                result = load_files(store, paths, dataset_name, [u.name for u in uploads])
+                # No name given: load_files names it after the first file that is an export.
+                result = load_files(store, paths, upload_dataset, [u.name for u in uploads])
             st.session_state["last_load"] = result
             st.rerun()  # so every count on the page includes the new rows
     with path_tab:

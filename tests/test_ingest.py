@@ -176,6 +176,18 @@ def test_a_prose_file_loads_nothing_and_leaves_no_dataset(write_text, store):
     assert store.scalar("SELECT count(*) FROM files") == 0
 
 
+def test_the_default_dataset_is_named_after_the_first_export_not_a_failed_file(
+    write_text, formats_dir, store
+):
+    notes = write_text(UX_NOTES, "ux-notes.txt")
+    result = load_files(store, [notes, formats_dir / "events.ndjson"])
+    assert result.dataset == "events"
+    assert store.datasets()["dataset"].tolist() == ["events"]
+    # The names shown (an upload's own name, not its temp path) are the ones used.
+    result = load_files(store, [notes, formats_dir / "events.json"], None, ["a.txt", "b.json"])
+    assert result.dataset == "b"
+
+
 def test_detect_parquet_name_with_text_content(formats_dir, tmp_path):
     path = tmp_path / "events.parquet"
     shutil.copy(formats_dir / "events.ndjson", path)

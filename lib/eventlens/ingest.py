@@ -275,8 +275,8 @@ def load_files(
     (default CHUNK_RECORDS) is how many records are checked and inserted at a time.
     """
     paths = [str(p) for p in paths]
-    dataset = (dataset or "").strip() or default_dataset_name(paths)
     names = list(display_names) if display_names else paths
+    dataset = (dataset or "").strip() or _first_export_name(paths, names)
     sizes = _Sizes(max_line_bytes or MAX_LINE_BYTES, chunk_records or CHUNK_RECORDS)
     before = store.last_batch()
     results = [
@@ -286,6 +286,17 @@ def load_files(
     if any(r.loaded for r in results):
         store.refresh_traces(after_batch=before)
     return LoadResult(dataset, results)
+
+
+def _first_export_name(paths: Sequence[str], names: Sequence[str]) -> str:
+    """The default dataset name: the first file that is an export, not one that loads nothing."""
+    for path, name in zip(paths, names, strict=True):
+        try:
+            detect(path)
+        except (NotAnExport, OSError):
+            continue
+        return default_dataset_name([name])
+    return default_dataset_name(names)
 
 
 @dataclass(frozen=True)
