@@ -13,6 +13,7 @@ from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.state import get_store, require_router
+from eventlens.words import counted
 
 FORMATS_HELP = (
     "JSONL / NDJSON or a JSON array of track_event bodies, LangWatch stored events, trace "
@@ -33,7 +34,11 @@ c4.metric("Rejected rows", f"{everything['rejects']:,}")
 
 
 def show_load_result(result: LoadResult) -> None:
-    """Per-file counts, then each failed file and the top reject reasons, in plain words."""
+    """Each file that failed, in its own words, first; then the counts of the files read."""
+    for f in result.failed_files:
+        st.error(md_escape(f.error), icon=":material/block:")
+    if len(result.failed_files) == len(result.files):
+        return  # nothing was read: a "0 loaded, 0 rejected" box would only hide the reason
     rows = [
         {
             "file": f.path,
@@ -49,12 +54,21 @@ def show_load_result(result: LoadResult) -> None:
     ]
     summary = (
         f"Dataset **{md_escape(result.dataset)}**: {result.loaded:,} loaded, "
-        f"{result.rejected:,} rejected, {result.duplicates:,} duplicates."
+        f"{result.rejected:,} rejected, {counted(result.duplicates, 'duplicate')}."
     )
-    (st.warning if result.failed_files or result.rejected else st.success)(summary)
+    if result.failed_files:
+        summary += f" {counted(len(result.failed_files), 'file')} not loaded (see above)."
+    if not result.loaded and result.duplicates:
+        # Loading a file again is allowed; say plainly why it added nothing.
+        those = "that event was" if result.duplicates == 1 else "those events were"
+        summary += f" Nothing new was added: {those} already in the store."
+    if result.failed_files or result.rejected:
+        st.warning(summary)
+    elif not result.loaded:
+        st.info(summary)
+    else:
+        st.success(summary)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    for f in result.failed_files:
-        st.error(md_escape(f.error), icon=":material/block:")
     reasons = [(f.path, r, n) for f in result.files for r, n in f.top_reasons]
     if reasons:
         st.caption("Most common reject reasons (all rejects are listed below under Rejects):")
@@ -76,6 +90,18 @@ def profile_table(title: str, frame: pd.DataFrame, empty: str) -> None:
         )
 
 
+def fresh_uploader_once_emptied(uploader_key: str) -> None:
+    """Give the uploader a new key, so a new file input, when its last file was removed.
+
+    Streamlit's file input keeps the removed files as its value. Choosing the same file again
+    without its Upload button's reset (a drop-in file list, as Playwright's set_input_files
+    gives) changes nothing, so the browser fires no change event and the choice is silently
+    ignored: no file shown, Load disabled. A new key draws an empty input instead.
+    """
+    if not st.session_state.get(uploader_key):
+        st.session_state["uploader_generation"] += 1
+
+
 # -- loading ------------------------------------------------------------------------------------
 
 limit = human_bytes(st.get_option("server.maxUploadSize") * 1024 * 1024)
@@ -83,28 +109,34 @@ with st.container(border=True):
     st.subheader("Load files")
     upload_tab, path_tab = st.tabs(["Upload", "From a path on the server"])
     with upload_tab:
+        uploader_key = f"uploads_{st.session_state.setdefault('uploader_generation', 0)}"
         uploads = st.file_uploader(
             f"Event exports (several at once; up to {limit} each)",
             accept_multiple_files=True,
             help=FORMATS_HELP,
-            key="uploads",
+            key=uploader_key,
+            on_change=fresh_uploader_once_emptied,
+            args=(uploader_key,),
         )
         upload_dataset = st.text_input(
             "Dataset name",
             key="upload_dataset",
-            placeholder="default: the first file's name",
+            placeholder="default: the first export's file name",
             help="Files loaded under the same name form one dataset.",
         )
         if st.button("Load uploaded files", type="primary", disabled=not uploads):
-            dataset_name = upload_dataset.strip() or default_dataset_name([uploads[0].name])
-            with tempfile.TemporaryDirectory() as tmp, st.spinner("Loading…"):
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                st.spinner(f"Loading {counted(len(uploads), 'file')}…"),
+            ):
                 paths = []
                 for i, up in enumerate(uploads):
                     # Index prefix: two uploads may share a name; the name is never a path.
                     path = Path(tmp) / f"{i}-{Path(up.name).name}"
                     path.write_bytes(up.getbuffer())
                     paths.append(path)
-                result = load_files(store, paths, dataset_name, [u.name for u in uploads])
+                # No name given: load_files names it after the first file that is an export.
+                result = load_files(store, paths, upload_dataset, [u.name for u in uploads])
             st.session_state["last_load"] = result
             st.rerun()  # so every count on the page includes the new rows
     with path_tab:
@@ -132,7 +164,7 @@ with st.container(border=True):
                 if not files:
                     st.error(f"The folder {md_escape(target)} holds no files.")
                 else:
-                    with st.spinner(f"Loading {len(files)} file(s)…"):
+                    with st.spinner(f"Loading {counted(len(files), 'file')}…"):
                         result = load_files(
                             store, files, path_dataset.strip() or default_dataset_name([target])
                         )
@@ -165,7 +197,7 @@ else:
         )
         if st.button("Delete dataset", disabled=not sure, type="secondary"):
             removed = store.delete_dataset(doomed)
-            st.session_state["deleted"] = f"Deleted {doomed}: {removed:,} events removed."
+            st.session_state["deleted"] = f"Deleted {doomed}: {counted(removed, 'event')} removed."
             st.session_state.pop("delete_sure", None)
             st.rerun()
 if msg := st.session_state.pop("deleted", None):
@@ -213,7 +245,7 @@ if not totals["rejects"]:
     st.caption("No rejected rows" + (" in this dataset." if dataset else "."))
 else:
     st.caption(
-        f"{totals['rejects']:,} rows did not pass LangWatch's rules"
+        f"{counted(totals['rejects'], 'row')} did not pass LangWatch's rules"
         + (f" in {md_escape(dataset)}" if dataset else "")
         + ". The other rows of the same files loaded."
     )
@@ -238,7 +270,7 @@ else:
             column_config={"raw": st.column_config.TextColumn("raw record", width="large")},
         )
         st.download_button(
-            f"Download these {shown:,} rejects as CSV"
+            f"Download {'this reject' if shown == 1 else f'these {shown:,} rejects'} as CSV"
             + (" (the newest 10,000)" if shown == 10_000 else ""),
             data=safe_csv(rejects),
             file_name="eventlens-rejects.csv",

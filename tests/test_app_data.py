@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from apptest_helpers import plain
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,3 +133,82 @@ def test_rejects_can_be_filtered_and_downloaded(app):
     app.text_input(key="reject_words").input("no such words")
     app.run()
     assert any("No rejected rows match" in c.value for c in app.caption)
+
+
+UX_NOTES = (
+    "The upload flow felt slow on the first try, and it was not clear which formats it takes.\n\n"
+    "Users said the page should explain, in plain words, why a file was refused.\n"
+)
+
+
+def messages(at: AppTest) -> list[tuple[str, str]]:
+    """The page's message boxes in the order they are drawn: (kind, text without Markdown)."""
+    kinds = ("Error", "Warning", "Info", "Success")
+    return [
+        (type(n).__name__, plain(n.value).replace("**", ""))
+        for n in at.main
+        if type(n).__name__ in kinds
+    ]
+
+
+def test_a_prose_file_leads_with_why_it_was_not_loaded(app, tmp_path):
+    notes = tmp_path / "ux-notes.txt"
+    notes.write_text(UX_NOTES)
+    load_path(app, notes)
+    (first, *rest) = messages(app)
+    assert first[0] == "Error"
+    assert first[1].startswith(f"{notes}: it is not an event export: its first line is neither")
+    assert "eventlens reads JSON lines" in first[1]  # what would have been accepted
+    # No "0 loaded, 0 rejected, 0 duplicates" box, no per-file table, no empty dataset.
+    assert not [text for _, text in rest if "loaded" in text], rest
+    assert app.dataframe[0].value["dataset"].tolist() == ["sample"]
+    assert metric(app, "Events") == "50,000"
+
+
+def test_a_failed_file_beside_a_good_one_is_named_before_the_counts(app, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a-notes.txt").write_text(UX_NOTES)
+    (folder / "b-events.ndjson").write_bytes((FORMATS / "events.ndjson").read_bytes())
+    load_path(app, folder, "mixed")
+    kinds = [kind for kind, _ in messages(app)]
+    assert kinds[:2] == ["Error", "Warning"]
+    error, summary = (text for _, text in messages(app)[:2])
+    assert "a-notes.txt: it is not an event export" in error
+    assert summary == (
+        "Dataset mixed: 120 loaded, 0 rejected, 0 duplicates. 1 file not loaded (see above)."
+    )
+    files = app.dataframe[0].value
+    assert files["format"].tolist() == ["?", "jsonl"]
+
+
+def test_loading_the_same_file_again_says_why_nothing_was_added(app):
+    load_path(app, FORMATS / "events.ndjson", "again")
+    load_path(app, FORMATS / "events.ndjson", "again")
+    assert messages(app)[0] == (
+        "Info",
+        "Dataset again: 0 loaded, 0 rejected, 120 duplicates. "
+        "Nothing new was added: those events were already in the store.",
+    )
+
+
+def test_counts_of_one_read_in_the_singular(app, tmp_path):
+    one_each = tmp_path / "one.jsonl"
+    one_each.write_text(
+        '{"trace_id": "t-one", "event_type": "click", "metrics": {"n": 1}, "event_id": "e1"}\n'
+        '{"trace_id": "t-one", "event_type": "click", "metrics": {"n": 1}, "event_id": "e1"}\n'
+        '{"trace_id": "t-one", "event_type": "click", "metrics": {"n": "x"}}\n'
+    )
+    load_path(app, one_each, "one")
+    assert ("Warning", "Dataset one: 1 loaded, 1 rejected, 1 duplicate.") in messages(app)
+    app.selectbox(key="profile_dataset").select("one")
+    app.run()
+    assert any("1 row did not pass LangWatch's rules in one." in c.value for c in app.caption)
+    assert [b.label for b in app.get("download_button")] == ["Download this reject as CSV"]
+    app.selectbox(key="delete_choice").select("one")
+    app.checkbox(key="delete_sure").check()
+    app.run()
+    button(app, "Delete dataset").click()
+    app.run()
+    assert not app.exception
+    assert [plain(s.value) for s in app.success] == ["Deleted one: 1 event removed."]

@@ -108,6 +108,86 @@ def test_detect_toml(write_text):
         detect(write_text(toml, "pyproject.toml"))
 
 
+UX_NOTES = (
+    "The upload flow felt slow on the first try, and it was not clear which formats it takes.\n"
+    "\n"
+    "Users said the page should explain, in plain words, why a file was refused; several of\n"
+    "them, including support, tried a text file first.\n"
+    "\n"
+    "Next week: the Explore page, the chart, and the leaderboard.\n"
+)
+
+
+def test_every_sample_format_file_has_its_expected_layout(formats_dir):
+    """The header check for CSV must not lose any shape the project ships a sample of."""
+    assert sorted(p.name for p in formats_dir.iterdir()) == sorted(ALL_FORMAT_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        (UX_NOTES, "ux-notes.txt"),  # commas on its first line: it used to pass for CSV
+        ("hello\nworld\n", "notes.txt"),  # one column of text
+        ("name,size,owner\nreport.pdf,12,ann\n", "files.csv"),  # a table of something else
+        ("a;b\n1;2\n", "things.csv"),
+        ("trace_id\nt1\n", "ids.csv"),  # one column: not a CSV header
+    ],
+    ids=["prose", "one-column-text", "csv-without-event-columns", "semicolons", "one-column-csv"],
+)
+def test_detect_refuses_text_that_is_not_an_event_csv(write_text, text, name):
+    with pytest.raises(NotAnExport) as refused:
+        detect(write_text(text, name))
+    message = str(refused.value)
+    assert message.startswith("it is not an event export: its first line is neither JSON nor")
+    assert ingest.ACCEPTED_FORMATS in message  # and what would have been accepted
+
+
+def test_detect_quotes_the_start_of_the_first_line(write_text):
+    with pytest.raises(
+        NotAnExport, match='it begins "The upload flow felt slow on the first try, and'
+    ):
+        detect(write_text(UX_NOTES, "ux-notes.txt"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "trace_id,event_type,metrics.n",
+        "Trace_ID,Event_Type,metrics",  # names are matched as the CSV reader does, any case
+        '"trace_id","event_type","metrics"',
+        "trace_id\tevent_type\tmetrics",
+        "trace_id;event_type;metrics",
+        "trace_id|event_type|metrics",
+        "event_id, trace_id, type",  # `type` is read as the event type; spaces are trimmed
+        "timestamp,event_type",  # without trace_id: loads, and its rows say what is missing
+    ],
+)
+def test_detect_csv_by_an_event_header(write_text, header):
+    assert detect(write_text(header + "\n", "events.txt")) == Detected("csv")
+
+
+def test_a_prose_file_loads_nothing_and_leaves_no_dataset(write_text, store):
+    result = load_files(store, [write_text(UX_NOTES, "ux-notes.txt")])
+    (only,) = result.files
+    assert only.format is None  # not "csv"
+    assert only.error.startswith(f"{only.path}: it is not an event export")
+    assert (result.loaded, result.rejected, result.duplicates) == (0, 0, 0)
+    assert store.datasets().empty
+    assert store.scalar("SELECT count(*) FROM files") == 0
+
+
+def test_the_default_dataset_is_named_after_the_first_export_not_a_failed_file(
+    write_text, formats_dir, store
+):
+    notes = write_text(UX_NOTES, "ux-notes.txt")
+    result = load_files(store, [notes, formats_dir / "events.ndjson"])
+    assert result.dataset == "events"
+    assert store.datasets()["dataset"].tolist() == ["events"]
+    # The names shown (an upload's own name, not its temp path) are the ones used.
+    result = load_files(store, [notes, formats_dir / "events.json"], None, ["a.txt", "b.json"])
+    assert result.dataset == "b"
+
+
 def test_detect_parquet_name_with_text_content(formats_dir, tmp_path):
     path = tmp_path / "events.parquet"
     shutil.copy(formats_dir / "events.ndjson", path)

@@ -10,6 +10,7 @@ the same identity is already stored. No Python code runs per row.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import json
@@ -64,6 +65,14 @@ _EVENT_COLUMNS = (
 # Tests turn the fast path off to check that it stores exactly what the full path stores.
 FAST_PATH = True
 
+
+# The columns a CSV or Parquet row's trace_id and event_type are read from; a table needs one.
+_KEY_COLUMNS = {"trace_id": ("trace_id",), "event_type": ("event_type", "type")}
+_CSV_SEPARATORS = (",", "\t", ";", "|")  # the delimiters DuckDB's CSV sniffer tries
+ACCEPTED_FORMATS = (
+    "eventlens reads JSON lines, a JSON array, a LangWatch trace document or search response,"
+    " CSV with a header naming trace_id and event_type, and Parquet, each also gzip-compressed."
+)
 
 # '[' then what a JSON value may start with; rules out TOML/INI headers such as [[bin]].
 _JSON_ARRAY_START = re.compile(r'\[[\s\[]*(?:[{\]"\d-]|true|false|null|$)')
@@ -192,12 +201,26 @@ def detect(path: str | os.PathLike[str]) -> Detected:
         return Detected("json-array", compressed)
     if stripped[0] == "{":
         return Detected(_jsonl_or_document(stripped), compressed)
-    first_line = stripped.split("\n", 1)[0]
-    if any(sep in first_line for sep in (",", "\t", ";", "|")):
+    first_line = stripped.split("\n", 1)[0].rstrip("\r")
+    if _is_event_csv_header(first_line):
         return Detected("csv", compressed)
+    # Prose and other tables end here: without the header check, any line with a comma was
+    # "CSV" and failed later with its words listed as columns.
+    start = first_line if len(first_line) <= 60 else first_line[:60].rstrip() + "…"
     raise NotAnExport(
-        "it is not an event export: not JSON, not JSON lines, not CSV with a header, not Parquet"
+        "it is not an event export: its first line is neither JSON nor a CSV header naming"
+        f' trace_id or event_type (it begins "{start}"). {ACCEPTED_FORMATS}'
     )
+
+
+def _is_event_csv_header(line: str) -> bool:
+    """Whether a line is a CSV header with at least two columns, one of them an event key."""
+    names = {name for names in _KEY_COLUMNS.values() for name in names}
+    for sep in _CSV_SEPARATORS:
+        cells = next(csv.reader([line], delimiter=sep), [])
+        if len(cells) > 1 and any(c.strip().lower() in names for c in cells):
+            return True
+    return False
 
 
 def _decode(head: bytes) -> str | None:
@@ -252,8 +275,8 @@ def load_files(
     (default CHUNK_RECORDS) is how many records are checked and inserted at a time.
     """
     paths = [str(p) for p in paths]
-    dataset = (dataset or "").strip() or default_dataset_name(paths)
     names = list(display_names) if display_names else paths
+    dataset = (dataset or "").strip() or _first_export_name(paths, names)
     sizes = _Sizes(max_line_bytes or MAX_LINE_BYTES, chunk_records or CHUNK_RECORDS)
     before = store.last_batch()
     results = [
@@ -263,6 +286,17 @@ def load_files(
     if any(r.loaded for r in results):
         store.refresh_traces(after_batch=before)
     return LoadResult(dataset, results)
+
+
+def _first_export_name(paths: Sequence[str], names: Sequence[str]) -> str:
+    """The default dataset name: the first file that is an export, not one that loads nothing."""
+    for path, name in zip(paths, names, strict=True):
+        try:
+            detect(path)
+        except (NotAnExport, OSError):
+            continue
+        return default_dataset_name([name])
+    return default_dataset_name(names)
 
 
 @dataclass(frozen=True)
@@ -494,8 +528,8 @@ class _FileLoad:
         if sql is None:
             names = ", ".join(c for c, _ in columns[:12])
             raise NotAnExport(
-                "it is not an event export: no trace_id, event_type or metrics column "
-                f"(columns: {names})"
+                f"it is not an event export: no trace_id or event_type column (columns: {names})."
+                f" {ACCEPTED_FORMATS}"
             )
         self.cur.execute(f"CREATE TEMP TABLE _src AS SELECT {sql} AS raw FROM {table}", params)
         self.cur.execute(f"DROP TABLE {table}")
@@ -927,11 +961,7 @@ def columns_json_sql(
     def col(*names: str) -> tuple[str, str] | None:
         return next((by_name[n] for n in names if n in by_name), None)
 
-    for key, names in (
-        ("trace_id", ("trace_id",)),
-        ("event_type", ("event_type", "type")),
-        ("event_id", ("event_id",)),
-    ):
+    for key, names in (*_KEY_COLUMNS.items(), ("event_id", ("event_id",))):
         found = col(*names)
         if found:
             parts.append(f"'{key}', {_scalar_json(found, text_cells, numeric=False)}")

@@ -46,3 +46,49 @@ def test_uploading_a_bad_file_and_a_non_export(data_page, tmp_path, wait_for_app
     rejected = page.locator('[data-testid="stMetric"]').filter(has_text="Rejected rows").first
     expect(rejected).to_contain_text("8")
     page.screenshot(path=str(Path(tmp_path) / "upload.png"), full_page=True)
+
+
+def test_a_removed_file_chosen_again_loads_again(data_page, tmp_path, wait_for_app):
+    """Upload, Load, remove it with its x, choose the same file again, Load: an answer each time.
+
+    Streamlit's file input used to keep the removed file as its value, so choosing it again
+    changed nothing: no change event, no file listed, Load disabled, and no word on the page.
+    """
+    page = data_page
+    export = tmp_path / "chosen-twice.jsonl"
+    export.write_text(
+        "".join(
+            f'{{"trace_id": "t-twice", "event_id": "e{i}", "event_type": "click",'
+            f' "metrics": {{"n": {i}}}}}\n'
+            for i in range(3)
+        )
+    )
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    chosen = page.locator('[data-testid="stFileChip"]').filter(has_text=export.name)
+    load = page.get_by_role("button", name="Load uploaded files")
+    alert = page.locator('[data-testid="stAlert"]')
+
+    uploader.set_input_files(str(export))
+    expect(load).to_be_enabled()
+    load.click()
+    expect(
+        alert.filter(has_text="chosen-twice: 3 loaded, 0 rejected, 0 duplicates.")
+    ).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+
+    chosen.locator('[data-testid="stFileChipDeleteBtn"] button').click()
+    expect(chosen).to_have_count(0)
+    expect(load).to_be_disabled()
+    wait_for_app(page)
+
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
+    expect(chosen).to_be_visible()
+    expect(load).to_be_enabled()
+    load.click()
+    expect(
+        alert.filter(has_text="chosen-twice: 0 loaded, 0 rejected, 3 duplicates.")
+    ).to_contain_text(
+        "Nothing new was added: those events were already in the store.", timeout=30_000
+    )
+    wait_for_app(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
