@@ -12,6 +12,7 @@ from eventlens import analytics
 from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
+from eventlens.ui.scope import TEST_DATA_HELP
 from eventlens.ui.state import get_store, require_router
 from eventlens.words import counted
 
@@ -189,7 +190,23 @@ else:
         }
     ).drop(columns=["content_hash"])
     shown["files"] = shown["files"].map(lambda f: ", ".join(f))
-    st.dataframe(shown, hide_index=True, width="stretch")
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={"test": st.column_config.CheckboxColumn("test data", help=TEST_DATA_HELP)},
+    )
+    with st.expander("Mark a dataset as test data, or as data to analyse"):
+        st.caption(TEST_DATA_HELP)
+        m1, m2 = st.columns([2, 1])
+        marked = m1.selectbox("Dataset", datasets["dataset"].tolist(), key="mark_choice")
+        is_test = bool(datasets.loc[datasets["dataset"] == marked, "test"].iloc[0])
+        if m2.button("Analyse it again" if is_test else "Mark as test data", key="mark_button"):
+            store.mark_test_data(marked, not is_test)
+            st.session_state["dataset_done"] = (
+                f"{marked} is {'data to analyse' if is_test else 'test data'} now."
+            )
+            st.rerun()
     with st.expander("Delete a dataset"):
         doomed = st.selectbox("Dataset", datasets["dataset"].tolist(), key="delete_choice")
         sure = st.checkbox(
@@ -197,10 +214,12 @@ else:
         )
         if st.button("Delete dataset", disabled=not sure, type="secondary"):
             removed = store.delete_dataset(doomed)
-            st.session_state["deleted"] = f"Deleted {doomed}: {counted(removed, 'event')} removed."
+            st.session_state["dataset_done"] = (
+                f"Deleted {doomed}: {counted(removed, 'event')} removed."
+            )
             st.session_state.pop("delete_sure", None)
             st.rerun()
-if msg := st.session_state.pop("deleted", None):
+if msg := st.session_state.pop("dataset_done", None):
     st.success(md_escape(msg))
 
 # -- profile ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from eventlens import replay
+from eventlens.analytics import SeriesQuery
 from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
@@ -94,7 +95,8 @@ with st.container(border=True):
         datasets = f1.multiselect("Datasets (none: all)", names, key="r_datasets")
         types = f2.multiselect(
             "Event types (none: all)",
-            cache.event_types(cache.version(), tuple(datasets)),
+            # With no dataset named, a replay takes every dataset, test data too.
+            cache.event_types(cache.version(), tuple(datasets), include_test=True),
             key="r_types",
         )
         f3, f4, f5 = st.columns([1, 1, 2])
@@ -153,7 +155,11 @@ with st.container(border=True):
     prefix = c3.text_input("Prefix", key="r_prefix", value="replay-", disabled=id_mode != "prefix")
     if id_mode == "prefix" and not prefix:
         problems.append("Prefix: type the prefix to add to trace ids")
-    detail_keys = cache.detail_keys(cache.version(), (), ()) if kind != "An uploaded export" else []
+    detail_keys = (
+        cache.detail_keys(cache.version(), SeriesQuery(include_test=True))
+        if kind != "An uploaded export"
+        else []
+    )
     redact_known = st.multiselect(
         "Redact these event_details keys (the value becomes [redacted])",
         detail_keys,

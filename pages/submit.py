@@ -185,7 +185,8 @@ with st.container(border=True):
     if e2.button("New trace_id", help="A fresh trace_<16 hex digits>"):
         ss.s_trace = f"trace_{secrets.token_hex(8)}"
         st.rerun()
-    known, _ = traces.search(store, traces.TraceSearch(), limit=100)
+    # QA's own traces (test data in the sandbox) are the ones most often sent to again.
+    known, _ = traces.search(store, traces.TraceSearch(include_test=True), limit=100)
     picked = e3.selectbox(
         "or a loaded trace",
         [""] + known["trace_id"].tolist(),
@@ -197,7 +198,11 @@ with st.container(border=True):
         ss.s_trace = picked
         st.rerun()
 
-    seen = [t for t in analytics.event_types(store) if t not in model.PREDEFINED_RULES]
+    seen = [
+        t
+        for t in analytics.event_types(store, include_test=True)
+        if t not in model.PREDEFINED_RULES
+    ]
     options = [*model.PREDEFINED_RULES, *seen, "other"]
     if ss.s_type_choice not in options:
         ss.s_type_choice = "other"

@@ -212,3 +212,25 @@ def test_counts_of_one_read_in_the_singular(app, tmp_path):
     app.run()
     assert not app.exception
     assert [plain(s.value) for s in app.success] == ["Deleted one: 1 event removed."]
+
+
+def test_a_dataset_is_marked_as_test_data_and_back(app):
+    def marks() -> dict[str, bool]:
+        table = next(d.value for d in app.dataframe if "test" in d.value.columns)
+        return table.set_index("dataset")["test"].to_dict()
+
+    load_path(app, str(FORMATS / "events.ndjson"), "qa")
+    assert marks() == {
+        "qa": False,
+        "sample": False,
+    }
+    app.selectbox(key="mark_choice").set_value("qa").run()
+    button(app, "Mark as test data").click().run()
+    assert not app.exception
+    assert [plain(s.value) for s in app.success] == ["qa is test data now."]
+    assert marks() == {
+        "qa": True,
+        "sample": False,
+    }
+    button(app, "Analyse it again").click().run()
+    assert [plain(s.value) for s in app.success] == ["qa is data to analyse now."]

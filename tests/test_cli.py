@@ -88,13 +88,13 @@ def test_load_unusable_file_reports_not_loaded(runner, tmp_path):
     result = runner.invoke(main, ["load", "--db", ":memory:", str(path)])
     assert result.exit_code == 0
     assert "NOT LOADED" in result.output
-    assert "1 file(s) not loaded" in result.output
+    assert "1 file not loaded" in result.output
 
 
 def test_load_text_summary(runner, db_path, bad_lines):
     result = runner.invoke(main, ["load", "--db", db_path, bad_lines])
     text = result.output
-    assert "20 loaded, 8 rejected, 1 duplicates" in text
+    assert "20 loaded, 8 rejected, 1 duplicate" in text
     with Store(db_path) as s:
         first, last = s.rows("SELECT min(timestamp), max(timestamp) FROM events")[0]
         reasons = [r for (r,) in s.rows("SELECT reason FROM rejects")]
@@ -104,7 +104,7 @@ def test_load_text_summary(runner, db_path, bad_lines):
     iso = "%Y-%m-%dT%H:%M:%S"
     assert f"time range: {first.strftime(iso)}" in text
     assert f".. {last.strftime(iso)}" in text
-    assert "total: 20 loaded, 8 rejected, 1 duplicates" in text
+    assert "total: 20 loaded, 8 rejected, 1 duplicate" in text
 
 
 def test_load_dataset_option(runner, db_path, bad_lines):

@@ -12,6 +12,7 @@ import pytest
 
 from eventlens.cli import main
 from eventlens.ingest import load_files
+from eventlens.sandbox import Sandbox
 from eventlens.store import Store
 
 AMS = "Europe/Amsterdam"
@@ -261,3 +262,26 @@ def test_empty_store_prints_only_the_header(runner, db_path):
     """A store without events prints the header and nothing else."""
     result = runner.invoke(main, ["series", "--db", db_path])
     assert rows(result) == [["bucket", "series", "value"]]
+
+
+def test_test_data_is_left_out_unless_included(runner, tmp_path):
+    """As on the Explore page: the sandbox's events count only with --include-test or by name;
+    `info` says which datasets are test data."""
+    path = str(tmp_path / "mixed.duckdb")
+    with Store(path) as store:
+        src = tmp_path / "web.jsonl"
+        src.write_text("".join(json.dumps(b) + "\n" for b in WEB), encoding="utf-8")
+        load_files(store, [src], "web")
+        Sandbox(store).insert([event("qa", "click", ms(2024, 10, 27, 0, 5), 1)])
+
+    def total(*args: str) -> int:
+        result = runner.invoke(main, ["series", "--db", path, "--by", "none", *args])
+        return sum(int(r[2]) for r in rows(result)[1:])
+
+    assert total() == 8
+    assert total("--include-test") == 9
+    assert total("--dataset", "sandbox") == 1
+    info = json.loads(runner.invoke(main, ["info", "--db", path, "--json"]).output)
+    assert {d["dataset"]: d["test"] for d in info["datasets"]} == {"web": False, "sandbox": True}
+    text = runner.invoke(main, ["info", "--db", path]).output
+    assert "sandbox (test data): 1 event, 1 trace, 1 event type, 0 rejected" in text

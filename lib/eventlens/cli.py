@@ -19,6 +19,7 @@ from eventlens import analytics
 from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
+from eventlens.words import counted
 
 DB_OPTION = click.option(
     "--db",
@@ -74,8 +75,12 @@ def format_load_summary(result: LoadResult) -> str:
         lines.extend(_file_lines(f))
     lines.append(
         f"total: {result.loaded} loaded, {result.rejected} rejected, "
-        f"{result.duplicates} duplicates"
-        + (f", {len(result.failed_files)} file(s) not loaded" if result.failed_files else "")
+        f"{counted(result.duplicates, 'duplicate', grouped=False)}"
+        + (
+            f", {counted(len(result.failed_files), 'file')} not loaded"
+            if result.failed_files
+            else ""
+        )
     )
     return "\n".join(lines)
 
@@ -85,7 +90,7 @@ def _file_lines(f: FileResult) -> list[str]:
         return [f"{f.path}: NOT LOADED: {f.error.removeprefix(f.path + ': ')}"]
     out = [
         f"{f.path} ({f.format}): {f.loaded} loaded, {f.rejected} rejected, "
-        f"{f.duplicates} duplicates in {f.seconds:.2f}s"
+        f"{counted(f.duplicates, 'duplicate', grouped=False)} in {f.seconds:.2f}s"
     ]
     if f.first_event:
         out.append(f"  time range: {f.first_event} .. {f.last_event}")
@@ -112,6 +117,7 @@ def info(db: str | None, as_json: bool) -> None:
     rows = [
         {
             "dataset": r.dataset,
+            "test": bool(r.test),  # test data: left out of "all datasets" (see series)
             "events": int(r.events),
             "traces": int(r.traces),
             "event_types": int(r.event_types),
@@ -126,13 +132,15 @@ def info(db: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"db": store.path, "events": total, "datasets": rows}))
         return
-    click.echo(f"store: {store.path} ({total} events)")
+    click.echo(f"store: {store.path} ({counted(total, 'event', grouped=False)})")
     if not rows:
         click.echo("no datasets yet: load some with `eventlens load FILE`")
     for r in rows:
         click.echo(
-            f"{r['dataset']}: {r['events']} events, {r['traces']} traces, "
-            f"{r['event_types']} event types, {r['rejects']} rejected, "
+            f"{r['dataset']}{' (test data)' if r['test'] else ''}:"
+            f" {counted(r['events'], 'event', grouped=False)},"
+            f" {counted(r['traces'], 'trace', grouped=False)},"
+            f" {counted(r['event_types'], 'event type', grouped=False)}, {r['rejects']} rejected, "
             f"{r['first_event'] or '-'} .. {r['last_event'] or '-'}"
         )
 
@@ -189,7 +197,17 @@ def sample(out: str, n: int, seed: int) -> None:
     help="With --by detail:KEY, the values kept; the rest is 'other'.",
 )
 @click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
-@click.option("--dataset", "datasets", multiple=True, help="Only this dataset (repeatable).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Only this dataset (repeatable; default: every dataset but test data).",
+)
+@click.option(
+    "--include-test",
+    is_flag=True,
+    help="With no --dataset, count test data too (the sandbox's, or datasets marked so).",
+)
 @click.option("--start", help="ISO date or date-time; without an offset it is in --tz.")
 @click.option("--end", help="ISO date or date-time (exclusive); without an offset it is in --tz.")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone for the buckets.")
@@ -202,6 +220,7 @@ def series(
     top: int,
     types: tuple[str, ...],
     datasets: tuple[str, ...],
+    include_test: bool,
     start: str | None,
     end: str | None,
     tz: str,
@@ -224,6 +243,7 @@ def series(
                 split=split,
                 top=top,
                 datasets=datasets,
+                include_test=include_test,
                 event_types=types,
                 start=_instant(store, start, tz, "--start"),
                 end=_instant(store, end, tz, "--end"),
@@ -539,7 +559,8 @@ def replay(
                 )
             if not resume_id:
                 click.echo(
-                    f"planned {run.planned:,} events ({run.invalid:,} invalid, {run.duplicates:,}"
+                    f"planned {counted(run.planned, 'event')} ({run.invalid:,} invalid,"
+                    f" {run.duplicates:,}"
                     f" repeated) in {_duration(time.monotonic() - started)}",
                     err=True,
                 )
@@ -670,7 +691,7 @@ def _duration(seconds: float) -> str:
 def _print_dry_run(info: dict[str, Any], as_json: bool) -> None:
     est = info["estimated_s"]
     click.echo(
-        f"{info['events']:,} events in {info['traces']:,} traces would be sent"
+        f"{counted(info['events'], 'event')} in {counted(info['traces'], 'trace')} would be sent"
         f" ({info['first_time'] or '-'} .. {info['last_time'] or '-'});"
         f" {info['invalid']:,} invalid, {info['duplicates']:,} repeated in the source"
     )
@@ -691,7 +712,7 @@ def _report_text(r: dict[str, Any]) -> str:
         f"run {r['run_id']}: {r['state']}" + (f" ({r['message']})" if r.get("message") else ""),
         f"  events {r['events']:,}: planned {r['planned']:,}, invalid {r['invalid']:,},"
         f" repeated in the source {r['duplicates_in_source']:,}",
-        f"  sent {r['sent']:,} ({r['requests']:,} requests): accepted {r['accepted']:,},"
+        f"  sent {r['sent']:,} ({counted(r['requests'], 'request')}): accepted {r['accepted']:,},"
         f" rejected {r['rejected']:,}, retried {r['retried']:,}, failed {r['failed']:,},"
         f" unknown {r['unknown']:,}, not sent {r['not_sent']:,}",
         f"  dead-lettered {r['dead_lettered']:,}"
