@@ -19,6 +19,7 @@ from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
+from eventlens.words import counted
 
 log = logging.getLogger("eventlens")
 require_router()
@@ -412,7 +413,8 @@ with guarded("the traces behind the selection"):
         shown = [pd.Timestamp(t).tz_convert(result.tz) for t in (chosen.start, chosen.end)]
         when = f"{shown[0]:%Y-%m-%d %H:%M} to {shown[1]:%Y-%m-%d %H:%M} ({result.tz})"
         st.caption(
-            f"{len(behind):,} traces with events of {md_escape(', '.join(chosen.series))} "
+            f"{counted(len(behind), 'trace')} with events of"
+            f" {md_escape(', '.join(chosen.series))} "
             f"from {md_escape(when)}" + (" (the first 1,000)" if len(behind) == 1_000 else "")
         )
         behind["first_time"] = behind["first_time"].dt.tz_convert(result.tz)

@@ -344,7 +344,7 @@ def test_a_chart_selection_lists_the_traces_behind_it(open_app):
     ]
     select_points(at, chart(at), points)
     ok(at)
-    caption = next(plain(c.value) for c in at.caption if "traces with events" in c.value)
+    caption = next(plain(c.value) for c in at.caption if " with events of " in c.value)
     traces = next(d.value for d in at.dataframe if "trace_id" in d.value.columns)
     assert caption.startswith(f"{len(traces):,} traces with events of {name} from ")
     assert len(traces) > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import expect
 
 # Text the page cuts short (an ellipsis or a clipped box), outside charts, tables and code.
@@ -120,4 +122,6 @@ def box_select(page, chart, left: float, right: float) -> None:
 
 def traces_caption(page):
     """The caption over the traces behind a chart selection."""
-    return page.locator('[data-testid="stCaptionContainer"]').filter(has_text="traces with events")
+    return page.locator('[data-testid="stCaptionContainer"]').filter(
+        has_text=re.compile(r"^[\d,]+ traces? with events of ")
+    )

@@ -13,7 +13,14 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from app_utils import click_first_row, click_point, dataframe_after, nav_labels, no_errors
+from app_utils import (
+    click_first_row,
+    click_point,
+    dataframe_after,
+    nav_labels,
+    no_errors,
+    traces_caption,
+)
 from playwright.sync_api import expect
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
@@ -103,9 +110,7 @@ def test_explores_trace_link_opens_the_trace_in_the_same_session(
         chart = page.locator('[data-testid="stPlotlyChart"]')
         expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
         click_point(page)
-        caption = page.locator('[data-testid="stCaptionContainer"]').filter(
-            has_text="traces with events"
-        )
+        caption = traces_caption(page)
         expect(caption).to_be_visible(timeout=60_000)
         wait_for_app(page)
 
