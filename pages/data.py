@@ -14,6 +14,7 @@ from eventlens.ingest import LoadResult, default_dataset_name, load_files
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
 from eventlens.ui.state import get_store, require_router
+from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
 FORMATS_HELP = (
@@ -69,15 +70,13 @@ def show_load_result(result: LoadResult) -> None:
         st.info(summary)
     else:
         st.success(summary)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    files = pd.DataFrame(rows)
+    st.dataframe(files, hide_index=True, width="stretch", column_config=counts_config(files))
     reasons = [(f.path, r, n) for f in result.files for r, n in f.top_reasons]
     if reasons:
         st.caption("Most common reject reasons (all rejects are listed below under Rejects):")
-        st.dataframe(
-            pd.DataFrame(reasons, columns=["file", "reason", "rows"]),
-            hide_index=True,
-            width="stretch",
-        )
+        top = pd.DataFrame(reasons, columns=["file", "reason", "rows"])
+        st.dataframe(top, hide_index=True, width="stretch", column_config=counts_config(top))
 
 
 def profile_table(title: str, frame: pd.DataFrame, empty: str) -> None:
@@ -86,9 +85,8 @@ def profile_table(title: str, frame: pd.DataFrame, empty: str) -> None:
     if frame.empty:
         st.caption(empty)
     else:
-        st.dataframe(
-            frame.rename(columns=lambda c: c.replace("_", " ")), hide_index=True, width="stretch"
-        )
+        frame = frame.rename(columns=lambda c: c.replace("_", " "))
+        st.dataframe(frame, hide_index=True, width="stretch", column_config=counts_config(frame))
 
 
 def fresh_uploader_once_emptied(uploader_key: str) -> None:
@@ -194,7 +192,9 @@ else:
         shown,
         hide_index=True,
         width="stretch",
-        column_config={"test": st.column_config.CheckboxColumn("test data", help=TEST_DATA_HELP)},
+        column_config=counts_config(
+            shown, test=st.column_config.CheckboxColumn("test data", help=TEST_DATA_HELP)
+        ),
     )
     with st.expander("Mark a dataset as test data, or as data to analyse"):
         st.caption(TEST_DATA_HELP)
@@ -235,11 +235,8 @@ if profile.empty:
 else:
     profile["metric_keys"] = profile["metric_keys"].map(", ".join)
     profile["detail_keys"] = profile["detail_keys"].map(", ".join)
-    st.dataframe(
-        profile.rename(columns=lambda c: c.replace("_", " ")),
-        hide_index=True,
-        width="stretch",
-    )
+    by_type = profile.rename(columns=lambda c: c.replace("_", " "))
+    st.dataframe(by_type, hide_index=True, width="stretch", column_config=counts_config(by_type))
     event_type = st.selectbox(
         "Event type to profile", profile["event_type"].tolist(), key="profile_type"
     )

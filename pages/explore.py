@@ -19,6 +19,7 @@ from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
+from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
 log = logging.getLogger("eventlens")
@@ -422,20 +423,22 @@ with guarded("the traces behind the selection"):
         behind["series"] = behind["series"].map(", ".join)
         if query.agg in ("count", "traces"):
             behind = behind.drop(columns=["value"])  # the same as its event count
+        listed = behind.rename(
+            columns={
+                "events": "matching events",
+                "value": label,
+                "first_time": "first event",
+                "last_time": "last event",
+            }
+        )
         picked_trace = st.dataframe(
-            behind.rename(
-                columns={
-                    "events": "matching events",
-                    "value": label,
-                    "first_time": "first event",
-                    "last_time": "last event",
-                }
-            ),
+            listed,
             key=f"x_traces_{hash((chosen.start, chosen.end, chosen.series))}",
             on_select="rerun",
             selection_mode="single-row",
             hide_index=True,
             width="stretch",
+            column_config=counts_config(listed),
         )
         rows = picked_trace.selection.rows if picked_trace else []
         if rows:
@@ -481,15 +484,17 @@ with guarded("the top detail values"):
         board_key = st.selectbox("Detail", detail_keys, key="x_board")
         board = cache.leaderboard(version, query, board_key)
         board["share"] = board["share"] * 100
+        board = board.rename(columns={"metric": label})
         st.dataframe(
-            board.rename(columns={"metric": label}),
+            board,
             hide_index=True,
             width="stretch",
-            column_config={
-                "share": st.column_config.ProgressColumn(
+            column_config=counts_config(
+                board,
+                share=st.column_config.ProgressColumn(
                     "share of events", format="%.1f%%", min_value=0, max_value=100
-                )
-            },
+                ),
+            ),
         )
         # The URL names the leaderboard's key only when it is not the one chosen automatically.
         chosen_board = None if board_key == auto_board else board_key

@@ -18,6 +18,7 @@ from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.replays import registry
 from eventlens.ui.state import get_store, require_router
+from eventlens.ui.tables import COUNT, counts_config
 from eventlens.ui.target import KEY_SOURCE_WORDS, embedded_url, target_for, target_picker
 from eventlens.words import counted
 
@@ -62,7 +63,6 @@ def count(n: int) -> str:
 
 
 # A table's count column: a number (it sorts by value), drawn with thousands separators.
-COUNT_COLUMN = st.column_config.NumberColumn(format="%,d")
 
 
 def duration(seconds: float | None) -> str:
@@ -409,9 +409,9 @@ with guarded("the runs", stop=True):
         key="r_runs_table",
         placeholder="–",
         column_config={
-            "events": COUNT_COLUMN,
-            "accepted": COUNT_COLUMN,
-            "dead-lettered": COUNT_COLUMN,
+            "events": COUNT,
+            "accepted": COUNT,
+            "dead-lettered": COUNT,
             "events/s": st.column_config.NumberColumn(format="%,.0f"),
             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         },
@@ -460,7 +460,7 @@ with guarded("the run's report"):
             st.dataframe(
                 by_type.rename_axis("event_type"),
                 width="stretch",
-                column_config=dict.fromkeys(by_type.columns, COUNT_COLUMN),
+                column_config=counts_config(by_type),
             )
     else:
         st.caption(

@@ -16,6 +16,7 @@ from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
+from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
 require_router()
@@ -179,20 +180,22 @@ with guarded("the trace list"):
             last_time=found["last_time"].dt.tz_convert(ss.t_tz),
             event_types=found["event_types"].map(", ".join),
         )
+        shown = shown.rename(
+            columns={
+                "first_time": "first event",
+                "last_time": "last event",
+                "duration_ms": "duration ms",
+                "event_types": "event types",
+            }
+        )
         picked = st.dataframe(
-            shown.rename(
-                columns={
-                    "first_time": "first event",
-                    "last_time": "last event",
-                    "duration_ms": "duration ms",
-                    "event_types": "event types",
-                }
-            ),
+            shown,
             key=f"t_list_{hash((search, ss.t_page))}",
             on_select="rerun",
             selection_mode="single-row",
             hide_index=True,
             width="stretch",
+            column_config=counts_config(shown),
         )
         rows = picked.selection.rows if picked else []
         if rows:

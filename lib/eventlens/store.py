@@ -388,8 +388,9 @@ class Store:
         """Datasets with their files, counts and time range, newest first."""
         return self.df(
             """
-            SELECT d.name AS dataset, d.test, e.events, d.rejects, d.duplicates,
-                   e.traces, e.event_types, e.first_event, e.last_event,
+            SELECT d.name AS dataset, d.test, coalesce(e.events, 0) AS events, d.rejects,
+                   d.duplicates, coalesce(e.traces, 0) AS traces,
+                   coalesce(e.event_types, 0) AS event_types, e.first_event, e.last_event,
                    d.files, d.loaded_at, d.content_hash
             FROM datasets d
             LEFT JOIN (
@@ -400,7 +401,7 @@ class Store:
             ) e ON e.dataset = d.name
             ORDER BY d.loaded_at DESC, d.name
             """
-        ).fillna({"events": 0, "traces": 0, "event_types": 0})
+        )
 
     def delete_dataset(self, name: str) -> int:
         """Delete a dataset's events, rejects and catalogue rows; returns the events removed."""
