@@ -13,6 +13,22 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_app(params: dict[str, str] | None = None, page: str | None = None) -> AppTest:
+    """The app after its first run, as a browser opening a URL with these query parameters (on
+    this page, e.g. "pages/traces.py") gets it; EVENTLENS_DB names the store."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for name, value in (params or {}).items():
+        at.query_params[name] = value
+    if page:
+        at.switch_page(page)
+    return at.run()
+
+
+def metric(at: AppTest, label: str) -> str:
+    """The value of the first headline metric with this label."""
+    return next(m.value for m in at.metric if m.label == label)
+
+
 def errors(at: AppTest) -> list[str]:
     """Each exception as 'Type: message (the last frame in this project)'."""
     out = []

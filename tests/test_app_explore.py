@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
-from apptest_helpers import errors, ok, plain, select_points, select_row
+from apptest_helpers import errors, metric, ok, plain, run_app, select_points, select_row
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +42,7 @@ def open_app(db, monkeypatch):
     """Open the app as a browser would open a URL with these query parameters."""
     monkeypatch.setenv("EVENTLENS_DB", db)
 
-    def open_(params: dict[str, str] | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        for name, value in (params or {}).items():
-            at.query_params[name] = value
-        return at.run()
-
-    return open_
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+    return run_app
 
 
 def warnings(at: AppTest) -> list[str]:

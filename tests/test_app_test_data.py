@@ -3,17 +3,14 @@ stays out of the analysis unless asked for, and a trace id in two datasets is ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from apptest_helpers import ok, plain
+from apptest_helpers import metric, ok, plain, run_app
 from streamlit.testing.v1 import AppTest
 
 from eventlens import traces
 from eventlens.sandbox import Sandbox
 from eventlens.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 TRACE = "trace_2a05fede30bdebc2"  # 40 events in the sample
 NOW = 1_796_601_600_000  # 2026-12-07: a Submit's "now", a year after the sample
 
@@ -38,20 +35,7 @@ def db(sample_copy) -> str:
 @pytest.fixture
 def open_page(db, monkeypatch):
     monkeypatch.setenv("EVENTLENS_DB", db)
-
-    def open_(page: str | None = None, params: dict[str, str] | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        for name, value in (params or {}).items():
-            at.query_params[name] = value
-        if page:
-            at.switch_page(page)
-        return at.run()
-
-    return open_
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
+    return lambda page=None, params=None: run_app(params, page)
 
 
 def captions(at: AppTest) -> list[str]:

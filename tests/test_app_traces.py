@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from apptest_helpers import ok, plain, select_row
+from apptest_helpers import metric, ok, plain, run_app, select_row
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +36,7 @@ def open_page(db, monkeypatch):
     """Open /traces with these query parameters, as a browser's first request would."""
     monkeypatch.setenv("EVENTLENS_DB", db)
 
-    def open_(params: dict[str, str] | None = None) -> AppTest:
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-        for name, value in (params or {}).items():
-            at.query_params[name] = value
-        at.switch_page(PAGE)
-        return at.run()
-
-    return open_
+    return lambda params=None: run_app(params, PAGE)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +87,6 @@ def events_element(at: AppTest, trace_id: str):
     found = [d for d in at.dataframe if d.proto.id.endswith(f"|{trace_id}")]
     assert len(found) == 1, f"no events table of {trace_id} on the page"
     return found[0]
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def headings(at: AppTest) -> list[str]:

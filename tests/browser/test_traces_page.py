@@ -71,14 +71,7 @@ def test_clicking_a_row_in_the_list_opens_the_trace(page, app_url, wait_for_app,
 
     grid = dataframe_after(page)
     expect(grid).to_be_visible()
-    grid.scroll_into_view_if_needed()
-    canvas = grid.locator("canvas").first
-    expect(canvas).to_be_visible()
-    box = canvas.bounding_box()
-    assert box and box["width"] > 300 and box["height"] > 100
-    # Glide's canvas grid: a 35 px header row, then 35 px rows; the row-selection checkbox
-    # column is the leftmost one.
-    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)
+    click_first_row(page, grid)
 
     heading = page.get_by_role("heading", name=TRACE_HEADING)
     expect(heading).to_be_visible(timeout=60_000)
