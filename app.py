@@ -5,6 +5,7 @@ import streamlit as st
 from eventlens.store import StoreError
 from eventlens.ui.format import md_escape
 from eventlens.ui.state import get_store
+from eventlens.words import counted
 
 st.set_page_config(page_title="eventlens", page_icon=":material/insights:", layout="wide")
 
@@ -25,5 +26,5 @@ pages = [
 # The menu goes along the top: a sidebar kept 300 px of an 800 px window for five links and cut
 # the controls' labels ("events (c", "Previo…").
 page = st.navigation(pages, position="top")
-st.caption(f"eventlens · store {md_escape(store.path)} · {store.event_count():,} events")
+st.caption(f"eventlens · store {md_escape(store.path)} · {counted(store.event_count(), 'event')}")
 page.run()

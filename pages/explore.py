@@ -20,7 +20,7 @@ from eventlens.ui.format import md_escape
 from eventlens.ui.scope import left_out_note, test_data_checkbox
 from eventlens.ui.state import get_store, require_router
 from eventlens.ui.tables import counts_config
-from eventlens.words import counted
+from eventlens.words import counted, span
 
 log = logging.getLogger("eventlens")
 require_router()
@@ -351,7 +351,7 @@ with guarded("the chart", stop=True):
             help="Over the whole range. " + compared,
         )
     else:
-        h3.metric("Time range", f"{(result.end - result.start).total_seconds() / 86400:,.1f} days")
+        h3.metric("Time range", span((result.end - result.start).total_seconds()))
     if headline_notes := view.headline_notes(numbers, query, current.preset):
         st.caption(" ".join(md_escape(n) for n in headline_notes))
 

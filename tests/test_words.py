@@ -1,4 +1,4 @@
-from eventlens.words import counted
+from eventlens.words import counted, span
 
 
 def test_one_is_singular_and_every_other_count_plural():
@@ -11,3 +11,11 @@ def test_one_is_singular_and_every_other_count_plural():
 def test_an_irregular_plural_is_given():
     assert counted(1, "entry", "entries") == "1 entry"
     assert counted(3, "entry", "entries") == "3 entries"
+
+
+def test_a_span_reads_in_the_largest_unit_that_keeps_it_at_one_or_more():
+    assert span(30 * 86_400) == "30.0 days"
+    assert span(9_000) == "2.5 hours"
+    assert span(90) == "1.5 min"
+    assert span(45) == "45 s"
+    assert span(0.001) == "1 ms"

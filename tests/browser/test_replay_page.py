@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from app_utils import no_errors
 from playwright.sync_api import expect
 from sandbox_server import live_sandbox
 
@@ -29,11 +30,6 @@ def sample_trace_id() -> str:
     """A trace of the sample data, which a fresh store loads on its first start."""
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
         return json.loads(fh.readline())["trace_id"]
-
-
-def no_errors(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
 
 
 def metric(page, label: str, nth: int = 0):
