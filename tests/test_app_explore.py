@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -414,3 +415,35 @@ def test_a_trace_opens_on_the_traces_page_in_the_charts_zone_and_dataset(open_ap
         "trace_ds": "sample",
         "tz": "Europe/Amsterdam",
     }
+
+
+def test_the_leaderboard_follows_a_load(sample_store_file, tmp_path, monkeypatch):
+    """Load events with a new release through the Data page: back on Explore, the top detail
+    values show it (the leaderboard's cache key was once rebound to a constant by a loop, so it
+    kept the numbers from before the load)."""
+    db = tmp_path / "app.duckdb"
+    shutil.copyfile(sample_store_file, db)
+    monkeypatch.setenv("EVENTLENS_DB", str(db))
+    at = run_app()
+    ok(at)
+    assert at.selectbox(key="x_board").value == "release"
+
+    def board() -> dict[str, int]:
+        table = at.dataframe[-1].value
+        return dict(zip(table["value"], table["events"], strict=True))
+
+    assert "v9" not in board()
+    release = [
+        {"trace_id": f"new-{i}", "event_type": "page_view", "metrics": {"load_ms": 1},
+         "event_details": {"release": "v9"}, "timestamp": 1763000000000 + i}
+        for i in range(40_000)
+    ]  # fmt: skip
+    (tmp_path / "v9.jsonl").write_text("".join(json.dumps(b) + "\n" for b in release))
+    at.switch_page("pages/data.py").run()
+    path = next(t for t in at.text_input if t.label.startswith("File or folder"))
+    path.input(str(tmp_path / "v9.jsonl")).run()
+    next(b for b in at.button if b.label == "Load from path").click().run()
+    ok(at)
+    at.switch_page("pages/explore.py").run()
+    ok(at)
+    assert board()["v9"] == 40_000
