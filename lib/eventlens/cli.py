@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from eventlens import analytics
+from eventlens import analytics, settings
 from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
@@ -549,9 +549,7 @@ def replay(
                         max_retries=8 if max_retries is None else max_retries,
                     ),
                     rp.Endpoint(
-                        url=endpoint
-                        or os.environ.get(client.ENDPOINT_ENV)
-                        or client.DEFAULT_ENDPOINT,
+                        url=endpoint or settings.ENDPOINT.value(),
                         path=route or "/api/track_event",
                         auth="bearer" if bearer else "x-auth-token",
                         key_env=api_key_env or client.KEY_ENV,
@@ -579,7 +577,7 @@ def replay(
             if as_json:
                 click.echo(json.dumps(report, ensure_ascii=False))
             raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
-        key = os.environ.get(run.endpoint.key_env)
+        key = settings.named(run.endpoint.key_env)
         if not key:
             raise click.UsageError(
                 f"set ${run.endpoint.key_env} to the API key (the run is saved: resume it with"

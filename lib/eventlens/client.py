@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -17,13 +16,13 @@ from typing import Any
 
 import httpx
 
-from eventlens import model
+from eventlens import model, settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "https://app.langwatch.ai"
-ENDPOINT_ENV = "LANGWATCH_ENDPOINT"
-KEY_ENV = "LANGWATCH_API_KEY"
+DEFAULT_ENDPOINT = str(settings.ENDPOINT.default)
+ENDPOINT_ENV = settings.ENDPOINT.name
+KEY_ENV = settings.API_KEY.name
 PATHS = ("/api/track_event", "/api/events/track")
 AUTH_STYLES = ("x-auth-token", "bearer")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -88,12 +87,12 @@ def resolve_target(
     """A target from explicit values, else the environment, else Streamlit-style secrets."""
     secrets = secrets or {}
     endpoint = (
-        endpoint or os.environ.get(ENDPOINT_ENV) or secrets.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+        endpoint or settings.ENDPOINT.from_env() or secrets.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
     )
     if key:
         source = "typed"
-    elif os.environ.get(KEY_ENV):
-        key, source = os.environ[KEY_ENV], "environment"
+    elif env_key := settings.API_KEY.from_env():
+        key, source = env_key, "environment"
     elif secrets.get(KEY_ENV):
         key, source = str(secrets[KEY_ENV]), "secrets"
     else:

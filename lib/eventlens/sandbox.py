@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import queue
 import random
 import secrets as tokens
@@ -27,21 +26,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from eventlens import model
+from eventlens import model, settings
 from eventlens.store import Store
 
 log = logging.getLogger(__name__)
 
 DATASET = "sandbox"
-KEY_ENV = "EVENTLENS_SANDBOX_KEY"
-DEFAULT_KEY = "sandbox-key"
+KEY_ENV = settings.SANDBOX_KEY.name
+DEFAULT_KEY = str(settings.SANDBOX_KEY.default)
 PATHS = ("/api/track_event", "/api/events/track")
 REFRESH_S = 1.0  # the trace summary lags the sandbox's events by at most about this
 
 
 def default_key() -> str:
     """The sandbox's key: $EVENTLENS_SANDBOX_KEY, else 'sandbox-key'."""
-    return os.environ.get(KEY_ENV) or DEFAULT_KEY
+    return str(settings.SANDBOX_KEY.value())
 
 
 @dataclass

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from eventlens import settings
+
 if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not need it
     import pandas as pd
 
-DEFAULT_DB = "eventlens.duckdb"
-DB_ENV = "EVENTLENS_DB"
+DEFAULT_DB = settings.DB.default
+DB_ENV = settings.DB.name
 # An optional dataset filter: bind the dataset (or None for all) twice.
 OPTIONAL_DATASET = "(CAST(? AS VARCHAR) IS NULL OR dataset = ?)"
 # Test data (what Submit and Replay send to the sandbox, or a dataset marked so) is left out of
@@ -33,8 +35,7 @@ def analysed_datasets_sql(column: str = "dataset") -> str:
     return f"{column} NOT IN ({LEFT_OUT_DATASETS})"
 
 
-# DuckDB's memory_limit (e.g. "2GB"); past it, big loads spill to disk instead of growing.
-MEMORY_ENV = "EVENTLENS_MEMORY_LIMIT"
+MEMORY_ENV = settings.MEMORY_LIMIT.name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -170,7 +171,7 @@ def resolve_db_path(path: str | os.PathLike[str] | None = None) -> str:
     """The database to use: an explicit path, else $EVENTLENS_DB, else ./eventlens.duckdb."""
     if path is not None and str(path) != "":
         return str(path)
-    return os.environ.get(DB_ENV) or DEFAULT_DB
+    return str(settings.DB.value())
 
 
 class Store:
@@ -191,7 +192,7 @@ class Store:
         # serialising loads gives clear counts instead of transaction conflicts.
         self.write_lock = threading.RLock()
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
-        if limit := os.environ.get(MEMORY_ENV):
+        if limit := settings.MEMORY_LIMIT.from_env():
             try:
                 self._con.execute("SET GLOBAL memory_limit = ?", [limit])
             except duckdb.Error:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from eventlens import settings
 from eventlens.store import Store, analysed_datasets_sql
 
 SORTS = {
@@ -33,7 +34,7 @@ SORT_LABELS = {
     "trace_id": "trace_id",
 }
 PAGE_SIZE = 50
-DEFAULT_ENDPOINT = "https://app.langwatch.ai"
+DEFAULT_ENDPOINT = str(settings.ENDPOINT.default)
 KEY_PLACEHOLDER = "$LANGWATCH_API_KEY"
 SHORT_TEXT = 120  # characters of a long detail shown in tables; the full value is on demand
 SHORT_PAIR = 60  # the same inside a row's key=value list, which holds several values

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from eventlens import client, sandbox
+from eventlens import client, sandbox, settings
 from eventlens.ui.format import md_escape
 
 EMBEDDED = "embedded sandbox (this app)"
@@ -45,7 +43,7 @@ def target_for(url: str, typed: str | None, auth: str, path: str) -> client.Targ
 
 def target_picker(prefix: str, help_text: str) -> client.Target:
     """Endpoint, route, key header and a password field; widget keys start with `prefix`."""
-    configured = os.environ.get(client.ENDPOINT_ENV) or secrets_mapping().get(client.ENDPOINT_ENV)
+    configured = settings.ENDPOINT.from_env() or secrets_mapping().get(client.ENDPOINT_ENV)
     t1, t2, t3 = st.columns([2, 1, 1])
     choice = t1.selectbox(
         "Endpoint",

@@ -1,0 +1,64 @@
+"""Every setting eventlens reads from the environment, in one table: name, default and what it
+does (datasette's SETTINGS is the model). Modules read them through this table, never through
+os.environ directly; tests/test_docs.py checks that the README documents each one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable eventlens reads."""
+
+    name: str
+    default: str | None
+    help: str
+
+    def from_env(self) -> str | None:
+        """The environment's value, None when unset (an empty value counts as unset)."""
+        return os.environ.get(self.name) or None
+
+    def value(self) -> str | None:
+        """The environment's value, else the default."""
+        return self.from_env() or self.default
+
+
+DB = Setting(
+    "EVENTLENS_DB",
+    "eventlens.duckdb",
+    "The DuckDB file every command and the app use (`--db` overrides it; `:memory:` gives a "
+    "throwaway store).",
+)
+MEMORY_LIMIT = Setting(
+    "EVENTLENS_MEMORY_LIMIT",
+    None,
+    "DuckDB's memory_limit, e.g. `4GB` (default: DuckDB's, 80% of RAM; replay plans within "
+    "96 MB unless it is set); past it, a big load spills to disk instead of growing.",
+)
+API_KEY = Setting(
+    "LANGWATCH_API_KEY",
+    None,
+    "The LangWatch key for Submit, `send` and `replay` when none is typed; never printed, "
+    "logged or stored (`replay --api-key-env` names another variable).",
+)
+ENDPOINT = Setting(
+    "LANGWATCH_ENDPOINT",
+    "https://app.langwatch.ai",
+    "Where `send` and `replay` post without `--endpoint`; when set, Submit and Replay offer it "
+    "first (else they start on the app's own sandbox).",
+)
+SANDBOX_KEY = Setting(
+    "EVENTLENS_SANDBOX_KEY",
+    "sandbox-key",
+    "The key the sandbox accepts (the embedded one and `eventlens sandbox`).",
+)
+SETTINGS = (DB, MEMORY_LIMIT, API_KEY, ENDPOINT, SANDBOX_KEY)
+
+
+def named(name: str) -> str | None:
+    """A variable named at run time (replay's `--api-key-env`): a setting's value when it is
+    one of the table's, else the environment's, None when unset."""
+    known = next((s for s in SETTINGS if s.name == name), None)
+    return known.value() if known else os.environ.get(name) or None
