@@ -326,7 +326,8 @@ def _where(
     with_metric: bool = True,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause for a query's filters; every value is a bound parameter."""
-    conds, params = ["timestamp IS NOT NULL"], []
+    conds: list[str] = ["timestamp IS NOT NULL"]
+    params: list[Any] = []
     if q.datasets:
         conds.append("list_contains(?, dataset)")
         params.append(list(q.datasets))
@@ -377,7 +378,7 @@ def resolve_range(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.
         if first is None:
             return start, end
         start = start or first
-        end = end or last + dt.timedelta(milliseconds=1)
+        end = end or (last or first) + dt.timedelta(milliseconds=1)
     return start, end
 
 
@@ -439,13 +440,13 @@ def _grid_sql(bucket: str, tz: str) -> str:
         # Offsets move in steps of 15 minutes (Lord Howe Island: 30): probe the range at that
         # step and keep the distinct buckets the probes fall in, so a shift that is not a whole
         # number of buckets moves the grid with the events.
-        step = width if tz == "UTC" else min(width, 15 * MINUTE_MS)
+        probe = width if tz == "UTC" else min(width, 15 * MINUTE_MS)
         return f"""
             SELECT DISTINCT {_bucket_sql(bucket, tz, "p")} AS bucket,
                    {_bucket_sql(bucket, tz, "p")} + INTERVAL ({width}) MILLISECOND AS bucket_end
             FROM (SELECT zone, unnest(generate_series({_bucket_sql(bucket, tz, "s")},
                                                        e - INTERVAL 1 MILLISECOND,
-                                                       INTERVAL ({step}) MILLISECOND)) AS p
+                                                       INTERVAL ({probe}) MILLISECOND)) AS p
                   FROM {params})
         """
     step = CALENDAR_BUCKETS[bucket]

@@ -230,7 +230,7 @@ def trace_timeline(events: pd.DataFrame, tz: str) -> go.Figure:
             y=np.full(len(rows), html.escape(str(name)), dtype=object),
             mode="markers",
             name=html.escape(str(name)),
-            marker={"size": 11, "color": colors[name], "symbol": "diamond"},
+            marker={"size": 11, "color": colors[str(name)], "symbol": "diamond"},
             text=text,
             hovertemplate="%{text}<extra></extra>",
         )
@@ -272,7 +272,7 @@ def compare_timeline(a: pd.DataFrame, b: pd.DataFrame, a_name: str, b_name: str)
                 name=html.escape(str(name)),
                 legendgroup=str(name),
                 showlegend=name not in shown,
-                marker={"size": 11, "color": colors[name], "symbol": "diamond"},
+                marker={"size": 11, "color": colors[str(name)], "symbol": "diamond"},
                 text=np.full(len(rows), f"<b>{html.escape(str(name))}</b>", dtype=object),
                 hovertemplate="%{text}<br>+%{x:,.0f} ms<extra></extra>",
             )

@@ -194,10 +194,15 @@ def send_event(
     if refused := _refusal(body, target):
         return refused
     http = client or shared_client()
-    extra = {} if timeout is None else {"timeout": timeout}
     started = time.perf_counter()
     try:
-        reply = http.post(target.url, content=json.dumps(body), headers=target.headers(), **extra)
+        reply = http.post(
+            target.url,
+            content=json.dumps(body),
+            headers=target.headers(),
+            # The client's own timeout unless one is given.
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
     except Exception as exc:  # noqa: BLE001 - a send must report, not raise
         return _from_exception(exc, target, started)
     return _from_reply(reply, target, started)

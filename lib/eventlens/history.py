@@ -30,7 +30,7 @@ def record(store: Store, target: Target, body: dict[str, Any], result: SendResul
                     result.latency_ms,
                     target.scrub(result.message),
                 ],
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         )
 
 

@@ -83,7 +83,9 @@ class Sandbox:
         bearer = headers.get("authorization", "")
         if not token and bearer.lower().startswith("bearer "):
             token = bearer[7:].strip()
-        return bool(token) and tokens.compare_digest(token, self.key)
+        if not token:
+            return False
+        return tokens.compare_digest(token, self.key)
 
     def fault(self) -> str | None:
         """Which fault, if any, this request meets."""
@@ -125,7 +127,12 @@ class Sandbox:
         """Store one valid body in dataset 'sandbox'; False when (trace_id, event_id) exists."""
         done = threading.Event()
         box: list[bool] = []
-        self.writer.put(body, lambda inserted: (box.append(inserted), done.set()))
+
+        def stored(inserted: bool) -> None:
+            box.append(inserted)
+            done.set()
+
+        self.writer.put(body, stored)
         done.wait()
         return box[0]
 

@@ -321,9 +321,7 @@ class Store:
         with self.write_lock, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                if not cur.execute(
-                    "SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]
-                ).fetchone()[0]:
+                if not _count(cur, "SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]):
                     self._index_detail(cur, key, None)
                     cur.execute("INSERT INTO detail_index_keys VALUES (?)", [key])
                 cur.execute("COMMIT")
@@ -410,9 +408,7 @@ class Store:
         with self.write_lock, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                removed = cur.execute(
-                    "SELECT count(*) FROM events WHERE dataset = ?", [name]
-                ).fetchone()[0]
+                removed = _count(cur, "SELECT count(*) FROM events WHERE dataset = ?", [name])
                 for table in ("events", "rejects", "files", "trace_summary", "detail_index"):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
@@ -452,6 +448,12 @@ class Store:
             [dataset, dataset],
         )
         return [r[0] for r in rows]
+
+
+def _count(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> int:
+    """A count(*) query's answer, on a cursor already in use (a transaction's)."""
+    row = cur.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _open_error(path: str, exc: Exception) -> str:

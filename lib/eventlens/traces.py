@@ -62,7 +62,8 @@ def _where(s: TraceSearch, indexed: bool = False) -> tuple[str, list[Any]]:
 
     With `indexed`, the detail filter reads detail_index instead of every event.
     """
-    conds, params = ["true"], []
+    conds: list[str] = ["true"]
+    params: list[Any] = []
     text = s.text.strip()
     if text:
         conds.append("t.trace_id = ?" if s.exact else "starts_with(t.trace_id, ?)")
@@ -100,7 +101,7 @@ def search(
     """One page of matching traces, ordered in DuckDB, and how many match in all."""
     if s.sort not in SORTS:
         raise ValueError(f"unknown sort {s.sort!r}; use one of {', '.join(SORTS)}")
-    indexed = bool(s.detail_key) and store.ensure_detail_index(s.detail_key)
+    indexed = bool(s.detail_key) and store.ensure_detail_index(str(s.detail_key))
     where, params = _where(s, indexed)
     order = f"{SORTS[s.sort]} {'DESC' if s.descending else 'ASC'} NULLS LAST, trace_id, dataset"
     # Ordinarily two queries: a top-N page, then a count; a window count would stop DuckDB's
@@ -353,7 +354,11 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> Comparison:
                 "b_offset_ms": None if eb is None else eb["offset_ms"],
                 "b_type": None if eb is None else eb["event_type"],
                 "same_type": same,
-                "metrics": _metric_changes(ea["metrics"], eb["metrics"]) if same else "",
+                "metrics": (
+                    _metric_changes(ea["metrics"], eb["metrics"])
+                    if same and ea is not None and eb is not None
+                    else ""
+                ),
             }
         )
     types_a, types_b = a["event_type"].value_counts(), b["event_type"].value_counts()

@@ -11,54 +11,55 @@ from eventlens.analytics import SeriesQuery, SeriesResult
 from eventlens.ui.state import get_store
 
 # Keyed by (store path, store version, arguments); a few hundred entries are a few MB.
-_CACHE = {"max_entries": 256, "show_spinner": False}
+cached = st.cache_data(max_entries=256, show_spinner=False)
+Version = tuple[str, tuple[int, int, tuple[str, ...]]]
 
 
-def version() -> tuple[str, tuple[int, int]]:
+def version() -> Version:
     """The current store's path and data version, the first key of every cached call."""
     store = get_store()
     return store.path, store.version()
 
 
-@st.cache_data(**_CACHE)
-def series(key: tuple, query: SeriesQuery) -> SeriesResult:
+@cached
+def series(key: Version, query: SeriesQuery) -> SeriesResult:
     return analytics.series(get_store(), query)
 
 
-@st.cache_data(**_CACHE)
-def headline(key: tuple, query: SeriesQuery) -> dict:
+@cached
+def headline(key: Version, query: SeriesQuery) -> dict:
     return analytics.headline(get_store(), query)
 
 
-@st.cache_data(**_CACHE)
-def leaderboard(key: tuple, query: SeriesQuery, detail: str) -> pd.DataFrame:
+@cached
+def leaderboard(key: Version, query: SeriesQuery, detail: str) -> pd.DataFrame:
     return analytics.leaderboard(get_store(), query, detail)
 
 
-@st.cache_data(**_CACHE)
-def metric_keys(key: tuple, scope: SeriesQuery) -> list[str]:
+@cached
+def metric_keys(key: Version, scope: SeriesQuery) -> list[str]:
     """The metric keys of the scope's datasets and event types (the rest of it is ignored)."""
     return analytics.metric_keys(get_store(), scope)
 
 
-@st.cache_data(**_CACHE)
-def detail_keys(key: tuple, scope: SeriesQuery) -> list[str]:
+@cached
+def detail_keys(key: Version, scope: SeriesQuery) -> list[str]:
     """The detail keys of the scope's datasets and event types (the rest of it is ignored)."""
     return analytics.detail_keys(get_store(), scope)
 
 
-@st.cache_data(**_CACHE)
-def event_types(key: tuple, datasets: tuple[str, ...], include_test: bool = False) -> list[str]:
+@cached
+def event_types(key: Version, datasets: tuple[str, ...], include_test: bool = False) -> list[str]:
     return analytics.event_types(get_store(), datasets, include_test)
 
 
-@st.cache_data(**_CACHE)
-def resolve_range(key: tuple, query: SeriesQuery) -> tuple:
+@cached
+def resolve_range(key: Version, query: SeriesQuery) -> tuple:
     return analytics.resolve_range(get_store(), query)
 
 
-@st.cache_data(**_CACHE)
+@cached
 def trace_search(
-    key: tuple, search: traces.TraceSearch, limit: int, offset: int
+    key: Version, search: traces.TraceSearch, limit: int, offset: int
 ) -> tuple[pd.DataFrame, int]:
     return traces.search(get_store(), search, limit, offset)

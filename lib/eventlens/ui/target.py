@@ -8,6 +8,7 @@ from eventlens import client, sandbox, settings
 from eventlens.ui.format import md_escape
 
 EMBEDDED = "embedded sandbox (this app)"
+AUTH_LABELS = {"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}
 KEY_SOURCE_WORDS = {
     "typed": "the key typed above",
     "environment": "the LANGWATCH_API_KEY environment variable",
@@ -58,12 +59,12 @@ def target_picker(prefix: str, help_text: str) -> client.Target:
         placeholder="https://...",
         disabled=choice != "other",
     )
-    path = t2.selectbox("Route", client.PATHS, key=f"{prefix}path")
-    auth = t3.selectbox(
+    path: str = t2.selectbox("Route", client.PATHS, key=f"{prefix}path")
+    auth: str = t3.selectbox(
         "Key header",
-        client.AUTH_STYLES,
+        list(client.AUTH_STYLES),
         key=f"{prefix}auth",
-        format_func={"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}.get,
+        format_func=lambda style: AUTH_LABELS[style],
     )
     typed = st.text_input(
         "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)",
