@@ -114,20 +114,20 @@ def info(db: str | None, as_json: bool) -> None:
     with _open_store(db) as store:
         frame = store.datasets()
         total = store.event_count()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
-            "dataset": r.dataset,
-            "test": bool(r.test),  # test data: left out of "all datasets" (see series)
-            "events": int(r.events),
-            "traces": int(r.traces),
-            "event_types": int(r.event_types),
-            "rejects": int(r.rejects),
-            "duplicates": int(r.duplicates),
-            "first_event": _iso(r.first_event),
-            "last_event": _iso(r.last_event),
-            "files": list(r.files),
+            "dataset": r["dataset"],
+            "test": bool(r["test"]),  # test data: left out of "all datasets" (see series)
+            "events": int(r["events"]),
+            "traces": int(r["traces"]),
+            "event_types": int(r["event_types"]),
+            "rejects": int(r["rejects"]),
+            "duplicates": int(r["duplicates"]),
+            "first_event": _iso(r["first_event"]),
+            "last_event": _iso(r["last_event"]),
+            "files": list(r["files"]),
         }
-        for r in frame.itertuples()
+        for r in frame.to_dict("records")
     ]
     if as_json:
         click.echo(json.dumps({"db": store.path, "events": total, "datasets": rows}))
@@ -254,13 +254,14 @@ def series(
     counts = agg in ("count", "traces")
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["bucket", "series", "value"])
-    for row in result.frame.sort_values(["bucket", "series"], kind="stable").itertuples():
-        value = row.value
+    ordered = result.frame.sort_values(["bucket", "series"], kind="stable")
+    for row in ordered.to_dict("records"):
+        value = row["value"]
         if value is None or value != value:  # NaN: an empty bucket of a metric
             text = ""
         else:
             text = str(int(value)) if counts else f"{float(value):.15g}"
-        out.writerow([row.bucket.isoformat(), neutralise(row.series), text])
+        out.writerow([row["bucket"].isoformat(), neutralise(row["series"]), text])
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
 
