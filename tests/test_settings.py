@@ -23,3 +23,13 @@ def test_a_variable_named_at_run_time(monkeypatch):
 def test_names_are_unique():
     names = [s.name for s in settings.SETTINGS]
     assert len(names) == len(set(names))
+
+
+def test_every_error_of_eventlens_has_one_root():
+    from eventlens.analytics import QueryError
+    from eventlens.errors import EventlensError
+    from eventlens.store import StoreError
+
+    for error in (StoreError, QueryError):
+        assert issubclass(error, EventlensError)
+    assert issubclass(QueryError, ValueError)  # callers that caught ValueError still do

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eventlens.errors import EventlensError
 from eventlens.store import OPTIONAL_DATASET as _DATASET
 from eventlens.store import Store, analysed_datasets_sql
 
@@ -180,7 +181,7 @@ SPLIT_NONE, SPLIT_TYPE, DETAIL_PREFIX = "none", "event_type", "detail:"
 ALL_SERIES, OTHER_SERIES, MISSING_VALUE = "all events", "other", "(none)"
 
 
-class QueryError(ValueError):
+class QueryError(EventlensError, ValueError):
     """A query that cannot run as asked, worded for the person who asked it."""
 
 

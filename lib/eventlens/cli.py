@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from eventlens import analytics, settings
+from eventlens.errors import EventlensError
 from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
-from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
+from eventlens.store import DB_ENV, Store, resolve_db_path
 from eventlens.words import counted
 
 DB_OPTION = click.option(
@@ -31,14 +32,22 @@ DB_OPTION = click.option(
 )
 
 
+class _Commands(click.Group):
+    """eventlens's own errors (a locked store, a query that cannot run, a run that cannot resume)
+    end the command as a usage error: one sentence and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EventlensError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
 def _open_store(db: str | None) -> Store:
-    try:
-        return Store(db)
-    except StoreError as exc:
-        raise click.UsageError(str(exc)) from None
+    return Store(db)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="eventlens")
 def main() -> None:
     """Explore, submit and replay LangWatch custom events."""
@@ -234,23 +243,20 @@ def series(
     if agg in analytics.METRIC_AGGREGATIONS and not metric:
         raise click.BadParameter(f"{agg} needs --metric", param_hint="--agg")
     with _open_store(db) as store:
-        try:
-            query = analytics.SeriesQuery(
-                agg=agg,
-                metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
-                bucket=bucket,
-                tz=tz,
-                split=split,
-                top=top,
-                datasets=datasets,
-                include_test=include_test,
-                event_types=types,
-                start=_instant(store, start, tz, "--start"),
-                end=_instant(store, end, tz, "--end"),
-            )
-            result = analytics.series(store, query)
-        except analytics.QueryError as exc:
-            raise click.UsageError(str(exc)) from None
+        query = analytics.SeriesQuery(
+            agg=agg,
+            metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
+            bucket=bucket,
+            tz=tz,
+            split=split,
+            top=top,
+            datasets=datasets,
+            include_test=include_test,
+            event_types=types,
+            start=_instant(store, start, tz, "--start"),
+            end=_instant(store, end, tz, "--end"),
+        )
+        result = analytics.series(store, query)
     counts = agg in ("count", "traces")
     out = csv.writer(sys.stdout, lineterminator="\n")
     out.writerow(["bucket", "series", "value"])

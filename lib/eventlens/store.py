@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from eventlens import settings
+from eventlens.errors import EventlensError
 
 if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not need it
     import pandas as pd
@@ -163,7 +164,7 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
-class StoreError(Exception):
+class StoreError(EventlensError):
     """A store problem worded for a person (locked file, unreadable path)."""
 
 
