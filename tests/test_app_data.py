@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ FORMATS = ROOT / "sample_data" / "formats"
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch) -> AppTest:
-    """The Data page on a fresh store file, after the first run (which loads the sample data)."""
+def app(sample_store_file, tmp_path, monkeypatch) -> AppTest:
+    """The Data page on a copy of the sample store, as a first start leaves it."""
+    shutil.copyfile(sample_store_file, tmp_path / "app.duckdb")
     monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "app.duckdb"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
@@ -44,7 +46,12 @@ def load_path(at: AppTest, path: object, dataset: str | None = None) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def test_first_start_loads_the_sample_data(app):
+def test_first_start_loads_the_sample_data(tmp_path, monkeypatch):
+    """A store file that does not exist yet: the app's first run loads the sample export."""
+    monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "new.duckdb"))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, [e.value for e in app.exception]
     assert metric(app, "Events") == "50,000"
     assert int(metric(app, "Event types")) >= 8
     datasets = app.dataframe[0].value

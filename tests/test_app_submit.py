@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("submit") / "app.duckdb")
+def db(sample_copy) -> str:
+    """This module's copy of the sample store (made once per session, as a first start does)."""
+    return str(sample_copy)
 
 
 @pytest.fixture(scope="module")

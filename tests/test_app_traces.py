@@ -26,9 +26,9 @@ pytestmark = pytest.mark.usefixtures("app_error_details")
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> str:
-    """A store file that does not exist yet: the first run of the module loads the sample."""
-    return str(tmp_path_factory.mktemp("traces") / "app.duckdb")
+def db(sample_copy) -> str:
+    """This module's copy of the sample store (made once per session, as a first start does)."""
+    return str(sample_copy)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -23,6 +25,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+# A page on a busy 2-core machine can take longer than Playwright's 5 s to draw what its script
+# sent; waiting longer costs nothing when it is quick.
+expect.set_options(timeout=20_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,10 +49,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app run by `streamlit run` on a free port with a fresh store, once it answers."""
+def app_url(tmp_path_factory: pytest.TempPathFactory, sample_store_file: Path) -> Iterator[str]:
+    """The app run by `streamlit run` on a free port, on a copy of the sample store (as a first
+    start leaves it; tests/test_app_data.py checks the first start itself), once it answers."""
     port = free_port()
-    env = dict(os.environ, EVENTLENS_DB=str(tmp_path_factory.mktemp("db") / "browser.duckdb"))
+    db = tmp_path_factory.mktemp("db") / "browser.duckdb"
+    shutil.copyfile(sample_store_file, db)
+    env = dict(os.environ, EVENTLENS_DB=str(db))
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
