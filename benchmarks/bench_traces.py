@@ -23,7 +23,7 @@
                          the most events, the first of the list sorted by events)
      g. summarise        traces.summarise(f's frame) (pandas, on the loaded frame) against one
                          SQL query of the same numbers from the events table
-     h. open a trace     traces.exists + traces.events + traces.summarise, as the page does,
+     h. open a trace     traces.copies + traces.events + traces.summarise, as the page does,
                          against the bare queries of f and g
    Every result is checked against its baseline (same traces, order, counts, times, types).
 3. Times store.refresh_traces() (a full rebuild of trace_summary) R2 times: what the summary
@@ -210,9 +210,10 @@ def baseline_open(con: duckdb.DuckDBPyConnection, trace_id: str) -> tuple[pd.Dat
 
 
 def eventlens_open(store: Store, trace_id: str) -> tuple[pd.DataFrame, dict]:
-    if not traces.exists(store, trace_id):
+    copy = traces.choose_copy(traces.copies(store, trace_id), None)
+    if copy is None:
         raise SystemExit(f"{trace_id} does not exist")
-    frame = traces.events(store, trace_id)
+    frame = traces.events(store, trace_id, copy.dataset)
     return frame, traces.summarise(frame)
 
 
@@ -323,8 +324,8 @@ def describe(sql: str) -> str:
         return "page of traces: trace_summary WHERE ... ORDER BY ... LIMIT/OFFSET"
     if words.startswith("SELECT count(*) FROM trace_summary t WHERE"):
         return "match count: count(*) FROM trace_summary WHERE ..."
-    if words.startswith("SELECT count(*) FROM trace_summary WHERE trace_id"):
-        return "exists: count(*) FROM trace_summary WHERE trace_id = ?"
+    if words.startswith("SELECT t.dataset, t.events, coalesce(d.test, false)"):
+        return "copies: trace_summary JOIN datasets WHERE trace_id = ?"
     if words.startswith("SELECT timestamp,"):
         return "one trace: events WHERE trace_id = ? ORDER BY timestamp, file, line"
     return words[:70] + ("..." if len(words) > 70 else "")
@@ -447,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: baseline_summary(con, trace_id),
         ),
         (
-            Row("h. open a trace (exists+f+g)"),
+            Row("h. open a trace (copies+f+g)"),
             Row("bare DuckDB f' + g'"),
             lambda: eventlens_open(store, trace_id),
             lambda: baseline_open(con, trace_id),
