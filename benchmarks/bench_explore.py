@@ -1,13 +1,13 @@
 """Explore benchmark: the Explore page's queries against bare DuckDB on one generated store.
 
-    uv run python benchmarks/bench_explore.py [--events N] [--repeat R] [--workdir DIR]
+    uv run python -m benchmarks.bench_explore [--events N] [--repeat R] [--workdir DIR]
                                               [--metric KEY] [--apptest] [--wait-quiet SECONDS]
                                               [--profile] [--delete-data]
 
 1. Builds WORKDIR/explore_<N>.duckdb with N events, or reuses it when it already holds N
-   events: the JSONL comes from bench_ingest's generator (WORKDIR/events_<N>.jsonl, itself
-   reused when it holds N lines) and is loaded with eventlens.ingest.load_files(Store(path),
-   [jsonl], "bench").
+   events: the JSONL comes from the benchmarks' generator (benchmarks/data.py;
+   WORKDIR/events_<N>.jsonl, itself reused when it holds N lines) and is loaded with
+   eventlens.ingest.load_files(Store(path), [jsonl], "bench").
 2. In this one process, on that store, after one untimed warm-up call each, times R calls
    (round-robin) of:
      a. series        analytics.series(store, SeriesQuery(agg="p95", metric=KEY, bucket="1h",
@@ -40,166 +40,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import (  # noqa: E402  (the benchmarks folder is not a package)
-    NOISY_SHARE,
-    ROOT,
-    _busy_cpu_seconds,
-    generate,
-    machine_line,
-    remove_db,
-    wait_quiet,
-)
-
-from eventlens import analytics  # noqa: E402
-from eventlens.analytics import SeriesQuery  # noqa: E402
-from eventlens.ingest import load_files  # noqa: E402
-from eventlens.store import DB_ENV, Store  # noqa: E402
+from benchmarks import harness
+from benchmarks.data import build_store, delete_data
+from benchmarks.harness import ROOT, Calls, Judged, Query, QueryLog, Row, timed
+from eventlens import analytics
+from eventlens.analytics import SeriesQuery
+from eventlens.store import DB_ENV, Store
 
 SERIES_TARGET_MS_PER_MILLION = 150.0
 APPTEST_TARGET_MS = 1000.0  # at 1,000,000 events
 APPTEST_TARGET_EVENTS = 1_000_000
-DATASET = "bench"
-
-# ---------------------------------------------------------------------------------------------
-# The store
-# ---------------------------------------------------------------------------------------------
-
-
-def stored_events(db: Path) -> int | None:
-    """The events the store file holds, None when it is missing or unreadable."""
-    if not db.is_file():
-        return None
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        return con.execute("SELECT count(*) FROM events").fetchone()[0]
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
-
-
-def build_store(n: int, workdir: Path) -> tuple[Path, Path | None]:
-    """WORKDIR/explore_<n>.duckdb holding n events; and the JSONL when one was needed."""
-    db = workdir / f"explore_{n}.duckdb"
-    held = stored_events(db)
-    if held == n:
-        print(f"reusing {db} ({n:,} events, {db.stat().st_size / 1e6:,.0f} MB)")
-        return db, None
-    if held is not None:
-        print(f"{db} holds {held:,} events, not {n:,}: building it again")
-    remove_db(db)
-    src = generate(n, workdir)
-    started = time.perf_counter()
-    store = Store(db)
-    try:
-        result = load_files(store, [src], DATASET)
-    finally:
-        store.close()
-    if result.failed_files or result.loaded != n:
-        errors = "; ".join(f.error or "" for f in result.failed_files)
-        raise SystemExit(
-            f"loading {src} gave {result.loaded:,} events, not {n:,} "
-            f"(rejected {result.rejected:,}, duplicates {result.duplicates:,}) {errors}"
-        )
-    print(
-        f"loaded {n:,} events into {db} ({db.stat().st_size / 1e6:,.0f} MB) "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
-    return db, src
-
-
-# ---------------------------------------------------------------------------------------------
-# Measuring
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    name: str
-    times: list[float] = field(default_factory=list)  # seconds
-    busy_others: float = 0.0  # CPU seconds other processes used while this row ran
-    wall: float = 0.0
-    first: float | None = None  # the untimed first call (warm-up / first page run)
-    last: Any = None  # the last call's result
-
-    def median_ms(self) -> float | None:
-        return statistics.median(self.times) * 1000 if self.times else None
-
-    def best_ms(self) -> float | None:
-        return min(self.times) * 1000 if self.times else None
-
-    def others(self) -> float | None:
-        if not self.wall:
-            return None
-        return self.busy_others / (self.wall * (os.cpu_count() or 1))
-
-
-def timed(row: Row, fn: Callable[[], Any], *, record: bool = True) -> float:
-    """Call fn once; add its wall time (and others' CPU meanwhile) to row when record."""
-    busy_before, cpu_before = _busy_cpu_seconds(), time.process_time()
-    started = time.perf_counter()
-    row.last = fn()
-    seconds = time.perf_counter() - started
-    busy_after, cpu_after = _busy_cpu_seconds(), time.process_time()
-    if record:
-        row.times.append(seconds)
-        row.wall += seconds
-        if busy_before is not None and busy_after is not None:
-            own = cpu_after - cpu_before
-            row.busy_others += max(0.0, busy_after - busy_before - own)
-    return seconds
-
-
-class QueryLog:
-    """Times every query a Store runs while capturing, by wrapping Store.rows() and Store.df()
-    on the class (Store.scalar() goes through rows()), so the app's own store is covered too."""
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[str, Any, float, int]] = []  # sql, params, seconds, rows
-        self.on = False
-        self._saved = (Store.rows, Store.df)
-        Store.rows = self._wrap(Store.rows)  # type: ignore[method-assign]
-        Store.df = self._wrap(Store.df)  # type: ignore[method-assign]
-
-    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        log = self
-
-        def call(store: Store, sql: str, params: Any = None) -> Any:
-            started = time.perf_counter()
-            out = fn(store, sql, params)
-            if log.on:
-                log.entries.append((sql, params, time.perf_counter() - started, len(out)))
-            return out
-
-        return call
-
-    def capture(self, fn: Callable[[], Any]) -> tuple[float, list[tuple[str, Any, float, int]]]:
-        self.entries, self.on = [], True
-        started = time.perf_counter()
-        try:
-            fn()
-        finally:
-            self.on = False
-        return time.perf_counter() - started, self.entries
-
-    def close(self) -> None:
-        Store.rows, Store.df = self._saved  # type: ignore[method-assign]
 
 
 def describe_sql(sql: str) -> str:
@@ -217,7 +75,7 @@ def describe_sql(sql: str) -> str:
         return "trace list (GROUP BY trace_id)"
     if words.startswith("SELECT count(*), count(DISTINCT trace_id),"):
         return "headline: count(*), count(DISTINCT trace_id), measure"
-    return words[:70] + ("..." if len(words) > 70 else "")
+    return harness.short_sql(sql)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +160,7 @@ def check_traces(ours: pd.DataFrame, base: pd.DataFrame) -> str:
 
 def apptest_rows(
     db: Path, q: SeriesQuery, repeat: int, log: QueryLog
-) -> tuple[list[Row], list[str], list[tuple[str, float, list[tuple[str, Any, float, int]]]]]:
+) -> tuple[list[Row], list[str], list[tuple[str, float, list[Query]]]]:
     """The Explore page's first run and `repeat` reruns, for the default view and for q; and
     the queries of one more (untimed) rerun of each."""
     from streamlit.testing.v1 import AppTest
@@ -353,78 +211,16 @@ def apptest_rows(
 
 
 # ---------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
-
-
-def print_table(entries: list[tuple[Row, Row | None, float | None, str]]) -> None:
-    header = (
-        f"{'name':<34} {'median ms':>10} {'best ms':>9} {'baseline ms':>12} {'ratio':>7} "
-        f"{'target ms':>10}  {'met':<8} {'others CPU':>10}"
-    )
-    print(header)
-    print("-" * len(header))
-    for row, base, target, target_note in entries:
-        med = row.median_ms()
-        base_med = base.median_ms() if base else None
-        ratio = f"{med / base_med:.1f}x" if med and base_med else "-"
-        if target is None:
-            target_text, met = target_note, "-"
-        else:
-            met = "met" if med is not None and med <= target else "NOT MET"
-            target_text = _ms(target)
-        others = [r.others() for r in (row, base) if r is not None and r.others() is not None]
-        others_text = f"{max(others):.0%}" if others else "?"
-        print(
-            f"{row.name:<34} {_ms(med):>10} {_ms(row.best_ms()):>9} {_ms(base_med):>12} "
-            f"{ratio:>7} {target_text:>10}  {met:<8} {others_text:>10}"
-        )
-        if base is not None:
-            print(
-                f"{'  ' + base.name:<34} {_ms(base_med):>10} {_ms(base.best_ms()):>9} "
-                f"{'':>12} {'':>7} {'':>10}  {'':<8}"
-            )
-
-
-def print_breakdown(
-    title: str, total: float, entries: list[tuple[str, Any, float, int]], rest: str
-) -> None:
-    queries = sum(s for _, _, s, _ in entries)
-    print(
-        f"{title}: {total * 1000:,.0f} ms in all, {queries * 1000:,.0f} ms in {len(entries)} "
-        f"queries, {(total - queries) * 1000:,.0f} ms {rest}"
-    )
-    for sql, _, seconds, n in entries:
-        print(f"  {seconds * 1000:>8,.1f} ms  {n:>7,} rows  {describe_sql(sql)}")
-
-
-def profile(store: Store, title: str, entries: list[tuple[str, Any, float, int]]) -> str:
-    """DuckDB's EXPLAIN ANALYZE of the slowest query among entries, as text to print."""
-    sql, params, seconds, _ = max(entries, key=lambda e: e[2])
-    with store.cursor() as cur:
-        plan = cur.execute("EXPLAIN ANALYZE " + sql, params).fetchall()
-    head = f"profile of {title}'s slowest query ({seconds * 1000:,.1f} ms): {describe_sql(sql)}"
-    return "\n".join([head, *(text for _, text in plan)])
-
-
-# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events in the store")
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per row (median)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=ROOT / "bench_data",
-        help="where the JSONL and the store go (default ./bench_data)",
+    harness.add_store_options(
+        parser,
+        "before the timed calls (and before the page runs)",
+        "the series and of the trace list",
     )
     parser.add_argument(
         "--metric",
@@ -437,37 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time the Explore page in Streamlit's AppTest (first run, then reruns)",
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="before the timed calls (and before the page runs), wait up to SECONDS for other "
-        "processes to use under 10%% of the CPU (default 0: do not wait)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="print DuckDB's EXPLAIN ANALYZE of the slowest query of the series and of the "
-        "trace list",
-    )
-    parser.add_argument(
-        "--delete-data",
-        action="store_true",
-        help="delete the generated JSONL and the store file at the end",
-    )
     args = parser.parse_args(argv)
     n, workdir = args.events, args.workdir.resolve()
     if n < 1 or args.repeat < 1:
         parser.error("--events and --repeat must be at least 1")
-    raw_argv = sys.argv[1:] if argv is None else argv
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
 
-    print(f"eventlens explore benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    print("command: " + shlex.join(["python", script, *raw_argv]))
-    print(machine_line())
+    harness.print_header("explore", __spec__.name, argv)
     started_all = time.perf_counter()
-    db, src = build_store(n, workdir)
+    db, _, _ = build_store(n, workdir, "explore")
 
     store = Store(db)
     log = QueryLog()
@@ -494,19 +267,15 @@ def main(argv: list[str] | None = None) -> int:
 
     series_row, series_base = Row("a. series p95 1h by event_type"), Row("a'. bare DuckDB")
     traces_row, traces_base = Row("b. trace list (one bucket)"), Row("b'. bare DuckDB")
-    calls: list[tuple[Row, Callable[[], Any]]] = [
+    calls: Calls = [
         (series_row, lambda: analytics.series(store, q)),
         (series_base, lambda: baseline_series(con, args.metric)),
         (traces_row, lambda: analytics.traces_for(store, q, t_start, t_end, [t_type])),
         (traces_base, lambda: baseline_traces(con, args.metric, t_start, t_end, t_type)),
     ]
-    for row, fn in calls:
-        row.first = timed(row, fn, record=False)
-    if args.wait_quiet > 0:
-        wait_quiet(args.wait_quiet)
-    for _ in range(args.repeat):
-        for row, fn in calls:
-            timed(row, fn)
+    harness.warm_up(calls)
+    harness.wait_quiet(args.wait_quiet)
+    harness.time_rounds(calls, args.repeat)
     checks = [
         "series " + check_series(series_row.last, series_base.last),
         "trace list " + check_traces(traces_row.last, traces_base.last),
@@ -518,19 +287,20 @@ def main(argv: list[str] | None = None) -> int:
             *log.capture(lambda: analytics.traces_for(store, q, t_start, t_end, [t_type])),
         ),
     ]
-    profiles = [profile(store, t, e) for t, _, e in breakdowns] if args.profile else []
+    profiles = []
+    if args.profile:
+        profiles = [harness.profile(store, t, e, describe_sql) for t, _, e in breakdowns]
     con.close()
     store.close()
 
     app_rows, app_notes, app_breakdowns = [], [], []
     if args.apptest:
-        if args.wait_quiet > 0:
-            wait_quiet(args.wait_quiet)
+        harness.wait_quiet(args.wait_quiet)
         app_rows, app_notes, app_breakdowns = apptest_rows(db, q, args.repeat, log)
     log.close()
 
     series_target = SERIES_TARGET_MS_PER_MILLION * n / 1_000_000
-    table: list[tuple[Row, Row | None, float | None, str]] = [
+    table: list[Judged] = [
         (series_row, series_base, series_target, ""),
         (traces_row, traces_base, None, "none"),
     ]
@@ -540,27 +310,22 @@ def main(argv: list[str] | None = None) -> int:
         else:
             table.append((row, None, None, "1M only"))
     print()
-    print_table(table)
+    harness.print_ratio_table(table)
     print()
     for line in checks + app_notes:
         print(line)
     print()
     for title, total, entries in breakdowns:
-        print_breakdown(title, total, entries, "in Python (pandas)")
+        harness.print_breakdown(title, total, entries, "in Python (pandas)", describe_sql)
     for title, total, entries in app_breakdowns:
-        print_breakdown(title, total, entries, "elsewhere (Streamlit, pandas, plotly)")
+        harness.print_breakdown(
+            title, total, entries, "elsewhere (Streamlit, pandas, plotly)", describe_sql
+        )
     for text in profiles:
         print("\n" + text)
-    noisy = [r for r, b, _, _ in table for x in (r, b) if x and (x.others() or 0) > NOISY_SHARE]
-    if noisy:
-        print(
-            f"\nwarning: other processes used more than 10% of the CPU while {len(noisy)} row(s)"
-            " ran; those times are inflated, rerun on a quiet machine"
-        )
+    harness.warn_if_noisy(x for r, b, _, _ in table for x in (r, b))
     if args.delete_data:
-        remove_db(db)
-        (src or workdir / f"events_{n}.jsonl").unlink(missing_ok=True)
-        print(f"\ndeleted {db} and the JSONL")
+        delete_data(db, n, workdir)
     print(f"\ntotal {time.perf_counter() - started_all:,.0f} s")
     return 0
 

@@ -1,6 +1,6 @@
 """Replay benchmark: eventlens's replay engine against bare HTTP clients, and its memory.
 
-    uv run python benchmarks/bench_replay.py [--instant-events N] [--slow-events N]
+    uv run python -m benchmarks.bench_replay [--instant-events N] [--slow-events N]
                                              [--repeat R] [--concurrency C]
                                              [--source-events M] [--sparse-source-events M2]
                                              [--slow-sequential K] [--instant-sequential K]
@@ -17,12 +17,12 @@
      instant   answers at once: what the client costs per request decides the rate
      slow      answers after 50 ms (asyncio.sleep): the ideal at 64 in flight is 64 / 0.05 =
                1,280 events/s; a client that keeps 64 requests in flight gets close to it
-   The events are the first N of bench_ingest's generated export WORKDIR/events_<M>.jsonl (M =
+   The events are the first N of the generated export WORKDIR/events_<M>.jsonl (M =
    --source-events, 10M by default, so about 170 traces are live in any 512 consecutive events
    and the replay's one-trace-at-a-time ordering does not bind), copied to
    WORKDIR/replay_head_<N>_of_<M>.jsonl. Every contender posts those same events as JSON, with
-   the same headers, each in a fresh process (the same interpreter), R times round-robin,
-   with C in flight:
+   the same headers, each in a fresh process (the same interpreter, running
+   benchmarks/replay_contenders.py), R times round-robin, with C in flight:
      a   eventlens replay      replay.plan(...) untimed (its seconds are printed apart), then
                                Replay(store, run, key).execute() timed: the engine as the CLI
                                and the page run it (AsyncSender on httpx-aiohttp's
@@ -66,7 +66,6 @@ run; --retry-noisy K runs a noisy run again (up to K times).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import json
 import os
@@ -82,16 +81,17 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import NOISY_SHARE, ROOT, generate, machine_line, wait_quiet  # noqa: E402
-from bench_submit import busy_cpu_seconds, free_port, process_cpu_seconds  # noqa: E402
+from benchmarks import harness, replay_contenders
+from benchmarks.data import count_lines, generate
+from benchmarks.harness import ROOT, Col, Table, percent, ratio
+from benchmarks.replay_contenders import KEY
 
-KEY = "bench-replay-key-0123456789"
 SLOW_DELAY_S = 0.05
 SLOW_TARGET, INSTANT_TARGET = 0.85, 0.30
 RSS_TARGET_MB = 300
@@ -152,7 +152,7 @@ class Endpoint:
 
     def __init__(self, name: str, delay_s: float):
         self.name, self.delay_s = name, delay_s
-        self.port = free_port()
+        self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -172,13 +172,8 @@ class Endpoint:
         raise SystemExit(f"the {self.name} server did not start in 15 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            harness.stop_process(self.proc, timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,10 +184,8 @@ class Endpoint:
 def head_file(n: int, source_events: int, workdir: Path) -> Path:
     """WORKDIR/replay_head_<n>_of_<M>.jsonl: the first n events of events_<M>.jsonl."""
     path = workdir / f"replay_head_{n}_of_{source_events}.jsonl"
-    if path.is_file():
-        with open(path, "rb") as fh:
-            if sum(1 for _ in fh) == n:
-                return path
+    if path.is_file() and count_lines(path) == n:
+        return path
     src = generate(source_events, workdir)
     tmp = path.with_suffix(".part")
     with open(src, "rb") as fh, open(tmp, "wb") as out:
@@ -217,219 +210,7 @@ def trace_density(path: Path, window: int = 512) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The contenders (each runs in a child process: `bench_replay.py --child KEY ...`)
-# ---------------------------------------------------------------------------------------------
-
-
-def _bodies(path: str, n: int) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in itertools.islice(fh, n)]
-
-
-def _headers() -> dict[str, str]:
-    from eventlens import client
-
-    return client.Target("http://unused", KEY, "typed").headers()
-
-
-async def _pool(n: int, concurrency: int, send: Any) -> int:
-    """C worker coroutines taking the next index in turn; the number of 200 answers."""
-    import asyncio
-
-    counter = itertools.count()
-    ok = 0
-
-    async def worker() -> None:
-        nonlocal ok
-        while (i := next(counter)) < n:
-            accepted = await send(i)  # (ok += await ... would read ok before the await)
-            ok += accepted
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return ok
-
-
-def _child_http(kind: str, url: str, bodies: list[dict[str, Any]], conc: int) -> tuple[int, Any]:
-    """(events accepted, a closure that sends them all) for contenders b-g; built untimed."""
-    import asyncio
-
-    import httpx
-
-    n = len(bodies)
-    headers = _headers()
-    post_url = url + "/api/track_event"
-    timeout = httpx.Timeout(10.0, connect=5.0)
-    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-
-    if kind == "b":
-
-        def run() -> int:
-            ok = 0
-            with httpx.Client(timeout=timeout) as http:
-                for body in bodies:
-                    r = http.post(post_url, content=json.dumps(body).encode(), headers=headers)
-                    ok += r.status_code == 200
-            return ok
-
-        return n, run
-
-    if kind == "d":
-
-        def run() -> int:
-            from concurrent.futures import ThreadPoolExecutor
-
-            counter = itertools.count()
-            with httpx.Client(timeout=timeout, limits=limits) as http:
-
-                def worker() -> int:
-                    ok = 0
-                    while (i := next(counter)) < n:
-                        r = http.post(
-                            post_url, content=json.dumps(bodies[i]).encode(), headers=headers
-                        )
-                        ok += r.status_code == 200
-                    return ok
-
-                with ThreadPoolExecutor(conc) as pool:
-                    return sum(pool.map(lambda _: worker(), range(conc)))
-
-        return n, run
-
-    async def main_c() -> int:
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(limit=conc)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
-        ) as session:
-
-            async def send(i: int) -> int:
-                data = json.dumps(bodies[i]).encode()
-                async with session.post(post_url, data=data, headers=headers) as r:
-                    await r.read()
-                    return r.status == 200
-
-            return await _pool(n, conc, send)
-
-    async def main_client(transport: Any) -> int:
-        kwargs = {"transport": transport} if transport is not None else {"limits": limits}
-        async with httpx.AsyncClient(timeout=timeout, **kwargs) as http:
-
-            async def send(i: int) -> int:
-                data = json.dumps(bodies[i]).encode()
-                r = await http.post(post_url, content=data, headers=headers)
-                return r.status_code == 200
-
-            return await _pool(n, conc, send)
-
-    async def main_g() -> int:
-        from httpx_aiohttp import AiohttpTransport
-
-        from eventlens import client
-
-        target = client.Target(url, KEY, "typed")
-        transport = AiohttpTransport(limits=limits)
-        sender = client.AsyncSender(target, transport, timeout)
-        async with transport:
-
-            async def send(i: int) -> int:
-                result = await sender.send(bodies[i])
-                return result.ok
-
-            return await _pool(n, conc, send)
-
-    async def main_c2() -> int:
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(limit=conc)
-        gate = asyncio.Semaphore(conc)
-        async with aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=10)
-        ) as session:
-
-            async def send(body: dict[str, Any]) -> bool:
-                async with gate:
-                    data = json.dumps(body).encode()
-                    async with session.post(post_url, data=data, headers=headers) as r:
-                        await r.read()
-                        return r.status == 200
-
-            return sum(await asyncio.gather(*(send(b) for b in bodies)))
-
-    def aiohttp_transport() -> Any:
-        from httpx_aiohttp import AiohttpTransport
-
-        return AiohttpTransport(limits=limits)
-
-    runners = {
-        "c": lambda: asyncio.run(main_c()),
-        "c2": lambda: asyncio.run(main_c2()),
-        "e": lambda: asyncio.run(main_client(None)),
-        "f": lambda: asyncio.run(main_client(aiohttp_transport())),
-        "g": lambda: asyncio.run(main_g()),
-    }
-    return n, runners[kind]
-
-
-def child(args: argparse.Namespace) -> int:
-    """Run one contender once; print one JSON line with the timed window's numbers."""
-    extra: dict[str, Any] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="bench_replay_", dir=args.workdir))
-    try:
-        if args.child in ("a", "a2"):
-            from eventlens import replay as rp
-            from eventlens.store import Store
-
-            store = Store(workdir / "replay.duckdb")
-            started = time.perf_counter()
-            run = rp.plan(
-                store,
-                rp.Source(path=args.file),
-                rp.Transforms(),
-                rp.Pacing(concurrency=args.concurrency),
-                rp.Endpoint(url=args.url),
-            )
-            extra["plan_s"] = round(time.perf_counter() - started, 3)
-            events = run.planned
-            session = rp.Replay(store, run, KEY)
-
-            def send_all() -> int:
-                report = session.execute()
-                extra["report_rate"] = report["rate_per_s"]
-                extra["report_elapsed_s"] = report["elapsed_s"]
-                extra["p50_ms"] = report["latency_ms"]["p50"]
-                return int(report["accepted"])
-        else:
-            events, send_all = _child_http(
-                args.child, args.url, _bodies(args.file, args.events), args.concurrency
-            )
-        busy0, cpu0 = busy_cpu_seconds(), time.process_time()
-        server0 = process_cpu_seconds(args.server_pid)
-        started = time.perf_counter()
-        ok = send_all()
-        seconds = time.perf_counter() - started
-        busy1, cpu1 = busy_cpu_seconds(), time.process_time()
-        server = process_cpu_seconds(args.server_pid) - server0
-        if args.child in ("a", "a2"):
-            store.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    cpu = cpu1 - cpu0
-    others = None
-    if busy0 is not None and busy1 is not None:
-        others = max(0.0, busy1 - busy0 - cpu - server) / (seconds * (os.cpu_count() or 1))
-    print(
-        json.dumps(
-            {"events": events, "ok": ok, "seconds": seconds, "cpu_s": cpu, "server_cpu_s": server}
-            | {"others": others}
-            | extra
-        )
-    )
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Throughput: the parent side
+# Throughput
 # ---------------------------------------------------------------------------------------------
 
 
@@ -467,18 +248,14 @@ class Row:
 
 
 def run_child(row: Row, endpoint: Endpoint, conc: int, workdir: Path) -> Result | str:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", row.key,
+    cmd = [sys.executable, "-m", replay_contenders.__name__, row.key,
            "--url", endpoint.url, "--file", str(row.file), "--events", str(row.events),
            "--concurrency", str(conc), "--server-pid", str(endpoint.proc.pid),
            "--workdir", str(workdir)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return f"exit {proc.returncode}: {tail}"
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return f"unreadable output {proc.stdout[-200:]!r}"
+    out = harness.child_output(proc.returncode, proc.stdout, proc.stderr)
+    if isinstance(out, str):
+        return out
     detail = ""
     if "plan_s" in out:
         detail = (
@@ -491,32 +268,49 @@ def run_child(row: Row, endpoint: Endpoint, conc: int, workdir: Path) -> Result 
     )  # fmt: skip
 
 
+def report_run(label: str, res: Result | str, again: bool) -> None:
+    """One run's line as it ends (`again`: noisy, to be run again)."""
+    if isinstance(res, str):
+        print(f"{label}: FAILED {res}", flush=True)
+        return
+    print(
+        f"{label}: {res.events:,} events in {res.seconds:.2f} s = {res.rate:,.0f}/s, "
+        f"{res.ok:,} accepted, client CPU {res.cpu_s:.2f} s, server CPU "
+        f"{res.server_cpu_s:.2f} s, others {percent(res.others)}"
+        + (f"; {res.detail}" if res.detail else "")
+        + ("  -> noisy, running it again" if again else ""),
+        flush=True,
+    )
+
+
 def measure(endpoint: Endpoint, rows: list[Row], args: argparse.Namespace, workdir: Path) -> None:
     for rep in range(args.repeat):
         for row in rows:
-            for attempt in range(args.retry_noisy + 1):
-                if args.wait_quiet > 0:
-                    wait_quiet(args.wait_quiet)
-                res = run_child(row, endpoint, args.concurrency, workdir)
-                if isinstance(res, str):
-                    row.failed.append(res)
-                    print(f"  [{rep + 1}/{args.repeat}] {row.name}: FAILED {res}", flush=True)
-                    break
-                noisy = res.others is not None and res.others > NOISY_SHARE
-                retry = noisy and attempt < args.retry_noisy
-                others = "?" if res.others is None else f"{res.others:.0%}"
-                print(
-                    f"  [{rep + 1}/{args.repeat}] {row.name}: {res.events:,} events in "
-                    f"{res.seconds:.2f} s = {res.rate:,.0f}/s, {res.ok:,} accepted, client CPU "
-                    f"{res.cpu_s:.2f} s, server CPU {res.server_cpu_s:.2f} s, others {others}"
-                    + (f"; {res.detail}" if res.detail else "")
-                    + ("  -> noisy, running it again" if retry else ""),
-                    flush=True,
-                )
-                if not retry:
-                    row.runs.append(res)
-                    break
-                row.discarded += 1
+            res, discarded = harness.run_with_retry(
+                partial(run_child, row, endpoint, args.concurrency, workdir),
+                lambda res: None if isinstance(res, str) else res.others,
+                partial(report_run, f"  [{rep + 1}/{args.repeat}] {row.name}"),
+                retry_noisy=args.retry_noisy,
+                wait_quiet_s=args.wait_quiet,
+            )
+            row.discarded += discarded
+            if isinstance(res, str):
+                row.failed.append(res)
+            else:
+                row.runs.append(res)
+
+
+TABLE = Table(
+    Col("contender", "<28"),
+    Col("events", ">7"),
+    Col("seconds", ">8"),
+    Col("events/s", ">9"),
+    Col("vs c", ">6"),
+    Col("cpu ms/1k", ">9"),
+    Col("server", ">7"),
+    Col("others", ">7"),
+    Col("accepted", gap=2),
+)
 
 
 def print_table(endpoint: Endpoint, rows: list[Row], conc: int) -> dict[str, float]:
@@ -529,27 +323,24 @@ def print_table(endpoint: Endpoint, rows: list[Row], conc: int) -> dict[str, flo
         f"{endpoint.delay_s * 1000:.0f} ms{ideal}), concurrency {conc}, median of "
         f"{max(len(r.runs) for r in rows)} runs"
     )
-    header = (
-        f"{'contender':<28} {'events':>7} {'seconds':>8} {'events/s':>9} {'vs c':>6} "
-        f"{'cpu ms/1k':>9} {'server':>7} {'others':>7}  accepted"
-    )
-    print(header)
-    print("-" * len(header))
+    TABLE.print_header()
     for r in rows:
         if not r.runs or r.failed:
-            print(f"{r.name:<28} FAILED: {r.failed[0] if r.failed else 'no runs'}")
+            print(f"{TABLE.row(r.name)} FAILED: {r.failed[0] if r.failed else 'no runs'}")
             continue
-        med = r.median_seconds()
-        cpu = statistics.median(x.cpu_s for x in r.runs) / r.events * 1e6
-        server = statistics.median(x.server_cpu_s / x.seconds for x in r.runs)
         others = [x.others for x in r.runs if x.others is not None]
-        ok = all(x.ok == x.events for x in r.runs)
-        ratio = f"{rates[r.key] / base:.2f}x" if base else "-"
         print(
-            f"{r.name:<28} {r.events:>7,} {med:>8.2f} {rates[r.key]:>9,.0f} {ratio:>6} "
-            f"{cpu:>9,.0f} {server:>7.0%} "
-            + (f"{max(others):>7.0%}" if others else f"{'?':>7}")
-            + f"  {'all' if ok else 'NOT ALL'}"
+            TABLE.row(
+                r.name,
+                f"{r.events:,}",
+                f"{r.median_seconds():.2f}",
+                f"{rates[r.key]:,.0f}",
+                ratio(rates[r.key], base),
+                f"{statistics.median(x.cpu_s for x in r.runs) / r.events * 1e6:,.0f}",
+                f"{statistics.median(x.server_cpu_s / x.seconds for x in r.runs):.0%}",
+                percent(max(others) if others else None),
+                "all" if all(x.ok == x.events for x in r.runs) else "NOT ALL",
+            )
         )
     plans = [x.plan_s for r in rows for x in r.runs if x.plan_s is not None and r.key == "a"]
     if plans:
@@ -560,30 +351,6 @@ def print_table(endpoint: Endpoint, rows: list[Row], conc: int) -> dict[str, flo
 # ---------------------------------------------------------------------------------------------
 # Memory: the real CLI on a big file
 # ---------------------------------------------------------------------------------------------
-
-
-def tree_rss_mb(pid: int) -> float | None:
-    """VmRSS of pid and its descendants, in MB (10^6 bytes); None once it is gone."""
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
-            else:  # no VmRSS line: a zombie, exiting
-                if p == pid:
-                    return None
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            if p == pid:
-                return None
-    return total / 1e6
 
 
 def dir_mb(path: Path) -> float:
@@ -621,8 +388,7 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
         ),
         flush=True,
     )
-    if args.wait_quiet > 0:
-        wait_quiet(args.wait_quiet)
+    harness.wait_quiet(args.wait_quiet)
     env = dict(os.environ, LANGWATCH_API_KEY=KEY, PYTHONUNBUFFERED="1")
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -658,7 +424,7 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
     disk_peak, next_disk = 0.0, 0.0
     try:
         while proc.poll() is None:
-            rss = tree_rss_mb(proc.pid)
+            rss = harness.tree_rss_mb(proc.pid)
             now = time.monotonic()
             if rss is not None:
                 phase = "stop" if termed else "send" if planned_at else "plan"
@@ -770,18 +536,6 @@ def memory_run(args: argparse.Namespace, workdir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def versions() -> str:
-    from importlib.metadata import version
-
-    import aiohttp
-    import httpx
-
-    return (
-        f"httpx {httpx.__version__}, aiohttp {aiohttp.__version__}, "
-        f"httpx-aiohttp {version('httpx-aiohttp')}"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--instant-events", type=int, default=20_000)
@@ -819,27 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS")
-    parser.add_argument("--retry-noisy", type=int, default=0, metavar="K")
-    parser.add_argument("--workdir", type=Path, default=ROOT / "bench_data")
-    # the child side (one contender, one run)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--file", help=argparse.SUPPRESS)
-    parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
+    harness.add_noise_options(parser, retry=True)
+    harness.add_workdir(parser, "the JSONL files and the memory run's store")
     args = parser.parse_args(argv)
     args.workdir = args.workdir.resolve()
-    if args.child:
-        return child(args)
     # A TERM (or Ctrl-C) unwinds through the finally blocks, which stop the servers and the CLI.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
 
-    raw_argv = sys.argv[1:] if argv is None else argv
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
-    print(f"eventlens replay benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    print("command: " + shlex.join(["python", script, *raw_argv]))
-    print(machine_line() + "; " + versions())
+    harness.print_header("replay", __spec__.name, argv, "httpx", "aiohttp", "httpx-aiohttp")
     only = {k.strip() for k in args.only.split(",") if k.strip()}
     keys = [k for k in CONTENDERS if (not only or k in only)]
     if not args.sparse_source_events and "a2" in keys:

@@ -1,6 +1,6 @@
 """Submit benchmark: client.send_event against the sandbox on loopback, vs bare httpx posts.
 
-    uv run python benchmarks/bench_submit.py [--sends N] [--warmup W] [--server subprocess|thread]
+    uv run python -m benchmarks.bench_submit [--sends N] [--warmup W] [--server subprocess|thread]
                                              [--latency-ms MS] [--keep-db]
 
 1. Starts the sandbox on a free loopback port with a fresh DuckDB store in a temporary folder:
@@ -31,10 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,38 +45,13 @@ from typing import Any
 
 import httpx
 
+from benchmarks import harness
+from benchmarks.harness import Col, Table
 from eventlens import client, model
 from eventlens.store import Store
 
 TARGET_MS = 50.0
 KEY = "bench-sandbox-key-0123456789"
-NOISY_SHARE = 0.10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes spent busy so far (from /proc/stat), or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (from /proc/PID/stat)."""
-    try:
-        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -87,7 +59,7 @@ class Server:
 
     def __init__(self, kind: str, db: Path, latency_ms: float):
         self.kind, self.db, self.latency_ms = kind, db, latency_ms
-        self.port = free_port()
+        self.port = harness.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.thread: threading.Thread | None = None
@@ -135,16 +107,11 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU the server used so far when it is its own process (else 0: it is in ours)."""
-        return process_cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+        return harness.process_cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            harness.stop_process(self.proc, timeout=15)
         if self.server is not None:
             self.server.should_exit = True
             self.thread.join(timeout=15)
@@ -199,6 +166,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+TABLE = Table(
+    Col("row", "<32"),
+    Col("median", ">8"),
+    Col("p95", ">8"),
+    Col("p99", ">8"),
+    Col("max", ">8"),
+    Col("(ms)", gap=2),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sends", type=int, default=200, help="timed rounds (default 200)")
@@ -211,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench_submit_"))
     db = workdir / "submit.duckdb"
     server = Server(args.server, db, args.latency_ms)
-    print("command:", shlex.join([sys.executable, *sys.argv]))
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()},"
-        f" httpx {httpx.__version__}; server: {args.server}, store {db}"
-    )
+    harness.print_header("submit", __spec__.name, argv, "httpx")
+    print(f"server: {args.server}, store {db}")
     server.start()
     target = client.Target(endpoint=server.url, key=KEY, key_source="typed")
     url, headers = target.url, target.headers()
@@ -260,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             for _, fn, sends in rows:
                 fn(i)
                 sent += sends
-        busy_before = busy_cpu_seconds()
+        busy_before = harness.busy_cpu_seconds()
         ours_before = time.process_time() + server.cpu_seconds()
         wall_started = time.perf_counter()
         for i in range(args.sends):
@@ -271,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 times[name].append((time.perf_counter() - started) * 1000)
                 sent += sends
         wall = time.perf_counter() - wall_started
-        busy_after = busy_cpu_seconds()
+        busy_after = harness.busy_cpu_seconds()
         ours = time.process_time() + server.cpu_seconds() - ours_before
     finally:
         shared.close()
@@ -293,12 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: statistics.median(v) for name, v in times.items()}
     print()
     print(f"{args.sends} timed rounds after {args.warmup} warm-up rounds; each row once per round")
-    print(f"{'row':<32} {'median':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms)")
+    print(TABLE.header())
     for name, values in times.items():
-        print(
-            f"{name:<32} {medians[name]:>8.2f} {percentile(values, 95):>8.2f} "
-            f"{percentile(values, 99):>8.2f} {max(values):>8.2f}"
-        )
+        numbers = (medians[name], percentile(values, 95), percentile(values, 99), max(values))
+        print(TABLE.row(name, *(f"{x:.2f}" for x in numbers)))
     a, b, c, d = (medians[name] for name, _, _ in rows[:4])
     print()
     print(f"ratio a/c (send_event vs bare post, shared connection): {a / c:.2f}x")
@@ -310,10 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Sandbox.handle() (validate, insert, summary): {handle_ms:8.2f} ms")
     met = "met" if a < TARGET_MS else "NOT MET"
     print(f"target: send_event median under {TARGET_MS:.0f} ms: {a:.2f} ms, {met}")
-    if busy_before is not None and busy_after is not None and wall > 0:
-        share = max(0.0, busy_after - busy_before - ours) / (wall * (os.cpu_count() or 1))
-        note = "  (above 10%: times inflated)" if share > NOISY_SHARE else ""
-        print(f"others CPU during the timed rounds: {share:.0%}{note}")
+    share = harness.others_share(busy_before, busy_after, ours, wall)
+    if share is not None:
+        note = "  (above 10%: times inflated)" if harness.is_noisy(share) else ""
+        print(f"others CPU during the timed rounds: {harness.percent(share)}{note}")
     events, distinct = server.stored()
     print(
         f"check: {sent} sends, {len(failures)} not accepted; store holds {events} events, "

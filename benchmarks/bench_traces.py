@@ -1,14 +1,15 @@
 """Traces benchmark: the Traces page's queries against bare DuckDB on one generated store.
 
-    uv run python benchmarks/bench_traces.py [--events N] [--repeat R] [--workdir DIR]
+    uv run python -m benchmarks.bench_traces [--events N] [--repeat R] [--workdir DIR]
                                              [--prefix P] [--event-type T] [--detail K=V]
                                              [--deep-offset O] [--refresh-repeat R2]
                                              [--wait-quiet SECONDS] [--profile] [--delete-data]
 
 1. Builds WORKDIR/traces_<N>.duckdb with N events, or reuses it when it already holds N events:
-   the JSONL comes from bench_ingest's generator (WORKDIR/events_<N>.jsonl, reused when it holds
-   N lines) and is loaded with eventlens.ingest.load_files(Store(path), [jsonl], "bench"), which
-   also fills the store's trace_summary table (one row per dataset and trace).
+   the JSONL comes from the benchmarks' generator (benchmarks/data.py; WORKDIR/events_<N>.jsonl,
+   reused when it holds N lines) and is loaded with eventlens.ingest.load_files(Store(path),
+   [jsonl], "bench"), which also fills the store's trace_summary table (one row per dataset and
+   trace).
 2. In this one process, on that store, after one untimed warm-up call each, times R calls
    (round-robin) of eventlens's traces module, each against a bare DuckDB query that computes
    the same from the events table (GROUP BY dataset, trace_id ... ORDER BY ... LIMIT 50, the
@@ -23,7 +24,7 @@
                          the most events, the first of the list sorted by events)
      g. summarise        traces.summarise(f's frame) (pandas, on the loaded frame) against one
                          SQL query of the same numbers from the events table
-     h. open a trace     traces.exists + traces.events + traces.summarise, as the page does,
+     h. open a trace     traces.copies + traces.events + traces.summarise, as the page does,
                          against the bare queries of f and g
    Every result is checked against its baseline (same traces, order, counts, times, types).
 3. Times store.refresh_traces() (a full rebuild of trace_summary) R2 times: what the summary
@@ -41,76 +42,24 @@ from /proc/stat and printed; above 10% the times are inflated.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_explore import (  # noqa: E402  (the benchmarks folder is not a package)
-    DATASET,
-    QueryLog,
-    Row,
-    _ms,
-    print_breakdown,
-    print_table,
-    profile,
-    stored_events,
-    timed,
-)
-from bench_ingest import NOISY_SHARE, ROOT, generate, machine_line, remove_db, wait_quiet  # noqa: E402
-
-from eventlens import traces  # noqa: E402
-from eventlens.ingest import load_files  # noqa: E402
-from eventlens.store import Store  # noqa: E402
-from eventlens.traces import TraceSearch  # noqa: E402
+from benchmarks import harness
+from benchmarks.data import build_store, delete_data
+from benchmarks.harness import Judged, QueryLog, Row, ms
+from eventlens import traces
+from eventlens.store import Store
+from eventlens.traces import TraceSearch
 
 TARGET_MS = 200.0
 TARGET_EVENTS = 10_000_000
 PAGE = traces.PAGE_SIZE
-
-# ---------------------------------------------------------------------------------------------
-# The store
-# ---------------------------------------------------------------------------------------------
-
-
-def build_store(n: int, workdir: Path) -> tuple[Path, Path | None, float | None]:
-    """WORKDIR/traces_<n>.duckdb holding n events; the JSONL when one was needed; load seconds."""
-    db = workdir / f"traces_{n}.duckdb"
-    held = stored_events(db)
-    if held == n:
-        print(f"reusing {db} ({n:,} events, {db.stat().st_size / 1e6:,.0f} MB)")
-        return db, None, None
-    if held is not None:
-        print(f"{db} holds {held:,} events, not {n:,}: building it again")
-    remove_db(db)
-    src = generate(n, workdir)
-    started = time.perf_counter()
-    store = Store(db)
-    try:
-        result = load_files(store, [src], DATASET)
-    finally:
-        store.close()
-    seconds = time.perf_counter() - started
-    if result.failed_files or result.loaded != n:
-        errors = "; ".join(f.error or "" for f in result.failed_files)
-        raise SystemExit(
-            f"loading {src} gave {result.loaded:,} events, not {n:,} "
-            f"(rejected {result.rejected:,}, duplicates {result.duplicates:,}) {errors}"
-        )
-    print(
-        f"loaded {n:,} events into {db} ({db.stat().st_size / 1e6:,.0f} MB) in {seconds:.1f} s "
-        "(load_files, including its trace summary refresh)"
-    )
-    return db, src, seconds
-
 
 # ---------------------------------------------------------------------------------------------
 # The baselines: the same answers from the events table
@@ -210,9 +159,10 @@ def baseline_open(con: duckdb.DuckDBPyConnection, trace_id: str) -> tuple[pd.Dat
 
 
 def eventlens_open(store: Store, trace_id: str) -> tuple[pd.DataFrame, dict]:
-    if not traces.exists(store, trace_id):
+    copy = traces.choose_copy(traces.copies(store, trace_id), None)
+    if copy is None:
         raise SystemExit(f"{trace_id} does not exist")
-    frame = traces.events(store, trace_id)
+    frame = traces.events(store, trace_id, copy.dataset)
     return frame, traces.summarise(frame)
 
 
@@ -323,11 +273,11 @@ def describe(sql: str) -> str:
         return "page of traces: trace_summary WHERE ... ORDER BY ... LIMIT/OFFSET"
     if words.startswith("SELECT count(*) FROM trace_summary t WHERE"):
         return "match count: count(*) FROM trace_summary WHERE ..."
-    if words.startswith("SELECT count(*) FROM trace_summary WHERE trace_id"):
-        return "exists: count(*) FROM trace_summary WHERE trace_id = ?"
+    if words.startswith("SELECT t.dataset, t.events, coalesce(d.test, false)"):
+        return "copies: trace_summary JOIN datasets WHERE trace_id = ?"
     if words.startswith("SELECT timestamp,"):
         return "one trace: events WHERE trace_id = ? ORDER BY timestamp, file, line"
-    return words[:70] + ("..." if len(words) > 70 else "")
+    return harness.short_sql(sql)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,13 +287,8 @@ def describe(sql: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events in the store")
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per row (median)")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=ROOT / "bench_data",
-        help="where the JSONL and the store go (default ./bench_data)",
+    harness.add_store_options(
+        parser, "before the timed calls", "the detail filter and of the one-trace load"
     )
     parser.add_argument("--prefix", default="trace_ab", help="the prefix search (b)")
     parser.add_argument("--event-type", default="checkout", help="the event type filter (c)")
@@ -357,25 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="full rebuilds of the trace summary to time (default 3; 0: skip)",
     )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="before the timed calls, wait up to SECONDS for other processes to use under 10%% "
-        "of the CPU (default 0: do not wait)",
-    )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="print DuckDB's EXPLAIN ANALYZE of the slowest query of the detail filter and of "
-        "the one-trace load",
-    )
-    parser.add_argument(
-        "--delete-data",
-        action="store_true",
-        help="delete the generated JSONL and the store file at the end",
-    )
     args = parser.parse_args(argv)
     n, workdir = args.events, args.workdir.resolve()
     if n < 1 or args.repeat < 1 or args.refresh_repeat < 0:
@@ -383,14 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     detail_key, sep, detail_value = args.detail.partition("=")
     if not sep or not detail_key:
         parser.error("--detail takes KEY=VALUE")
-    raw_argv = sys.argv[1:] if argv is None else argv
-    script = os.path.relpath(Path(__file__).resolve(), Path.cwd())
 
-    print(f"eventlens traces benchmark, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    print("command: " + shlex.join(["python", script, *raw_argv]))
-    print(machine_line())
+    harness.print_header("traces", __spec__.name, argv)
     started_all = time.perf_counter()
-    db, src, load_seconds = build_store(n, workdir)
+    db, _, load_seconds = build_store(
+        n, workdir, "traces", "(load_files, including its trace summary refresh)"
+    )
 
     opened = time.perf_counter()
     store = Store(db)
@@ -447,20 +371,16 @@ def main(argv: list[str] | None = None) -> int:
             lambda: baseline_summary(con, trace_id),
         ),
         (
-            Row("h. open a trace (exists+f+g)"),
+            Row("h. open a trace (copies+f+g)"),
             Row("bare DuckDB f' + g'"),
             lambda: eventlens_open(store, trace_id),
             lambda: baseline_open(con, trace_id),
         ),
     ]
     calls = [(row, fn) for ours, base, fn, bfn in pairs for row, fn in ((ours, fn), (base, bfn))]
-    for row, fn in calls:
-        row.first = timed(row, fn, record=False)
-    if args.wait_quiet > 0:
-        wait_quiet(args.wait_quiet)
-    for _ in range(args.repeat):
-        for row, fn in calls:
-            timed(row, fn)
+    harness.warm_up(calls)
+    harness.wait_quiet(args.wait_quiet)
+    harness.time_rounds(calls, args.repeat)
 
     checks = []
     for ours, base, _, _ in pairs[: len(searches)]:
@@ -481,17 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         for title, _, entries in breakdowns:
             if title.startswith(("d.", "f.")):
-                profiles.append(profile(store, title, entries))
+                profiles.append(harness.profile(store, title, entries, describe))
 
     # The trace summary's cost at load time: a full rebuild, against the bare GROUP BY.
     refresh_row, refresh_base = Row("refresh_traces() full rebuild"), Row("bare GROUP BY into temp")
     refresh_check = "skipped (--refresh-repeat 0)"
     if args.refresh_repeat:
-        if args.wait_quiet > 0:
-            wait_quiet(args.wait_quiet)
-        for _ in range(args.refresh_repeat):
-            timed(refresh_row, store.refresh_traces)
-            timed(refresh_base, lambda: bare_summary(con))
+        harness.wait_quiet(args.wait_quiet)
+        harness.time_rounds(
+            [(refresh_row, store.refresh_traces), (refresh_base, lambda: bare_summary(con))],
+            args.refresh_repeat,
+        )
         con.execute("DROP TABLE IF EXISTS _bare_summary")
         refresh_check = check_refresh(con)
     log.close()
@@ -499,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     store.close()
 
     target = TARGET_MS if n >= TARGET_EVENTS else None
-    table = [(ours, base, target, "200@10M") for ours, base, _, _ in pairs]
-    print_table(table)
+    table: list[Judged] = [(ours, base, target, "200@10M") for ours, base, _, _ in pairs]
+    harness.print_ratio_table(table)
     print()
     for line in checks:
         print(line)
@@ -511,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         calls_s = ", ".join(f"{t:.2f}" for t in refresh_row.times)
         print(
             f"\ntrace summary at load time: store.refresh_traces() (full rebuild of "
-            f"{n_traces:,} rows) median {_ms(med)} ms, best {_ms(best)} ms "
+            f"{n_traces:,} rows) median {ms(med)} ms, best {ms(best)} ms "
             f"({args.refresh_repeat} calls: {calls_s} s); the bare GROUP BY into a temp table "
-            f"{_ms(base_med)} ms ({med / base_med:.1f}x); others CPU "
-            + (f"{max(others):.0%}" if others else "?")
+            f"{ms(base_med)} ms ({med / base_med:.1f}x); others CPU "
+            + (harness.percent(max(others)) if others else "?")
         )
         if load_seconds:
             print(
@@ -525,21 +445,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refresh check {refresh_check}")
     print()
     for title, total, entries in breakdowns:
-        described = [(describe(sql), p, t, r) for sql, p, t, r in entries]
-        print_breakdown(title, total, described, "in Python (pandas)")
+        harness.print_breakdown(title, total, entries, "in Python (pandas)", describe)
     for text in profiles:
         print("\n" + text)
-    noisy = [r for r, b, _, _ in table for x in (r, b) if x and (x.others() or 0) > NOISY_SHARE]
-    noisy += [r for r in (refresh_row, refresh_base) if (r.others() or 0) > NOISY_SHARE]
-    if noisy:
-        print(
-            f"\nwarning: other processes used more than 10% of the CPU while {len(noisy)} row(s)"
-            " ran; those times are inflated, rerun on a quiet machine"
-        )
+    harness.warn_if_noisy([*(x for r, b, _, _ in table for x in (r, b)), refresh_row, refresh_base])
     if args.delete_data:
-        remove_db(db)
-        (src or workdir / f"events_{n}.jsonl").unlink(missing_ok=True)
-        print(f"\ndeleted {db} and the JSONL")
+        delete_data(db, n, workdir)
     print(f"\ntotal {time.perf_counter() - started_all:,.0f} s")
     return 0
 
