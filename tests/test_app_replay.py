@@ -27,6 +27,8 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from eventlens import client, replay
+from eventlens.replay import journal as rp_journal
+from eventlens.replay import report as rp_report
 from eventlens.sandbox import DEFAULT_KEY
 from eventlens.ui.replays import registry
 from eventlens.ui.state import open_store
@@ -668,7 +670,7 @@ def test_the_typed_key_is_never_shown_kept_or_put_in_the_url(page, store, box, c
 
 def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedded, monkeypatch):
     """A run the journal says is running, with no live session (its process died)."""
-    monkeypatch.setattr(replay, "EXACT_QUANTILES", 2)  # 3 accepted: shown as estimated
+    monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 2)  # 3 accepted: shown as estimated
     store = open_store(db)
     day = dt.datetime(2025, 11, 12, tzinfo=dt.UTC)
     run = replay.plan(
@@ -699,8 +701,8 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
     ]
     run.state, run.sessions, run.anchor_ms = "running", 1, int(time.time() * 1000)
     with store.write_lock:
-        replay._journal(store, rows)
-        replay._save_run(store, run)
+        rp_journal.append_outcomes(store, rows)
+        rp_journal.save_run(store, run)
 
     at = open_page()
     assert registry().get(run.run_id) is None
@@ -741,7 +743,7 @@ def test_a_run_that_ends_while_the_page_draws_is_not_listed_running_above_its_re
     )
     run.state, run.sessions = "running", 1
     with store.write_lock:
-        replay._save_run(store, run)
+        rp_journal.save_run(store, run)
     release = threading.Event()
     thread = threading.Thread(target=release.wait, daemon=True)
     thread.start()
@@ -753,7 +755,7 @@ def test_a_run_that_ends_while_the_page_draws_is_not_listed_running_above_its_re
             ended = real_get_run(s, run_id)
             ended.state = "stopped"
             with s.write_lock:
-                replay._save_run(s, ended)
+                rp_journal.save_run(s, ended)
             release.set()
             thread.join()
         return real_get_run(s, run_id)
@@ -820,7 +822,7 @@ def journalled_run(store, day: str, **fields) -> replay.Run:
     for name, value in fields.items():
         setattr(run, name, value)
     with store.write_lock:
-        replay._save_run(store, run)
+        rp_journal.save_run(store, run)
     return run
 
 

@@ -32,6 +32,8 @@ from starlette.routing import Route
 from eventlens import ingest
 from eventlens import replay as rp
 from eventlens.ingest import load_files
+from eventlens.replay import planning as rp_planning
+from eventlens.replay import report as rp_report
 from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
 from eventlens.store import Store
 
@@ -617,7 +619,7 @@ def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
     assert (lat["p50"], lat["p95"], lat["p99"]) == tuple(
         round(q, 1) for q in (exact[49], exact[94], exact[98])
     )
-    monkeypatch.setattr(rp, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
+    monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
     estimate = rp.build_report(journal, rp.get_run(journal, run.run_id))["latency_ms"]
     assert estimate["estimated"] is True
     assert estimate["p50"] == pytest.approx(lat["p50"], rel=0.1)
@@ -902,7 +904,8 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
     assert info["by_type"] == dict(collections.Counter(e["event_type"] for e in events))
     assert info["estimated_s"] == 3.0  # 30 events at 10/s
     first, last = min(e["timestamp"] for e in events), max(e["timestamp"] for e in events)
-    assert info["first_time"] == rp._iso_ms(first) and info["last_time"] == rp._iso_ms(last)
+    iso = rp_planning._iso_ms
+    assert info["first_time"] == iso(first) and info["last_time"] == iso(last)
     assert info["invalid_reasons"] == [
         {"line": 31, "reason": "line 31: trace_id: is required"},
         {
@@ -932,13 +935,13 @@ def test_every_format_ingest_reads_plans_within_the_budget(journal, formats_dir,
     with Store(":memory:") as s:
         loaded = load_files(s, [formats_dir / name], "d").files[0]
     staged: list[bool] = []
-    real_stage = rp._stage
+    real_stage = rp_planning._stage
 
     def stage(run: rp.Run, staging: Path, *, budget: bool) -> bool:
         staged.append(budget)
         return real_stage(run, staging, budget=budget)
 
-    monkeypatch.setattr(rp, "_stage", stage)
+    monkeypatch.setattr(rp_planning, "_stage", stage)
     run = plan_file(journal, formats_dir / name, "http://127.0.0.1:9")
     assert staged == [True], "needed more than the planning budget"
     assert (run.planned, run.invalid, run.duplicates) == (
@@ -953,7 +956,7 @@ def test_a_line_too_long_for_the_planning_buffer_is_planned_under_the_wide_limit
 ):
     """Planning reads lines up to PLAN_LINE_BYTES to stay small; a longer one is read again
     under ingest's own limit instead of failing the file."""
-    monkeypatch.setattr(rp, "PLAN_LINE_BYTES", 65_536)
+    monkeypatch.setattr(rp_planning, "PLAN_LINE_BYTES", 65_536)
     monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
     events = make_events(6, traces=2)
     events[3]["event_details"]["note"] = "n" * 90_000

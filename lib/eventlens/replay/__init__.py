@@ -1,0 +1,90 @@
+"""Replay exported events to a track_event endpoint: paced, concurrent, retried safely, resumable.
+
+A run is planned once (`planning`): its events (a file read through ingest, or the store's events
+under Explore's filters) are written in replay order to a Parquet plan beside the store, and the
+run is recorded in the store's journal (`journal`). A session (`engine`) sends what has no final
+outcome yet, journals every outcome, and ends with the run's report (`report`). The Replay page
+runs sessions in background threads (`sessions`); the rules its front ends share, the CLI's and
+the page's, are in `runs`.
+
+This package re-exports the public API: `from eventlens import replay; replay.plan(...)`.
+"""
+
+from eventlens.replay.engine import Progress, Replay
+from eventlens.replay.journal import delete_run, get_run, invalid_reasons, list_runs
+from eventlens.replay.planning import (
+    CHUNK,
+    PLAN_LINE_BYTES,
+    PLAN_MEMORY,
+    PLAN_THREADS,
+    REDACTED,
+    Planned,
+    cleanup_plan_dir,
+    dry_run,
+    estimate_seconds,
+    hold_memory,
+    new_run_id,
+    plan,
+    plan_dir,
+    read_plan,
+)
+from eventlens.replay.report import (
+    EXACT_QUANTILES,
+    build_report,
+    dead_letters,
+    write_dead_letters,
+)
+from eventlens.replay.runs import Listing, listing, shown_state
+from eventlens.replay.sessions import Session, start_background
+from eventlens.replay.specs import (
+    DEAD,
+    FINAL,
+    TIMESTAMPS,
+    Endpoint,
+    Pacing,
+    ReplayError,
+    Run,
+    Source,
+    Transforms,
+)
+
+__all__ = [
+    "CHUNK",
+    "DEAD",
+    "EXACT_QUANTILES",
+    "FINAL",
+    "PLAN_LINE_BYTES",
+    "PLAN_MEMORY",
+    "PLAN_THREADS",
+    "REDACTED",
+    "TIMESTAMPS",
+    "Endpoint",
+    "Listing",
+    "Pacing",
+    "Planned",
+    "Progress",
+    "Replay",
+    "ReplayError",
+    "Run",
+    "Session",
+    "Source",
+    "Transforms",
+    "build_report",
+    "cleanup_plan_dir",
+    "dead_letters",
+    "delete_run",
+    "dry_run",
+    "estimate_seconds",
+    "get_run",
+    "hold_memory",
+    "invalid_reasons",
+    "list_runs",
+    "listing",
+    "new_run_id",
+    "plan",
+    "plan_dir",
+    "read_plan",
+    "shown_state",
+    "start_background",
+    "write_dead_letters",
+]
