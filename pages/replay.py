@@ -358,7 +358,7 @@ def live_runs() -> None:
             if p.message:
                 st.warning(md_escape(p.message))
             c1, c2, _ = st.columns([1, 1, 4])
-            if p.state == "paused":
+            if p.state == replay.RunState.PAUSED:
                 if c1.button("Resume", key=f"r_go_{p.run_id}"):
                     session.replay.resume()
             elif c1.button("Pause", key=f"r_pause_{p.run_id}"):
@@ -425,7 +425,7 @@ with guarded("the run's report"):
     run = replay.get_run(store, run_id)
     session = runs.get(run_id)
     alive = session is not None and session.alive
-    if not alive and table.loc[table["run"] == run_id, "state"].isin(["running", "paused"]).any():
+    if not alive and table.loc[table["run"] == run_id, "state"].isin(replay.SENDING).any():
         st.rerun()  # it ended since the table was drawn: draw both from the journal again
     report = replay.build_report(store, run) if run.sessions else None
     st.markdown(

@@ -572,7 +572,7 @@ def replay(
             if not resume_id:  # planned just for this look; a resumed run stays
                 rp.delete_run(store, run.run_id)
             raise SystemExit(0)
-        if run.state == "finished":  # nothing left to send: say so, with its report
+        if run.state == rp.RunState.FINISHED:  # nothing left to send: say so, with its report
             report = run.report or rp.build_report(store, run)
             click.echo(f"run {run.run_id} has finished; there is nothing left to send")
             click.echo(_report_text(report))

@@ -27,10 +27,11 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from eventlens import client
+from eventlens.client import Outcome
 from eventlens.replay.journal import append_outcomes, final_seqs, save_run
 from eventlens.replay.planning import Planned, Shaper, read_plan
 from eventlens.replay.report import build_report
-from eventlens.replay.specs import DEAD, FINAL, ReplayError, Run
+from eventlens.replay.specs import DEAD, FINAL, ReplayError, Run, RunState
 from eventlens.store import Store
 from eventlens.words import counted
 
@@ -44,7 +45,7 @@ class Progress:
     """A snapshot of a session, safe to read from another thread."""
 
     run_id: str
-    state: str
+    state: RunState
     planned: int
     done: int  # events with a final outcome, earlier sessions included
     accepted: int
@@ -172,7 +173,7 @@ class Replay:
         self.accepted_before: int | None = None
         self.dead_lettered_before: int | None = None
         self.message: str | None = None
-        self.state = "running"
+        self.state = RunState.RUNNING
         self._rows: list[dict[str, Any]] = []
         self._rows_lock = threading.Lock()
         self._busy: dict[str, collections.deque[Planned]] = {}
@@ -183,14 +184,14 @@ class Replay:
         if self._paused_since is None:
             self._paused_since = time.monotonic()
         self.gate.paused = True
-        self.state = "paused"
+        self.state = RunState.PAUSED
 
     def resume(self) -> None:
         if self._paused_since is not None:
             self._paused_total += time.monotonic() - self._paused_since
             self._paused_since = None
         self.gate.paused = False
-        self.state = "running"
+        self.state = RunState.RUNNING
 
     def sending_s(self) -> float:
         """Seconds this session has spent sending: since it started, less its pauses."""
@@ -208,7 +209,7 @@ class Replay:
         """Counts so far (earlier sessions included in done)."""
         c = dict(self.counts)
         elapsed = self.sending_s()
-        finished = sum(c.get(k, 0) for k in (*FINAL, "failed", "unknown"))
+        finished = sum(c.get(k, 0) for k in (*FINAL, Outcome.FAILED, Outcome.UNKNOWN))
         done = self.done_before + sum(c.get(k, 0) for k in FINAL)
         rate = finished / elapsed if elapsed > 0 else 0.0
         left = self.run.planned - done
@@ -217,11 +218,11 @@ class Replay:
             state=self.state,
             planned=self.run.planned,
             done=done,
-            accepted=c.get("accepted", 0),
-            rejected=c.get("rejected", 0),
-            invalid=c.get("invalid", 0),
-            failed=c.get("failed", 0),
-            unknown=c.get("unknown", 0),
+            accepted=c.get(Outcome.ACCEPTED, 0),
+            rejected=c.get(Outcome.REJECTED, 0),
+            invalid=c.get(Outcome.INVALID, 0),
+            failed=c.get(Outcome.FAILED, 0),
+            unknown=c.get(Outcome.UNKNOWN, 0),
             retried=c.get("retried", 0),
             requests=c.get("requests", 0),
             rate=round(rate, 1),
@@ -235,17 +236,17 @@ class Replay:
     def execute(self) -> dict[str, Any]:
         """Send the run's remaining events; returns the run's report (also journalled)."""
         run = self.run
-        if run.state == "finished":
+        if run.state == RunState.FINISHED:
             raise ReplayError(f"run {run.run_id} has finished; there is nothing left to send")
         # One scan of the final outcomes. Plain counts are exact for accepted and dead letters:
         # an event gets at most one final outcome (a resume skips it), and the file's invalid
         # records are journalled once, at seq <= 0.
         done, accepted, dead = self.store.rows(
             "SELECT count(DISTINCT seq) FILTER (WHERE seq > 0),"
-            " count(*) FILTER (WHERE outcome = 'accepted'),"
-            " count(*) FILTER (WHERE outcome <> 'accepted')"
+            " count(*) FILTER (WHERE outcome = ?),"
+            " count(*) FILTER (WHERE outcome <> ?)"
             " FROM replay_outcomes WHERE run_id = ? AND list_contains(?, outcome)",
-            [run.run_id, list(FINAL)],
+            [Outcome.ACCEPTED, Outcome.ACCEPTED, run.run_id, list(FINAL)],
         )[0]
         self.done_before, self.accepted_before, self.dead_lettered_before = done, accepted, dead
         if problem := client.check_target(self.target):
@@ -254,7 +255,7 @@ class Replay:
         if run.anchor_ms is None:
             run.anchor_ms = int(now_ms)
         self.shaper = Shaper(run, now_ms)
-        run.state, run.sessions, run.message = "running", self.session, None
+        run.state, run.sessions, run.message = RunState.RUNNING, self.session, None
         with self.store.write_lock:
             save_run(self.store, run)
         journal = threading.Thread(target=self._journal_loop, name="replay-journal", daemon=True)
@@ -280,14 +281,14 @@ class Replay:
         report = build_report(self.store, run)
         left = report["not_sent"] + report["failed"] + report["unknown"]
         if crashed is not None:
-            run.state = "failed"
+            run.state = RunState.FAILED
         elif self.gate.stopping:
-            run.state = "stopped"
+            run.state = RunState.STOPPED
         else:
-            run.state = "finished" if left == 0 else "stopped"
+            run.state = RunState.FINISHED if left == 0 else RunState.STOPPED
         run.message = self.message or (
             None
-            if run.state == "finished"
+            if run.state == RunState.FINISHED
             else f"{counted(left, 'event')} still to send; resume the run"
         )
         report["state"], report["message"] = run.state, run.message
@@ -394,7 +395,8 @@ class Replay:
                             await self._send(item, sender)
                         except Exception as exc:  # noqa: BLE001 - a bug must not hang the run
                             log.exception("replay: sending seq %s failed", item.seq)
-                            self._record(item, "failed", None, 0, None, f"{type(exc).__name__}")
+                            failure = type(exc).__name__
+                            self._record(item, Outcome.FAILED, None, 0, None, failure)
                     window.release()
                     queue = self._busy[item.trace_id]
                     nxt = queue.popleft() if queue else None
@@ -418,17 +420,14 @@ class Replay:
                 continue  # paused (or held by a Retry-After) while waiting for the slot
             result = await sender.send(body)
             outcome = result.outcome
-            if result.sent or outcome != client.INVALID:
+            if result.sent or outcome != Outcome.INVALID:
                 attempts += 1
                 self.counts["requests"] += 1
-            if outcome == client.ACCEPTED:
-                self._record(p, "accepted", result.status, attempts, result.latency_ms, None)
+            if outcome in FINAL:  # accepted, or refused for good (rejected, invalid)
+                said = None if outcome == Outcome.ACCEPTED else result.message
+                self._record(p, outcome, result.status, attempts, result.latency_ms, said)
                 return
-            if outcome in (client.REJECTED, client.INVALID):
-                kind = "rejected" if outcome == client.REJECTED else "invalid"
-                self._record(p, kind, result.status, attempts, result.latency_ms, result.message)
-                return
-            if outcome in (client.UNAUTHORIZED, client.FORBIDDEN):
+            if outcome in (Outcome.UNAUTHORIZED, Outcome.FORBIDDEN):
                 self.stop(
                     f"stopped: {result.message}. Check the key in ${self.run.endpoint.key_env}"
                     " (or the one typed), then resume the run."
@@ -438,7 +437,9 @@ class Replay:
             if attempts > pacing.max_retries:
                 # Unknown: it may have arrived (no answer came back); failed: the server said no.
                 no_answer = result.status is None and result.sent
-                final = "unknown" if outcome == client.UNKNOWN or no_answer else "failed"
+                final = (
+                    Outcome.UNKNOWN if outcome == Outcome.UNKNOWN or no_answer else Outcome.FAILED
+                )
                 self._record(p, final, result.status, attempts, result.latency_ms, result.message)
                 return
             self.counts["retried"] += 1
@@ -452,7 +453,7 @@ class Replay:
     def _record(
         self,
         p: Planned,
-        outcome: str,
+        outcome: Outcome,
         status: int | None,
         attempts: int,
         latency_ms: float | None,

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eventlens.client import Outcome
 from eventlens.replay.specs import (
     FINAL,
     Endpoint,
     Pacing,
     ReplayError,
     Run,
+    RunState,
     Source,
     Transforms,
 )
@@ -82,7 +84,7 @@ def _run_from_row(row: tuple) -> Run:
         planned=planned,
         invalid=invalid,
         duplicates=duplicates,
-        state=state,
+        state=RunState(state),
         message=message,
         sessions=sessions,
         elapsed_s=elapsed_s,
@@ -96,7 +98,8 @@ def get_run(store: Store, run_id: str) -> Run:
     """The run with this id, or 'last': the newest run that has not finished."""
     if run_id == "last":
         rows = store.rows(
-            "SELECT * FROM replay_runs WHERE state <> 'finished' ORDER BY created_at DESC LIMIT 1"
+            "SELECT * FROM replay_runs WHERE state <> ? ORDER BY created_at DESC LIMIT 1",
+            [RunState.FINISHED],
         )
         if not rows:
             raise ReplayError("there is no unfinished run to resume")
@@ -150,8 +153,8 @@ def final_seqs(store: Store, run_id: str, lo: int, hi: int) -> set[int]:
 def invalid_reasons(store: Store, run_id: str, limit: int = 20) -> list[dict[str, Any]]:
     """The first source records that were not valid events, with their reasons."""
     rows = store.rows(
-        "SELECT line, message FROM replay_outcomes WHERE run_id = ? AND outcome = 'invalid'"
+        "SELECT line, message FROM replay_outcomes WHERE run_id = ? AND outcome = ?"
         " AND seq < 0 ORDER BY seq DESC LIMIT ?",
-        [run_id, limit],
+        [run_id, Outcome.INVALID, limit],
     )
     return [{"line": line or None, "reason": reason} for line, reason in rows]

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from eventlens import client
+from eventlens.client import Outcome
 from eventlens.replay.journal import invalid_reasons, save_run
 from eventlens.replay.specs import Endpoint, Pacing, ReplayError, Run, Source, Transforms
 from eventlens.store import MEMORY_ENV, Store
@@ -222,11 +223,11 @@ def _journal_rejects(store: Store, run: Run, staging_path: Path) -> None:
                 "INSERT INTO replay_outcomes BY NAME"
                 " SELECT ? AS run_id, 0 AS session,"
                 " -row_number() OVER (ORDER BY line NULLS LAST, rowid) AS seq,"
-                " 'invalid' AS outcome, 0 AS attempts,"
+                " ? AS outcome, 0 AS attempts,"
                 " CASE WHEN coalesce(location, '') = '' THEN reason"
                 " ELSE location || ': ' || reason END AS message,"
                 f" raw AS record, line, now() AS logged_at FROM {alias}.rejects",
-                [run.run_id],
+                [run.run_id, Outcome.INVALID],
             )
         finally:
             cur.execute(f"DETACH {alias}")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from eventlens.client import Outcome
 from eventlens.replay.specs import DEAD, Run
 from eventlens.store import Store
 
@@ -44,10 +45,10 @@ def build_report(store: Store, run: Run) -> dict[str, Any]:
         " FROM replay_outcomes WHERE run_id = ?",
         [run.run_id],
     )[0]
-    latency = _latency_quantiles(store, run.run_id, counts["accepted"])
-    accepted = counts.get("accepted", 0)
-    rejected = counts.get("rejected", 0)
-    invalid = counts.get("invalid", 0)
+    accepted = counts[Outcome.ACCEPTED]
+    rejected = counts[Outcome.REJECTED]
+    invalid = counts[Outcome.INVALID]
+    latency = _latency_quantiles(store, run.run_id, accepted)
     return {
         "run_id": run.run_id,
         "state": run.state,
@@ -62,8 +63,8 @@ def build_report(store: Store, run: Run) -> dict[str, Any]:
         "invalid": invalid,
         "dead_lettered": rejected + invalid,
         "retried": int(retried),
-        "failed": counts.get("failed", 0),
-        "unknown": counts.get("unknown", 0),
+        "failed": counts[Outcome.FAILED],
+        "unknown": counts[Outcome.UNKNOWN],
         "not_sent": run.planned - planned_seen,
         "duplicates_in_source": run.duplicates,
         "elapsed_s": round(run.elapsed_s, 2),
@@ -80,9 +81,8 @@ def _latency_quantiles(store: Store, run_id: str, accepted: int) -> dict[str, An
     estimated = accepted > EXACT_QUANTILES
     quantile = "approx_quantile" if estimated else "quantile_cont"
     values = store.rows(
-        f"SELECT {quantile}(latency_ms, [0.5, 0.95, 0.99]) FROM ({_LATEST})"
-        " WHERE outcome = 'accepted'",
-        [run_id],
+        f"SELECT {quantile}(latency_ms, [0.5, 0.95, 0.99]) FROM ({_LATEST}) WHERE outcome = ?",
+        [run_id, Outcome.ACCEPTED],
     )[0][0] or [None, None, None]
     p50, p95, p99 = (_round(v) for v in values)
     return {"p50": p50, "p95": p95, "p99": p99, "estimated": estimated}

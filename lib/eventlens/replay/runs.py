@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventlens.replay.sessions import Session
-from eventlens.replay.specs import Run
+from eventlens.replay.specs import SENDING, Run, RunState
 
 
-def shown_state(run: Run, session: Session | None) -> str:
+def shown_state(run: Run, session: Session | None) -> RunState:
     """The state to show for a run, given its session in this process (if any).
 
     A live session's own state wins: the journal says "planned" until the session has read it
@@ -17,8 +17,8 @@ def shown_state(run: Run, session: Session | None) -> str:
     """
     if session is not None and session.alive:
         return session.replay.state
-    if run.state in ("running", "paused"):
-        return "interrupted"
+    if run.state in SENDING:
+        return RunState.INTERRUPTED
     return run.state
 
 
@@ -26,7 +26,7 @@ def shown_state(run: Run, session: Session | None) -> str:
 class Listing:
     """A run as the runs list shows it; a count is None where it does not exist yet."""
 
-    state: str
+    state: RunState
     events: int  # planned plus invalid: every record of the source
     accepted: int | None
     dead_lettered: int | None

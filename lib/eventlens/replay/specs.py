@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from typing import Any
 
 from eventlens import client
+from eventlens.client import Outcome
 
 TIMESTAMPS = ("keep", "shift", "now")
-FINAL = ("accepted", "rejected", "invalid")  # never sent again by a resume
-DEAD = ("rejected", "invalid")  # what goes to the dead-letter file
-STATES = ("planned", "running", "paused", "stopped", "finished", "failed")
+FINAL = (Outcome.ACCEPTED, Outcome.REJECTED, Outcome.INVALID)  # never sent again by a resume
+DEAD = (Outcome.REJECTED, Outcome.INVALID)  # what goes to the dead-letter file
+
+
+class RunState(enum.StrEnum):
+    """Where a run is. The journal keeps all but INTERRUPTED, which is only ever shown."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # journalled running or paused, but no session is at it
+
+
+SENDING = (RunState.RUNNING, RunState.PAUSED)  # a session is at it
 
 
 class ReplayError(Exception):
@@ -114,7 +130,7 @@ class Run:
     planned: int = 0
     invalid: int = 0
     duplicates: int = 0
-    state: str = "planned"
+    state: RunState = RunState.PLANNED
     message: str | None = None
     sessions: int = 0
     elapsed_s: float = 0.0
