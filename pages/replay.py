@@ -289,30 +289,30 @@ start = b2.button(
 if checked is not None and checked["state"] == "planned":
     info = checked["info"]
     with st.container(border=True):
-        st.markdown(f"**Dry run** · run {md_escape(info['run_id'])}")
+        st.markdown(f"**Dry run** · run {md_escape(info.run_id)}")
         if not fresh:
             st.info("The form changed since this dry run: run it again to start.")
         m = st.columns(5)
-        m[0].metric("Events to send", count(info["events"]))
-        m[1].metric("Traces", count(info["traces"]))
-        m[2].metric("Invalid (dead letters)", count(info["invalid"]))
-        m[3].metric("Repeated in the source", count(info["duplicates"]))
+        m[0].metric("Events to send", count(info.events))
+        m[1].metric("Traces", count(info.traces))
+        m[2].metric("Invalid (dead letters)", count(info.invalid))
+        m[3].metric("Repeated in the source", count(info.duplicates))
         m[4].metric(
             "Estimated duration",
-            duration(info["estimated_s"]) if info["estimated_s"] is not None else "endpoint-bound",
+            duration(info.estimated_s) if info.estimated_s is not None else "endpoint-bound",
             help="From the rate cap and/or the original timing; with neither, it depends on"
             " how fast the endpoint answers.",
         )
         st.caption(
-            f"Source {md_escape(info['source'])}, event time {info['first_time'] or '–'}"
-            f" to {info['last_time'] or '–'}."
+            f"Source {md_escape(info.source)}, event time {info.first_time or '–'}"
+            f" to {info.last_time or '–'}."
         )
-        if info["invalid_reasons"]:
+        if info.invalid_reasons:
             st.caption("Records that will not be sent")
-            st.dataframe(pd.DataFrame(info["invalid_reasons"]), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(info.invalid_reasons), hide_index=True, width="stretch")
         st.caption("The first bodies as they will be sent")
         st.code(
-            "\n".join(json.dumps(b, ensure_ascii=False) for b in info["first_bodies"]),
+            "\n".join(json.dumps(b, ensure_ascii=False) for b in info.first_bodies),
             language="json",
         )
 
@@ -440,23 +440,23 @@ with guarded("the run's report"):
         st.caption("Sending now: the live progress is above; the report follows when it ends.")
     elif report:
         m = st.columns(7)
-        m[0].metric("Events", count(report["events"]))
-        m[1].metric("Accepted", count(report["accepted"]))
-        m[2].metric("Dead-lettered", count(report["dead_lettered"]))
-        m[3].metric("Retried", count(report["retried"]))
-        m[4].metric("Failed / unknown", count(report["failed"] + report["unknown"]))
-        m[5].metric("Not sent yet", count(report["not_sent"]))
-        m[6].metric("Events/s", f"{report['rate_per_s'] or 0:,.0f}")
-        lat = report["latency_ms"]
+        m[0].metric("Events", count(report.events))
+        m[1].metric("Accepted", count(report.accepted))
+        m[2].metric("Dead-lettered", count(report.dead_lettered))
+        m[3].metric("Retried", count(report.retried))
+        m[4].metric("Failed / unknown", count(report.failed + report.unknown))
+        m[5].metric("Not sent yet", count(report.not_sent))
+        m[6].metric("Events/s", f"{report.rate_per_s or 0:,.0f}")
+        lat = report.latency_ms
         st.caption(
-            f"Latency p50 {lat['p50']} ms · p95 {lat['p95']} ms · p99 {lat['p99']} ms"
-            + (" (estimated) ·" if lat.get("estimated") else " ·")
-            + f" {counted(report['requests'], 'request')} over {duration(report['elapsed_s'])}"
-            f" in {counted(report['sessions'], 'session')} ·"
-            f" {counted(report['duplicates_in_source'], 'repeated source record')} skipped"
+            f"Latency p50 {lat.p50} ms · p95 {lat.p95} ms · p99 {lat.p99} ms"
+            + (" (estimated) ·" if lat.estimated else " ·")
+            + f" {counted(report.requests, 'request')} over {duration(report.elapsed_s)}"
+            f" in {counted(report.sessions, 'session')} ·"
+            f" {counted(report.duplicates_in_source, 'repeated source record')} skipped"
         )
-        if report["by_type"]:
-            by_type = pd.DataFrame(report["by_type"]).T.fillna(0).astype(int)
+        if report.by_type:
+            by_type = pd.DataFrame(report.by_type).T.fillna(0).astype(int)
             st.dataframe(
                 by_type.rename_axis("event_type"),
                 width="stretch",
@@ -489,7 +489,7 @@ with guarded("the run's report"):
             f"Resuming with {KEY_SOURCE_WORDS[key_target.key_source]}", icon=":material/replay:"
         )
         st.rerun()
-    dead = report["dead_lettered"] if report else run.invalid
+    dead = report.dead_lettered if report else run.invalid
     a2.download_button(
         f"Dead letters ({dead:,}) as JSONL",
         data=lambda: "".join(
@@ -510,6 +510,6 @@ with guarded("the run's report"):
         st.rerun()
     if report:
         with st.expander("Report as JSON"):
-            st.code(json.dumps(report, indent=2, ensure_ascii=False), language="json")
+            st.code(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), language="json")
 
 st.caption(f"The embedded sandbox answers at {md_escape(embedded_url())}/api/track_event.")

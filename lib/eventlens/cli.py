@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, StoreError, resolve_db_path
 from eventlens.words import counted
+
+if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
+    from eventlens.replay import DryRun, Report, Run
 
 DB_OPTION = click.option(
     "--db",
@@ -577,8 +580,8 @@ def replay(
             click.echo(f"run {run.run_id} has finished; there is nothing left to send")
             click.echo(_report_text(report))
             if as_json:
-                click.echo(json.dumps(report, ensure_ascii=False))
-            raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
+                click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+            raise SystemExit(0 if report.all_accepted else 1)
         key = os.environ.get(run.endpoint.key_env)
         if not key:
             raise click.UsageError(
@@ -586,14 +589,14 @@ def replay(
                 f" --resume {run.run_id})"
             )
         report = _run_replay(store, run, key)
-        if dead_letter or report["dead_lettered"]:
+        if dead_letter or report.dead_lettered:
             out = dead_letter or str(rp.plan_dir(store) / f"{run.run_id}.dead-letter.jsonl")
-            report["dead_letter_file"] = out
+            report = dataclasses.replace(report, dead_letter_file=out)
             rp.write_dead_letters(store, run.run_id, out)
         click.echo(_report_text(report))
         if as_json:
-            click.echo(json.dumps(report, ensure_ascii=False))
-    raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
+            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    raise SystemExit(0 if report.all_accepted else 1)
 
 
 def _replay_source(
@@ -618,7 +621,7 @@ def _replay_source(
     )
 
 
-def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
+def _run_replay(store: Store, run: Run, key: str) -> Report:
     """Run a session in a thread, drawing progress on stderr; Ctrl-C or TERM stops it cleanly."""
     import signal
     import threading
@@ -688,40 +691,40 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _print_dry_run(info: dict[str, Any], as_json: bool) -> None:
-    est = info["estimated_s"]
+def _print_dry_run(info: DryRun, as_json: bool) -> None:
+    est = info.estimated_s
     click.echo(
-        f"{counted(info['events'], 'event')} in {counted(info['traces'], 'trace')} would be sent"
-        f" ({info['first_time'] or '-'} .. {info['last_time'] or '-'});"
-        f" {info['invalid']:,} invalid, {info['duplicates']:,} repeated in the source"
+        f"{counted(info.events, 'event')} in {counted(info.traces, 'trace')} would be sent"
+        f" ({info.first_time or '-'} .. {info.last_time or '-'});"
+        f" {info.invalid:,} invalid, {info.duplicates:,} repeated in the source"
     )
     fastest = "as fast as the endpoint answers (no --rate or --speed)"
     click.echo("estimated duration: " + (_duration(est) if est is not None else fastest))
-    for item in info["invalid_reasons"]:
+    for item in info.invalid_reasons:
         click.echo(f"  invalid: {item['reason']}")
     click.echo("first bodies as they would be sent:")
-    for body in info["first_bodies"]:
+    for body in info.first_bodies:
         click.echo("  " + json.dumps(body, ensure_ascii=False))
     if as_json:
-        click.echo(json.dumps(info, ensure_ascii=False))
+        click.echo(json.dumps(info.as_dict(), ensure_ascii=False))
 
 
-def _report_text(r: dict[str, Any]) -> str:
-    lat = r["latency_ms"]
+def _report_text(r: Report) -> str:
+    lat = r.latency_ms
     lines = [
-        f"run {r['run_id']}: {r['state']}" + (f" ({r['message']})" if r.get("message") else ""),
-        f"  events {r['events']:,}: planned {r['planned']:,}, invalid {r['invalid']:,},"
-        f" repeated in the source {r['duplicates_in_source']:,}",
-        f"  sent {r['sent']:,} ({counted(r['requests'], 'request')}): accepted {r['accepted']:,},"
-        f" rejected {r['rejected']:,}, retried {r['retried']:,}, failed {r['failed']:,},"
-        f" unknown {r['unknown']:,}, not sent {r['not_sent']:,}",
-        f"  dead-lettered {r['dead_lettered']:,}"
-        + (f" -> {r['dead_letter_file']}" if r.get("dead_letter_file") else ""),
-        f"  {r['rate_per_s'] or 0:,.0f} events/s over {_duration(r['elapsed_s'])};"
-        f" latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
-        + (" (estimated)" if lat.get("estimated") else ""),
+        f"run {r.run_id}: {r.state}" + (f" ({r.message})" if r.message else ""),
+        f"  events {r.events:,}: planned {r.planned:,}, invalid {r.invalid:,},"
+        f" repeated in the source {r.duplicates_in_source:,}",
+        f"  sent {r.sent:,} ({counted(r.requests, 'request')}): accepted {r.accepted:,},"
+        f" rejected {r.rejected:,}, retried {r.retried:,}, failed {r.failed:,},"
+        f" unknown {r.unknown:,}, not sent {r.not_sent:,}",
+        f"  dead-lettered {r.dead_lettered:,}"
+        + (f" -> {r.dead_letter_file}" if r.dead_letter_file else ""),
+        f"  {r.rate_per_s or 0:,.0f} events/s over {_duration(r.elapsed_s)};"
+        f" latency p50 {lat.p50} ms, p95 {lat.p95} ms, p99 {lat.p99} ms"
+        + (" (estimated)" if lat.estimated else ""),
     ]
-    for event_type, counts in r["by_type"].items():
+    for event_type, counts in r.by_type.items():
         parts = ", ".join(f"{k} {v:,}" for k, v in counts.items())
         lines.append(f"  {event_type}: {parts}")
     return "\n".join(lines)

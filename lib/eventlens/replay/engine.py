@@ -30,7 +30,7 @@ from eventlens import client
 from eventlens.client import Outcome
 from eventlens.replay.journal import append_outcomes, final_seqs, save_run
 from eventlens.replay.planning import Planned, Shaper, read_plan
-from eventlens.replay.report import build_report
+from eventlens.replay.report import Report, build_report
 from eventlens.replay.specs import DEAD, FINAL, ReplayError, Run, RunState
 from eventlens.store import Store
 from eventlens.words import counted
@@ -233,7 +233,7 @@ class Replay:
         )
 
     # the session
-    def execute(self) -> dict[str, Any]:
+    def execute(self) -> Report:
         """Send the run's remaining events; returns the run's report (also journalled)."""
         run = self.run
         if run.state == RunState.FINISHED:
@@ -275,11 +275,11 @@ class Replay:
             raise crashed
         return report
 
-    def _finish(self, crashed: BaseException | None) -> dict[str, Any]:
+    def _finish(self, crashed: BaseException | None) -> Report:
         run = self.run
         run.elapsed_s += self.sending_s()
         report = build_report(self.store, run)
-        left = report["not_sent"] + report["failed"] + report["unknown"]
+        left = report.not_sent + report.failed + report.unknown
         if crashed is not None:
             run.state = RunState.FAILED
         elif self.gate.stopping:
@@ -291,7 +291,7 @@ class Replay:
             if run.state == RunState.FINISHED
             else f"{counted(left, 'event')} still to send; resume the run"
         )
-        report["state"], report["message"] = run.state, run.message
+        report = dataclasses.replace(report, state=run.state, message=run.message, closing=True)
         run.report = report
         self.state = run.state
         with self.store.write_lock:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from eventlens.client import Outcome
+from eventlens.replay.report import Report
 from eventlens.replay.specs import (
     FINAL,
     Endpoint,
@@ -44,7 +45,7 @@ def save_run(store: Store, run: Run) -> None:
                 run.message,
                 run.sessions,
                 run.elapsed_s,
-                json.dumps(run.report) if run.report is not None else None,
+                json.dumps(run.report.as_dict()) if run.report is not None else None,
             ],
         )
 
@@ -90,7 +91,7 @@ def _run_from_row(row: tuple) -> Run:
         elapsed_s=elapsed_s,
         anchor_ms=spec.get("anchor_ms"),
         created_at=created_at,
-        report=json.loads(report) if report else None,
+        report=Report.from_dict(json.loads(report)) if report else None,
     )
 
 

@@ -9,6 +9,7 @@ before it does not fit), and the sort written out before the seqs are numbered.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -317,7 +318,28 @@ def read_plan(path: str) -> Iterator[list[Planned]]:
 # -- dry run ----------------------------------------------------------------------------------
 
 
-def dry_run(store: Store, run: Run, first: int = 5) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DryRun:
+    """What a run would send, looked at before sending; as_dict() is `--dry-run --json`."""
+
+    run_id: str
+    source: str  # the source's label
+    events: int  # planned
+    traces: int
+    invalid: int  # source records that are not valid events (dead letters)
+    duplicates: int  # repeated source records, left out
+    by_type: dict[str, int]
+    first_time: str | None  # event time span, ISO
+    last_time: str | None
+    estimated_s: float | None  # the duration the pacing implies (None: endpoint-bound)
+    first_bodies: list[dict[str, Any]]  # as they would be sent
+    invalid_reasons: list[dict[str, Any]]  # the first invalid records: line and reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def dry_run(store: Store, run: Run, first: int = 5) -> DryRun:
     """Counts, the duration the pacing implies, and the first bodies as they would be sent."""
     with _small_duckdb() as con:
         # The plan is in seq order and one thread reads it in order, so lag() OVER () streams
@@ -341,20 +363,20 @@ def dry_run(store: Store, run: Run, first: int = 5) -> dict[str, Any]:
     for chunk in read_plan(run.plan_path):
         bodies = [shaper.body(p) for p in chunk[:first]]
         break
-    return {
-        "run_id": run.run_id,
-        "source": run.source.label,
-        "events": events,
-        "traces": traces,
-        "invalid": run.invalid,
-        "duplicates": run.duplicates,
-        "by_type": dict(by_type),
-        "first_time": _iso_ms(first_ts),
-        "last_time": _iso_ms(last_ts),
-        "estimated_s": estimate_seconds(run.pacing, events, (timed_ms or 0) / 1000),
-        "first_bodies": bodies,
-        "invalid_reasons": invalid_reasons(store, run.run_id),
-    }
+    return DryRun(
+        run_id=run.run_id,
+        source=run.source.label,
+        events=events,
+        traces=traces,
+        invalid=run.invalid,
+        duplicates=run.duplicates,
+        by_type=dict(by_type),
+        first_time=_iso_ms(first_ts),
+        last_time=_iso_ms(last_ts),
+        estimated_s=estimate_seconds(run.pacing, events, (timed_ms or 0) / 1000),
+        first_bodies=bodies,
+        invalid_reasons=invalid_reasons(store, run.run_id),
+    )
 
 
 def estimate_seconds(pacing: Pacing, events: int, timed_s: float) -> float | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eventlens.client import Outcome
-from eventlens.replay.specs import DEAD, Run
+from eventlens.replay.specs import DEAD, Run, RunState
 from eventlens.store import Store
 
 EXACT_QUANTILES = 1_000_000  # latency percentiles are estimated above this many events
@@ -22,7 +24,85 @@ _LATEST = """
 """
 
 
-def build_report(store: Store, run: Run) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Latency:
+    """p50/p95/p99 of the accepted events' latency in ms (None while nothing is accepted)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    # DuckDB's t-digest estimate, above EXACT_QUANTILES accepted events (a report journalled
+    # before estimates existed has no such key: it was exact).
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    """What happened to every event of a run, over all its sessions.
+
+    as_dict() is the report as `eventlens replay --json` prints it, the page shows it and the
+    journal keeps it: these keys in this order, with `message` only in the report a session
+    closes the run with, and `dead_letter_file` only once the CLI has written one.
+    """
+
+    run_id: str
+    state: RunState
+    source: str  # the source's label
+    endpoint: str  # URL and route
+    events: int  # every record of the source: planned plus invalid
+    planned: int
+    sent: int  # events sent at least once
+    requests: int
+    accepted: int
+    rejected: int
+    invalid: int
+    dead_lettered: int  # rejected plus invalid
+    retried: int
+    failed: int
+    unknown: int
+    not_sent: int
+    duplicates_in_source: int
+    elapsed_s: float  # sending time over all sessions, pauses left out
+    rate_per_s: float | None
+    latency_ms: Latency
+    by_type: dict[str, dict[str, int]]  # event type -> outcome -> planned events
+    sessions: int
+    closing: bool = False  # written as a session ended: it carries the run's message
+    message: str | None = None
+    dead_letter_file: str | None = None
+
+    @property
+    def all_accepted(self) -> bool:
+        """Whether every valid event of the source was accepted."""
+        return self.accepted == self.planned
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if not out.pop("closing"):
+            del out["message"]
+        if self.dead_letter_file is None:
+            del out["dead_letter_file"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The report as_dict() gave (as the journal keeps it)."""
+        return cls(
+            **{
+                **data,
+                "state": RunState(data["state"]),
+                "latency_ms": Latency(**data["latency_ms"]),
+                "closing": "message" in data,
+            }
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        """The report read as the dict it used to be, for a caller not moved to attributes yet
+        (benchmarks/bench_replay.py)."""
+        return self.as_dict()[key]
+
+
+def build_report(store: Store, run: Run) -> Report:
     """What happened to every event of the run, over all its sessions."""
     latest = f"({_LATEST})"
     counts: collections.Counter[str] = collections.Counter()
@@ -48,34 +128,33 @@ def build_report(store: Store, run: Run) -> dict[str, Any]:
     accepted = counts[Outcome.ACCEPTED]
     rejected = counts[Outcome.REJECTED]
     invalid = counts[Outcome.INVALID]
-    latency = _latency_quantiles(store, run.run_id, accepted)
-    return {
-        "run_id": run.run_id,
-        "state": run.state,
-        "source": run.source.label,
-        "endpoint": run.endpoint.url + run.endpoint.path,
-        "events": run.planned + run.invalid,
-        "planned": run.planned,
-        "sent": sent,
-        "requests": int(requests),
-        "accepted": accepted,
-        "rejected": rejected,
-        "invalid": invalid,
-        "dead_lettered": rejected + invalid,
-        "retried": int(retried),
-        "failed": counts[Outcome.FAILED],
-        "unknown": counts[Outcome.UNKNOWN],
-        "not_sent": run.planned - planned_seen,
-        "duplicates_in_source": run.duplicates,
-        "elapsed_s": round(run.elapsed_s, 2),
-        "rate_per_s": round(planned_seen / run.elapsed_s, 1) if run.elapsed_s else None,
-        "latency_ms": latency,
-        "by_type": by_type,
-        "sessions": run.sessions,
-    }
+    return Report(
+        run_id=run.run_id,
+        state=run.state,
+        source=run.source.label,
+        endpoint=run.endpoint.url + run.endpoint.path,
+        events=run.planned + run.invalid,
+        planned=run.planned,
+        sent=sent,
+        requests=int(requests),
+        accepted=accepted,
+        rejected=rejected,
+        invalid=invalid,
+        dead_lettered=rejected + invalid,
+        retried=int(retried),
+        failed=counts[Outcome.FAILED],
+        unknown=counts[Outcome.UNKNOWN],
+        not_sent=run.planned - planned_seen,
+        duplicates_in_source=run.duplicates,
+        elapsed_s=round(run.elapsed_s, 2),
+        rate_per_s=round(planned_seen / run.elapsed_s, 1) if run.elapsed_s else None,
+        latency_ms=_latency_quantiles(store, run.run_id, accepted),
+        by_type=by_type,
+        sessions=run.sessions,
+    )
 
 
-def _latency_quantiles(store: Store, run_id: str, accepted: int) -> dict[str, Any]:
+def _latency_quantiles(store: Store, run_id: str, accepted: int) -> Latency:
     """p50/p95/p99 of the accepted events' latency: exact up to EXACT_QUANTILES events, then
     DuckDB's t-digest estimate (exact quantiles hold every value in memory at once)."""
     estimated = accepted > EXACT_QUANTILES
@@ -85,7 +164,7 @@ def _latency_quantiles(store: Store, run_id: str, accepted: int) -> dict[str, An
         [run_id, Outcome.ACCEPTED],
     )[0][0] or [None, None, None]
     p50, p95, p99 = (_round(v) for v in values)
-    return {"p50": p50, "p95": p95, "p99": p99, "estimated": estimated}
+    return Latency(p50, p95, p99, estimated)
 
 
 def _round(value: float | None) -> float | None:

@@ -48,11 +48,7 @@ def listing(run: Run, session: Session | None) -> Listing:
             live.dead_lettered_before + p.rejected + p.invalid,
             p.rate,
         )
-    report = run.report or {}
-    return Listing(
-        state,
-        events,
-        report.get("accepted"),
-        report.get("dead_lettered", run.invalid if run.sessions else None),
-        report.get("rate_per_s"),
-    )
+    if run.report is None:  # never started, or its session died before the end
+        return Listing(state, events, None, run.invalid if run.sessions else None, None)
+    report = run.report
+    return Listing(state, events, report.accepted, report.dead_lettered, report.rate_per_s)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from eventlens.replay.engine import Replay
+from eventlens.replay.report import Report
 from eventlens.replay.specs import ReplayError, Run
 from eventlens.store import Store
 
@@ -20,7 +20,7 @@ class Session:
 
     replay: Replay
     thread: threading.Thread
-    report: dict[str, Any] | None = None
+    report: Report | None = None
     error: str | None = None
 
     @property

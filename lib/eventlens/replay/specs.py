@@ -6,10 +6,13 @@ import dataclasses
 import datetime as dt
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventlens import client
 from eventlens.client import Outcome
+
+if TYPE_CHECKING:
+    from eventlens.replay.report import Report
 
 TIMESTAMPS = ("keep", "shift", "now")
 FINAL = (Outcome.ACCEPTED, Outcome.REJECTED, Outcome.INVALID)  # never sent again by a resume
@@ -136,7 +139,7 @@ class Run:
     elapsed_s: float = 0.0
     anchor_ms: int | None = None  # where "shift" puts the first event (set when first started)
     created_at: dt.datetime | None = None
-    report: dict[str, Any] | None = None
+    report: Report | None = None  # the one its last session closed it with
 
     def spec(self) -> dict[str, Any]:
         return {
