@@ -172,6 +172,8 @@ with st.container(border=True):
         dict.fromkeys([*redact_known, *(k.strip() for k in redact_more.split(",") if k.strip())])
     )
 
+    # The page starts at 200 events/s, 60x and 64 in flight; the rest is a run's own default.
+    defaults = replay.Pacing()
     p1, p2, p3, p4 = st.columns(4)
     pacing_mode = p1.radio(
         "Pacing", ["max rate", "original timing"], key="r_pacing", horizontal=False
@@ -191,14 +193,16 @@ with st.container(border=True):
     max_gap = p4.number_input(
         "Longest gap (s)",
         min_value=0.0,
-        value=60.0,
+        value=defaults.max_gap_s,
         key="r_max_gap",
         disabled=pacing_mode != "original timing",
         help="Original gaps longer than this count as this long.",
     )
     q1, q2 = st.columns(2)
     concurrency = q1.slider("In flight at once", 1, 256, 64, key="r_concurrency")
-    max_retries = q2.slider("Retries per event (5xx, 429, timeouts)", 0, 20, 8, key="r_retries")
+    max_retries = q2.slider(
+        "Retries per event (5xx, 429, timeouts)", 0, 20, defaults.max_retries, key="r_retries"
+    )
     transforms = replay.Transforms(
         timestamps, f"prefix:{prefix}" if id_mode == "prefix" else id_mode, redact
     )
@@ -244,16 +248,6 @@ def make_plan() -> replay.Run:
         )
 
 
-def replace_unstarted(run_id: str) -> None:
-    """Delete the previous dry run's plan if it was never started (by either Start button)."""
-    try:
-        old = replay.get_run(store, run_id)
-    except replay.ReplayError:
-        return  # already deleted
-    if old.state == "planned" and not old.sessions and runs.get(run_id) is None:
-        replay.delete_run(store, run_id)
-
-
 for problem in problems:
     st.warning(md_escape(problem), icon=":material/rule:")
 b1, b2, _ = st.columns([1, 1, 3])
@@ -263,8 +257,8 @@ if b1.button(
     "Dry run", disabled=bool(problems), help="Validate, count and estimate; send nothing."
 ):
     with st.spinner("Reading the source and writing the plan…"), guarded("the dry run"):
-        if checked is not None:
-            replace_unstarted(checked["run_id"])
+        if checked is not None:  # the plan it replaces, unless started by either Start button
+            replay.discard_unstarted(store, checked["run_id"], runs.get(checked["run_id"]))
         try:
             planned = make_plan()
             info = replay.dry_run(store, planned)
@@ -424,7 +418,7 @@ with guarded("the runs", stop=True):
 with guarded("the run's report"):
     run = replay.get_run(store, run_id)
     session = runs.get(run_id)
-    alive = session is not None and session.alive
+    alive = replay.is_live(session)
     if not alive and table.loc[table["run"] == run_id, "state"].isin(replay.SENDING).any():
         st.rerun()  # it ended since the table was drawn: draw both from the journal again
     report = replay.build_report(store, run) if run.sessions else None
@@ -468,7 +462,7 @@ with guarded("the run's report"):
         )
 
     a1, a2, a3 = st.columns(3)
-    resumable = run.state != "finished" and not alive
+    resumable = replay.can_start(run, session)
     if a1.button(
         "Resume" if run.sessions else "Start",
         key="r_resume",
@@ -476,10 +470,9 @@ with guarded("the run's report"):
         help="Sends only the events without a final outcome, to the run's own endpoint"
         " with the key chosen above (or the sandbox's, for the embedded sandbox).",
     ):
-        same = run.endpoint.url.rstrip("/") == target.endpoint.rstrip("/")
-        key_target = (
+        key_target = (  # the run's own endpoint, with the key chosen above if it is that one
             target
-            if same
+            if replay.same_endpoint(run, target.endpoint)
             else target_for(run.endpoint.url, None, run.endpoint.auth, run.endpoint.path)
         )
         runs.start(store, run, key_target.key, key_target.key_source)

@@ -1,13 +1,17 @@
-"""Input files and journal rows shared by the replay tests."""
+"""Input files, journal rows and page sessions shared by the replay tests."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from eventlens import replay
+from eventlens.store import Store
 
 
 def write_jsonl(path: Path, items: list[Any]) -> Path:
@@ -46,3 +50,19 @@ def report_with(**fields: Any) -> replay.Report:
         closing=True,
     )
     return dataclasses.replace(blank, **fields)
+
+
+@contextmanager
+def session_of(store: Store, run: replay.Run, *, alive: bool = True) -> Iterator[replay.Session]:
+    """A page session of the run whose thread is alive (held) or has ended; it sends nothing."""
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    thread.start()
+    if not alive:
+        release.set()
+        thread.join()
+    try:
+        yield replay.Session(replay.Replay(store, run, "sk-unused"), thread)
+    finally:
+        release.set()
+        thread.join()

@@ -13,7 +13,6 @@ import itertools
 import json
 import random
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from replay_helpers import report_with, write_jsonl
+from replay_helpers import report_with, session_of, write_jsonl
 from sandbox_server import CountingApp, serve_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -1043,22 +1042,6 @@ def listed_run(state: str = "planned", **fields: Any) -> rp.Run:
         state=state,
         **fields,
     )
-
-
-@contextmanager
-def session_of(journal: Store, run: rp.Run, *, alive: bool = True) -> Iterator[rp.Session]:
-    """A page session of the run whose thread is alive (held) or has ended; it sends nothing."""
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait, daemon=True)
-    thread.start()
-    if not alive:
-        release.set()
-        thread.join()
-    try:
-        yield rp.Session(rp.Replay(journal, run, KEY), thread)
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_the_runs_list_shows_a_live_sessions_state_over_the_journals(journal):

@@ -510,30 +510,19 @@ def replay(
     with _open_store(db) as store:
         rp.hold_memory(store)
         started = time.monotonic()
+        pacing = {
+            "rate": rate,
+            "speed": speed,
+            "max_gap_s": max_gap,
+            "concurrency": concurrency,
+            "max_retries": max_retries,
+        }
         try:
             if resume_id:
                 run = rp.get_run(store, resume_id)
-                if endpoint and endpoint.rstrip("/") != run.endpoint.url.rstrip("/"):
-                    raise click.UsageError(
-                        f"run {run.run_id} sends to {run.endpoint.url}; a resume must send to the"
-                        " same place (the server's deduplication is per project)"
-                    )
-                run.pacing = dataclasses.replace(
-                    run.pacing,
-                    **{
-                        k: v
-                        for k, v in {
-                            "rate": rate,
-                            "speed": speed,
-                            "max_gap_s": max_gap,
-                            "concurrency": concurrency,
-                            "max_retries": max_retries,
-                        }.items()
-                        if v is not None
-                    },
-                )
-                if api_key_env:
-                    run.endpoint = dataclasses.replace(run.endpoint, key_env=api_key_env)
+                rp.check_resume_endpoint(run, endpoint)
+                run.pacing = rp.given(run.pacing, **pacing)
+                run.endpoint = rp.given(run.endpoint, key_env=api_key_env)
             else:
                 if source and source != "store":  # a big file takes minutes to check and sort
                     size = os.path.getsize(source) / 1e6
@@ -543,21 +532,16 @@ def replay(
                 run = rp.plan(
                     store,
                     _replay_source(store, source or "", datasets, types, traces, since, until),
-                    rp.Transforms(timestamps or "keep", trace_ids or "keep", redact),
-                    rp.Pacing(
-                        rate=rate,
-                        speed=speed,
-                        max_gap_s=60.0 if max_gap is None else max_gap,
-                        concurrency=concurrency or 16,
-                        max_retries=8 if max_retries is None else max_retries,
+                    rp.given(
+                        rp.Transforms(), timestamps=timestamps, trace_ids=trace_ids, redact=redact
                     ),
-                    rp.Endpoint(
-                        url=endpoint
-                        or os.environ.get(client.ENDPOINT_ENV)
-                        or client.DEFAULT_ENDPOINT,
-                        path=route or "/api/track_event",
-                        auth="bearer" if bearer else "x-auth-token",
-                        key_env=api_key_env or client.KEY_ENV,
+                    rp.given(rp.Pacing(), **pacing),
+                    rp.given(
+                        rp.Endpoint(),
+                        url=endpoint or os.environ.get(client.ENDPOINT_ENV),
+                        path=route,
+                        auth="bearer" if bearer else None,
+                        key_env=api_key_env,
                     ),
                 )
             if not resume_id:
@@ -573,9 +557,9 @@ def replay(
         if dry_run:
             _print_dry_run(rp.dry_run(store, run), as_json)
             if not resume_id:  # planned just for this look; a resumed run stays
-                rp.delete_run(store, run.run_id)
+                rp.discard_unstarted(store, run.run_id, None)
             raise SystemExit(0)
-        if run.state == rp.RunState.FINISHED:  # nothing left to send: say so, with its report
+        if not rp.can_start(run, None):  # finished: say so, with its report
             report = run.report or rp.build_report(store, run)
             click.echo(f"run {run.run_id} has finished; there is nothing left to send")
             click.echo(_report_text(report))
