@@ -27,10 +27,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from virtual_clock import VirtualClock
 
 from eventlens import ingest
 from eventlens import replay as rp
 from eventlens.ingest import load_files
+from eventlens.replay import engine as rp_engine
 from eventlens.replay import planning as rp_planning
 from eventlens.replay import report as rp_report
 from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
@@ -132,7 +134,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 @dataclass
 class Hit:
-    """One request a Recorder received: when (time.monotonic), what, and what it answered."""
+    """One request a Recorder received: when (its clock's monotonic), what, what it answered."""
 
     t: float
     body: dict[str, Any]
@@ -145,16 +147,23 @@ Answer = Callable[[dict[str, Any], int], tuple[int, Any, dict[str, str] | None]]
 class Recorder:
     """A fake track_event endpoint: records every POST's arrival time and body; answers 200
     unless `answer(body, index)` says otherwise; `delay(body)` seconds are added before answering.
+    Arrival times are read from `now` (the session's virtual clock, in the pacing tests).
     """
 
-    def __init__(self, answer: Answer | None = None, delay: Callable[[dict], float] | None = None):
+    def __init__(
+        self,
+        answer: Answer | None = None,
+        delay: Callable[[dict], float] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ):
         self.answer = answer
         self.delay = delay
+        self.now = now
         self.hits: list[Hit] = []
         self.app = Starlette(routes=[Route(p, self._handle, methods=["POST"]) for p in PATHS])
 
     async def _handle(self, request: Request) -> Response:
-        t = time.monotonic()  # the headers are in (the body can lag a delayed ACK behind)
+        t = self.now()  # the headers are in (the body can lag a delayed ACK behind)
         body = json.loads(await request.body())
         status, payload, headers = (
             self.answer(body, len(self.hits))
@@ -233,6 +242,12 @@ def plan_file(
         rp.Endpoint(url=url),
         run_id=run_id,
     )
+
+
+def on_virtual_time(journal: Store, run: rp.Run, clock: VirtualClock) -> rp.Replay:
+    """A session paced by a virtual clock, sending over real loopback HTTP: pacing is what the
+    engine does with the clock, and the requests arrive at the virtual time they were sent."""
+    return rp.Replay(journal, run, KEY, clock=clock, transport=clock.transport())
 
 
 # -- 1. faults: exactly once, every event accounted for -----------------------------------------
@@ -367,13 +382,17 @@ def test_each_trace_is_sent_in_timestamp_order_under_concurrency(journal, tmp_pa
     assert len(set(first_trace)) >= 8
 
 
-def test_rate_200_per_second_within_5_percent(journal, tmp_path):
+@pytest.mark.parametrize("virtual", [True, False], ids=["virtual-clock", "real-clock"])
+def test_rate_200_per_second_within_5_percent(journal, tmp_path, virtual):
+    """Also on the real clock, end to end: it is what a run is paced by outside the tests."""
     source = write_jsonl(tmp_path / "rate.jsonl", make_events(300, traces=50))
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock() if virtual else None
+    recorder = Recorder(now=clock.monotonic if clock else time.monotonic)
+    with serve_in_thread(recorder.app, no_delay=virtual) as url:
         run = plan_file(journal, source, url, rate=200, concurrency=32)
         assert rp.dry_run(journal, run).estimated_s == 1.5
-        report = rp.Replay(journal, run, KEY).execute()
+        session = on_virtual_time(journal, run, clock) if clock else rp.Replay(journal, run, KEY)
+        report = session.execute()
     assert report.accepted == 300
     times = sorted(h.t for h in recorder.hits)
     # The rate over every run of 50 consecutive requests: its median is the pacing itself, and
@@ -430,11 +449,12 @@ def test_speed_10_keeps_order_and_scaled_gaps(journal, tmp_path):
     gaps = [0, 2000, 0, 300, 1000, 2000, 500, 150, 1200]
     events = timed_events(list(itertools.accumulate(gaps)))
     source = write_jsonl(tmp_path / "timed.jsonl", events[::-1])
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10, concurrency=4)
         assert rp.dry_run(journal, run).estimated_s == 0.7  # 7.15 s of gaps / 10
-        rp.Replay(journal, run, KEY).execute()
+        on_virtual_time(journal, run, clock).execute()
     hits = sorted(recorder.hits, key=lambda h: h.t)
     assert sorted(h.body["event_id"] for h in hits) == sorted(e["event_id"] for e in events)
     stamps = [h.body["timestamp"] for h in hits]
@@ -449,20 +469,30 @@ def test_max_gap_caps_long_gaps(journal, tmp_path):
     """A 100 s gap with max_gap_s=2 at 10x takes 0.2 s, not 10 s; shorter gaps stay scaled."""
     events = timed_events([0, 2000, 2500, 102_500, 103_000], traces="g")
     source = write_jsonl(tmp_path / "gap.jsonl", events)
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10, max_gap_s=2)
         assert rp.dry_run(journal, run).estimated_s == 0.5
-        started = time.monotonic()
-        rp.Replay(journal, run, KEY).execute()
-        assert time.monotonic() - started < 3
+        started = clock.monotonic()
+        on_virtual_time(journal, run, clock).execute()
+        assert clock.monotonic() - started < 3
     assert [h.body["event_id"] for h in recorder.hits] == [e["event_id"] for e in events]
     assert_offsets(recorder.hits, events, ref=1, speed=10, cap_ms=2000)
 
 
-def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
+def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path, monkeypatch):
     """A resume of a 16,384-event run with 3 events left: the first chunk is read in full before
     anything is sent, and the first gap (2 s at 10x: 200 ms) comes out ~100 ms short."""
+    clock = VirtualClock()
+    real_read_plan = rp_engine.read_plan
+
+    def slow_read_plan(path: str) -> Iterator[list[rp.Planned]]:
+        for chunk in real_read_plan(path):
+            clock.spend(0.1)  # what reading a 16,384-row chunk took on this machine
+            yield chunk
+
+    monkeypatch.setattr(rp_engine, "read_plan", slow_read_plan)
     head = timed_events([0, 2000, 2500], traces="a")
     rest = [
         {
@@ -475,8 +505,8 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
         for i in range(rp.CHUNK - 3)
     ]
     source = write_jsonl(tmp_path / "big.jsonl", head + rest)
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10)
         # An earlier session accepted everything but the first three events.
         journal.execute(
@@ -484,7 +514,7 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
             " NULL, NULL, now() FROM range(4, ?) t(seq)",
             [run.run_id, rp.CHUNK + 1],
         )
-        rp.Replay(journal, run, KEY).execute()
+        on_virtual_time(journal, run, clock).execute()
     assert [h.body["event_id"] for h in recorder.hits] == ["e0", "e1", "e2"]
     first_gap = recorder.hits[1].t - recorder.hits[0].t
     assert abs(first_gap - 0.2) <= 0.04, f"the first 2 s gap took {first_gap:.3f} s at 10x"
@@ -517,24 +547,26 @@ def test_unauthorized_stops_the_run_and_the_key_is_never_kept(journal, tmp_path)
 
 def test_pause_resume_stop_from_another_thread(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(200, traces=60, id_every=3))
+    clock = VirtualClock(auto=False)  # time passes as the test says
     recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, concurrency=8)
-        session = rp.start_background(journal, run, KEY, "typed")
+        session = rp.start_background(on_virtual_time(journal, run, clock))
         wait_for(lambda: len(recorder.hits) >= 20, what="20 requests")
 
         session.replay.pause()
-        time.sleep(0.3)  # what was in flight lands
+        clock.advance(0.3)  # what was in flight lands
         paused_at = len(recorder.hits)
-        time.sleep(0.5)
+        clock.advance(0.5)
         assert len(recorder.hits) == paused_at, "requests were sent while paused"
         progress = session.replay.progress()
         assert progress.state == "paused" and session.alive
         assert 0 < progress.done < 200
 
         session.replay.resume()
-        wall = time.monotonic() - session.replay.started
+        wall = clock.monotonic() - session.replay.started
         assert session.replay.progress().elapsed_s <= round(wall - 0.75, 1), "pause counted"
+        clock.advance(1.0)  # the workers that waited while paused look again
         wait_for(lambda: len(recorder.hits) >= paused_at + 20, what="sending after resume")
         session.replay.stop()
         session.thread.join(15)
@@ -717,12 +749,13 @@ def test_retry_after_pauses_the_whole_run(journal, tmp_path):
     way (at most the other 3 of 4 in flight), nothing is sent for a second; without a run-wide
     pause the other workers would have sent all 40 events in that second."""
     source = write_jsonl(tmp_path / "e.jsonl", make_events(40, traces=40, id_every=1))
-    recorder = Recorder(_throttle_first)
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(_throttle_first, now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, concurrency=4)
-        started = time.monotonic()
-        report = rp.Replay(journal, run, KEY).execute()
-        took = time.monotonic() - started
+        started = clock.monotonic()
+        report = on_virtual_time(journal, run, clock).execute()
+        took = clock.monotonic() - started
     assert (report.accepted, report.retried) == (40, 1)
     assert took >= 1.0
     t429 = recorder.hits[0].t
@@ -738,10 +771,11 @@ def test_retry_after_pauses_the_whole_run(journal, tmp_path):
 def test_retry_after_also_holds_requests_waiting_for_a_rate_slot(journal, tmp_path):
     """At 10/s with 8 in flight, 7 requests hold slots 0.1 .. 0.7 s ahead when the 429 comes."""
     source = write_jsonl(tmp_path / "e.jsonl", make_events(10, traces=10, id_every=1))
-    recorder = Recorder(_throttle_first)
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(_throttle_first, now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, rate=10, concurrency=8)
-        report = rp.Replay(journal, run, KEY).execute()
+        report = on_virtual_time(journal, run, clock).execute()
     assert report.accepted == 10
     t429 = recorder.hits[0].t
     during = [round(h.t - t429, 3) for h in recorder.hits[1:] if t429 + 0.25 < h.t < t429 + 0.95]

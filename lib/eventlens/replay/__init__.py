@@ -3,13 +3,14 @@
 A run is planned once (`planning`): its events (a file read through ingest, or the store's events
 under Explore's filters) are written in replay order to a Parquet plan beside the store, and the
 run is recorded in the store's journal (`journal`). A session (`engine`) sends what has no final
-outcome yet, journals every outcome, and ends with the run's report (`report`). The Replay page
-runs sessions in background threads (`sessions`); the rules its front ends share, the CLI's and
-the page's, are in `runs`.
+outcome yet, paced by a `clock`, journals every outcome, and ends with the run's report
+(`report`). The Replay page runs sessions in background threads (`sessions`); the rules its
+front ends share, the CLI's and the page's, are in `runs`.
 
 This package re-exports the public API: `from eventlens import replay; replay.plan(...)`.
 """
 
+from eventlens.replay.clock import Clock
 from eventlens.replay.engine import Progress, Replay
 from eventlens.replay.journal import delete_run, get_run, invalid_reasons, list_runs
 from eventlens.replay.planning import (
@@ -65,6 +66,7 @@ from eventlens.replay.specs import (
 
 __all__ = [
     "CHUNK",
+    "Clock",
     "DEAD",
     "EXACT_QUANTILES",
     "FINAL",

@@ -28,6 +28,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from eventlens import client
 from eventlens.client import Outcome
+from eventlens.replay.clock import REAL_CLOCK, Clock
 from eventlens.replay.journal import append_outcomes, final_seqs, save_run
 from eventlens.replay.planning import Planned, Shaper, read_plan
 from eventlens.replay.report import Report, build_report
@@ -91,16 +92,17 @@ class _Gate:
 
     TICK = 0.05  # how often a waiting coroutine looks again
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.stopping = False
         self.paused = False
         self.until = 0.0  # monotonic time before which nobody sends (a server's Retry-After)
 
     def hold(self, seconds: float) -> None:
-        self.until = max(self.until, time.monotonic() + seconds)
+        self.until = max(self.until, self.clock.monotonic() + seconds)
 
     def held_for(self) -> float:
-        return max(0.0, self.until - time.monotonic())
+        return max(0.0, self.until - self.clock.monotonic())
 
     async def wait(self) -> bool:
         """Wait while paused or held; False once the run is stopping."""
@@ -108,32 +110,33 @@ class _Gate:
             delay = self.TICK if self.paused else self.held_for()
             if delay <= 0:
                 return True
-            await asyncio.sleep(min(delay, self.TICK))
+            await self.clock.sleep(min(delay, self.TICK))
         return False
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless the run stops first; False once stopping."""
-        end = time.monotonic() + seconds
+        end = self.clock.monotonic() + seconds
         while not self.stopping:
-            left = end - time.monotonic()
+            left = end - self.clock.monotonic()
             if left <= 0:
                 return True
-            await asyncio.sleep(min(left, self.TICK))
+            await self.clock.sleep(min(left, self.TICK))
         return False
 
 
 class _RateLimit:
     """At most `rate` requests per second across the run, without bursts after idling."""
 
-    def __init__(self, rate: float | None):
+    def __init__(self, rate: float | None, clock: Clock):
+        self.clock = clock
         self.interval = 1.0 / rate if rate else 0.0
-        self.next = time.monotonic()
+        self.next = clock.monotonic()
 
     def slot(self) -> float:
         """Seconds to wait for this request's slot (one event loop: no lock needed)."""
         if not self.interval:
             return 0.0
-        now = time.monotonic()
+        now = self.clock.monotonic()
         slot = max(self.next, now)
         self.next = slot + self.interval
         return slot - now
@@ -143,8 +146,9 @@ class Replay:
     """One session of a run: send what has no final outcome, journal it, report.
 
     The engine is one asyncio loop (in the thread that calls execute) with `concurrency` worker
-    coroutines sharing an httpx.AsyncClient on the aiohttp transport: measured fastest here
-    (docs/BENCHMARKS.md). The journal is written by a thread, so DuckDB never blocks sending.
+    coroutines posting straight through httpx's aiohttp transport (client.AsyncSender): measured
+    fastest here (docs/BENCHMARKS.md). The journal is written by a thread, so DuckDB never
+    blocks sending. Pacing, pauses and sending time follow `clock` (virtual in tests).
     """
 
     def __init__(
@@ -155,15 +159,17 @@ class Replay:
         *,
         key_source: str = "environment",
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = REAL_CLOCK,
     ):
         self.store = store
         self.run = run
         self.target = run.endpoint.target(key, key_source)
         self._transport = transport
-        self.gate = _Gate()
-        self.limit = _RateLimit(run.pacing.rate)
+        self.clock = clock
+        self.gate = _Gate(clock)
+        self.limit = _RateLimit(run.pacing.rate, clock)
         self.counts = collections.Counter[str]()
-        self.started = time.monotonic()
+        self.started = clock.monotonic()
         self._paused_total = 0.0  # seconds spent paused by pause(), over the session
         self._paused_since: float | None = None
         self.session = run.sessions + 1
@@ -182,20 +188,20 @@ class Replay:
     # controls (any thread)
     def pause(self) -> None:
         if self._paused_since is None:
-            self._paused_since = time.monotonic()
+            self._paused_since = self.clock.monotonic()
         self.gate.paused = True
         self.state = RunState.PAUSED
 
     def resume(self) -> None:
         if self._paused_since is not None:
-            self._paused_total += time.monotonic() - self._paused_since
+            self._paused_total += self.clock.monotonic() - self._paused_since
             self._paused_since = None
         self.gate.paused = False
         self.state = RunState.RUNNING
 
     def sending_s(self) -> float:
         """Seconds this session has spent sending: since it started, less its pauses."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         since = self._paused_since
         paused = self._paused_total + (now - since if since is not None else 0.0)
         return max(now - self.started - paused, 0.0)
@@ -329,7 +335,7 @@ class Replay:
         """Feed the workers in plan order: traces in parallel, one trace's events in order."""
         pacing = self.run.pacing
         timed = pacing.speed is not None
-        clock_start, prev_ts, offset_ms = time.monotonic(), None, 0.0
+        clock_start, prev_ts, offset_ms = self.clock.monotonic(), None, 0.0
         first_due: float | None = None
         cap_ms = pacing.max_gap_s * 1000
         chunks = read_plan(self.run.plan_path)
@@ -350,9 +356,9 @@ class Replay:
                     continue
                 if timed:
                     if first_due is None:  # the clock starts at the first event sent
-                        first_due, clock_start = offset_ms, time.monotonic()
+                        first_due, clock_start = offset_ms, self.clock.monotonic()
                     due = clock_start + (offset_ms - first_due) / 1000
-                    if not await self.gate.sleep(due - time.monotonic()):
+                    if not await self.gate.sleep(due - self.clock.monotonic()):
                         return
                 if window.locked():  # the window is full: wait, looking at the stop flag
                     while not await self._acquire(window):
@@ -479,6 +485,7 @@ class Replay:
         self.counts[outcome] += 1
 
     def _journal_loop(self) -> None:
+        # Real time here: this paces writes to the journal, not sending.
         saved = time.monotonic()
         while not self.finished.wait(JOURNAL_EVERY_S):
             self._flush()

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 from eventlens.replay.engine import Replay
 from eventlens.replay.report import Report
-from eventlens.replay.specs import ReplayError, Run
-from eventlens.store import Store
+from eventlens.replay.specs import ReplayError
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,9 @@ class Session:
         return self.thread.is_alive()
 
 
-def start_background(store: Store, run: Run, key: str | None, key_source: str) -> Session:
-    """Start a session in a daemon thread; the Session gives progress and controls."""
-    replay = Replay(store, run, key, key_source=key_source)
+def start_background(replay: Replay) -> Session:
+    """Run a session in a daemon thread; the Session gives progress and controls."""
+    run_id = replay.run.run_id
     holder: list[Session] = []
 
     def target() -> None:
@@ -40,10 +39,10 @@ def start_background(store: Store, run: Run, key: str | None, key_source: str) -
         except ReplayError as exc:
             session.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown on the page, details in the log
-            log.exception("replay %s failed", run.run_id)
+            log.exception("replay %s failed", run_id)
             session.error = f"the replay failed ({type(exc).__name__}: {exc})"
 
-    thread = threading.Thread(target=target, name=f"replay-{run.run_id}", daemon=True)
+    thread = threading.Thread(target=target, name=f"replay-{run_id}", daemon=True)
     holder.append(Session(replay, thread))
     thread.start()
     return holder[0]
