@@ -132,5 +132,8 @@ def test_a_started_run_is_never_discarded(store, tmp_path):
     starting = planned_run(store, tmp_path)  # a live session that has not written yet
     with session_of(store, starting, alive=True) as session:
         replay.discard_unstarted(store, starting.run_id, session)
+    refused = planned_run(store, tmp_path)  # its session ended before writing (a bad key)
+    with session_of(store, refused, alive=False) as session:
+        replay.discard_unstarted(store, refused.run_id, session)
     kept = {r.run_id for r in replay.list_runs(store)}
-    assert kept == {journalled.run_id, starting.run_id}
+    assert kept == {journalled.run_id, starting.run_id, refused.run_id}

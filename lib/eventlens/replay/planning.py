@@ -395,7 +395,7 @@ def _iso_ms(ms: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
-# -- the body sent -------------------------------------------------------------------------
+# -- the body sent ----------------------------------------------------------------------------
 
 
 class Shaper:

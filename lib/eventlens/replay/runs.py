@@ -51,13 +51,14 @@ def can_start(run: Run, session: Session | None) -> bool:
 
 
 def discard_unstarted(store: Store, run_id: str, session: Session | None) -> None:
-    """Delete a run planned for a dry run and never started (planned in the journal, no session
-    ever, none starting here); a started run stays whatever happens to the form."""
+    """Delete a run planned for a dry run and never started: planned in the journal, with no
+    session journalled and none started in this process (even one that failed at once). A
+    started run stays, whatever happens to the form."""
     try:
         run = get_run(store, run_id)
     except ReplayError:
         return  # already deleted
-    if run.state == RunState.PLANNED and not run.sessions and not is_live(session):
+    if run.state == RunState.PLANNED and not run.sessions and session is None:
         delete_run(store, run_id)
 
 

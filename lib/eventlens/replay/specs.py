@@ -31,7 +31,7 @@ class RunState(enum.StrEnum):
     INTERRUPTED = "interrupted"  # journalled running or paused, but no session is at it
 
 
-SENDING = (RunState.RUNNING, RunState.PAUSED)  # a session is at it
+SENDING = (RunState.RUNNING, RunState.PAUSED)  # journalled while a session is at the run
 
 
 class ReplayError(Exception):
