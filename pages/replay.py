@@ -172,6 +172,8 @@ with st.container(border=True):
         dict.fromkeys([*redact_known, *(k.strip() for k in redact_more.split(",") if k.strip())])
     )
 
+    # The page starts at 200 events/s, 60x and 64 in flight; the rest is a run's own default.
+    defaults = replay.Pacing()
     p1, p2, p3, p4 = st.columns(4)
     pacing_mode = p1.radio(
         "Pacing", ["max rate", "original timing"], key="r_pacing", horizontal=False
@@ -191,14 +193,16 @@ with st.container(border=True):
     max_gap = p4.number_input(
         "Longest gap (s)",
         min_value=0.0,
-        value=60.0,
+        value=defaults.max_gap_s,
         key="r_max_gap",
         disabled=pacing_mode != "original timing",
         help="Original gaps longer than this count as this long.",
     )
     q1, q2 = st.columns(2)
     concurrency = q1.slider("In flight at once", 1, 256, 64, key="r_concurrency")
-    max_retries = q2.slider("Retries per event (5xx, 429, timeouts)", 0, 20, 8, key="r_retries")
+    max_retries = q2.slider(
+        "Retries per event (5xx, 429, timeouts)", 0, 20, defaults.max_retries, key="r_retries"
+    )
     transforms = replay.Transforms(
         timestamps, f"prefix:{prefix}" if id_mode == "prefix" else id_mode, redact
     )
@@ -244,16 +248,6 @@ def make_plan() -> replay.Run:
         )
 
 
-def replace_unstarted(run_id: str) -> None:
-    """Delete the previous dry run's plan if it was never started (by either Start button)."""
-    try:
-        old = replay.get_run(store, run_id)
-    except replay.ReplayError:
-        return  # already deleted
-    if old.state == "planned" and not old.sessions and runs.get(run_id) is None:
-        replay.delete_run(store, run_id)
-
-
 for problem in problems:
     st.warning(md_escape(problem), icon=":material/rule:")
 b1, b2, _ = st.columns([1, 1, 3])
@@ -263,8 +257,8 @@ if b1.button(
     "Dry run", disabled=bool(problems), help="Validate, count and estimate; send nothing."
 ):
     with st.spinner("Reading the source and writing the plan…"), guarded("the dry run"):
-        if checked is not None:
-            replace_unstarted(checked["run_id"])
+        if checked is not None:  # the plan it replaces, unless started by either Start button
+            replay.discard_unstarted(store, checked["run_id"], runs.get(checked["run_id"]))
         try:
             planned = make_plan()
             info = replay.dry_run(store, planned)
@@ -289,30 +283,30 @@ start = b2.button(
 if checked is not None and checked["state"] == "planned":
     info = checked["info"]
     with st.container(border=True):
-        st.markdown(f"**Dry run** · run {md_escape(info['run_id'])}")
+        st.markdown(f"**Dry run** · run {md_escape(info.run_id)}")
         if not fresh:
             st.info("The form changed since this dry run: run it again to start.")
         m = st.columns(5)
-        m[0].metric("Events to send", count(info["events"]))
-        m[1].metric("Traces", count(info["traces"]))
-        m[2].metric("Invalid (dead letters)", count(info["invalid"]))
-        m[3].metric("Repeated in the source", count(info["duplicates"]))
+        m[0].metric("Events to send", count(info.events))
+        m[1].metric("Traces", count(info.traces))
+        m[2].metric("Invalid (dead letters)", count(info.invalid))
+        m[3].metric("Repeated in the source", count(info.duplicates))
         m[4].metric(
             "Estimated duration",
-            duration(info["estimated_s"]) if info["estimated_s"] is not None else "endpoint-bound",
+            duration(info.estimated_s) if info.estimated_s is not None else "endpoint-bound",
             help="From the rate cap and/or the original timing; with neither, it depends on"
             " how fast the endpoint answers.",
         )
         st.caption(
-            f"Source {md_escape(info['source'])}, event time {info['first_time'] or '–'}"
-            f" to {info['last_time'] or '–'}."
+            f"Source {md_escape(info.source)}, event time {info.first_time or '–'}"
+            f" to {info.last_time or '–'}."
         )
-        if info["invalid_reasons"]:
+        if info.invalid_reasons:
             st.caption("Records that will not be sent")
-            st.dataframe(pd.DataFrame(info["invalid_reasons"]), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(info.invalid_reasons), hide_index=True, width="stretch")
         st.caption("The first bodies as they will be sent")
         st.code(
-            "\n".join(json.dumps(b, ensure_ascii=False) for b in info["first_bodies"]),
+            "\n".join(json.dumps(b, ensure_ascii=False) for b in info.first_bodies),
             language="json",
         )
 
@@ -358,7 +352,7 @@ def live_runs() -> None:
             if p.message:
                 st.warning(md_escape(p.message))
             c1, c2, _ = st.columns([1, 1, 4])
-            if p.state == "paused":
+            if p.state == replay.RunState.PAUSED:
                 if c1.button("Resume", key=f"r_go_{p.run_id}"):
                     session.replay.resume()
             elif c1.button("Pause", key=f"r_pause_{p.run_id}"):
@@ -424,8 +418,8 @@ with guarded("the runs", stop=True):
 with guarded("the run's report"):
     run = replay.get_run(store, run_id)
     session = runs.get(run_id)
-    alive = session is not None and session.alive
-    if not alive and table.loc[table["run"] == run_id, "state"].isin(["running", "paused"]).any():
+    alive = replay.is_live(session)
+    if not alive and table.loc[table["run"] == run_id, "state"].isin(replay.SENDING).any():
         st.rerun()  # it ended since the table was drawn: draw both from the journal again
     report = replay.build_report(store, run) if run.sessions else None
     st.markdown(
@@ -440,23 +434,23 @@ with guarded("the run's report"):
         st.caption("Sending now: the live progress is above; the report follows when it ends.")
     elif report:
         m = st.columns(7)
-        m[0].metric("Events", count(report["events"]))
-        m[1].metric("Accepted", count(report["accepted"]))
-        m[2].metric("Dead-lettered", count(report["dead_lettered"]))
-        m[3].metric("Retried", count(report["retried"]))
-        m[4].metric("Failed / unknown", count(report["failed"] + report["unknown"]))
-        m[5].metric("Not sent yet", count(report["not_sent"]))
-        m[6].metric("Events/s", f"{report['rate_per_s'] or 0:,.0f}")
-        lat = report["latency_ms"]
+        m[0].metric("Events", count(report.events))
+        m[1].metric("Accepted", count(report.accepted))
+        m[2].metric("Dead-lettered", count(report.dead_lettered))
+        m[3].metric("Retried", count(report.retried))
+        m[4].metric("Failed / unknown", count(report.failed + report.unknown))
+        m[5].metric("Not sent yet", count(report.not_sent))
+        m[6].metric("Events/s", f"{report.rate_per_s or 0:,.0f}")
+        lat = report.latency_ms
         st.caption(
-            f"Latency p50 {lat['p50']} ms · p95 {lat['p95']} ms · p99 {lat['p99']} ms"
-            + (" (estimated) ·" if lat.get("estimated") else " ·")
-            + f" {counted(report['requests'], 'request')} over {duration(report['elapsed_s'])}"
-            f" in {counted(report['sessions'], 'session')} ·"
-            f" {counted(report['duplicates_in_source'], 'repeated source record')} skipped"
+            f"Latency p50 {lat.p50} ms · p95 {lat.p95} ms · p99 {lat.p99} ms"
+            + (" (estimated) ·" if lat.estimated else " ·")
+            + f" {counted(report.requests, 'request')} over {duration(report.elapsed_s)}"
+            f" in {counted(report.sessions, 'session')} ·"
+            f" {counted(report.duplicates_in_source, 'repeated source record')} skipped"
         )
-        if report["by_type"]:
-            by_type = pd.DataFrame(report["by_type"]).T.fillna(0).astype(int)
+        if report.by_type:
+            by_type = pd.DataFrame(report.by_type).T.fillna(0).astype(int)
             st.dataframe(
                 by_type.rename_axis("event_type"),
                 width="stretch",
@@ -468,7 +462,7 @@ with guarded("the run's report"):
         )
 
     a1, a2, a3 = st.columns(3)
-    resumable = run.state != "finished" and not alive
+    resumable = replay.can_start(run, session)
     if a1.button(
         "Resume" if run.sessions else "Start",
         key="r_resume",
@@ -476,10 +470,9 @@ with guarded("the run's report"):
         help="Sends only the events without a final outcome, to the run's own endpoint"
         " with the key chosen above (or the sandbox's, for the embedded sandbox).",
     ):
-        same = run.endpoint.url.rstrip("/") == target.endpoint.rstrip("/")
-        key_target = (
+        key_target = (  # the run's own endpoint, with the key chosen above if it is that one
             target
-            if same
+            if replay.same_endpoint(run, target.endpoint)
             else target_for(run.endpoint.url, None, run.endpoint.auth, run.endpoint.path)
         )
         runs.start(store, run, key_target.key, key_target.key_source)
@@ -489,7 +482,7 @@ with guarded("the run's report"):
             f"Resuming with {KEY_SOURCE_WORDS[key_target.key_source]}", icon=":material/replay:"
         )
         st.rerun()
-    dead = report["dead_lettered"] if report else run.invalid
+    dead = report.dead_lettered if report else run.invalid
     a2.download_button(
         f"Dead letters ({dead:,}) as JSONL",
         data=lambda: "".join(
@@ -510,6 +503,6 @@ with guarded("the run's report"):
         st.rerun()
     if report:
         with st.expander("Report as JSON"):
-            st.code(json.dumps(report, indent=2, ensure_ascii=False), language="json")
+            st.code(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), language="json")
 
 st.caption(f"The embedded sandbox answers at {md_escape(embedded_url())}/api/track_event.")

@@ -22,11 +22,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from apptest_helpers import ok, plain
+from replay_helpers import report_with
 from sandbox_server import Live, live_sandbox
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from eventlens import client, replay
+from eventlens.replay import journal as rp_journal
+from eventlens.replay import report as rp_report
 from eventlens.sandbox import DEFAULT_KEY
 from eventlens.ui.replays import registry
 from eventlens.ui.state import open_store
@@ -442,7 +445,7 @@ def test_a_dry_run_counts_what_the_filters_match_and_sends_nothing(page, store, 
     assert button(page, "Start").disabled
     checked = dry_run(page)
     info = checked["info"]
-    assert number(metric(page, "Events to send")) == len(want) == info["events"]
+    assert number(metric(page, "Events to send")) == len(want) == info.events
     assert number(metric(page, "Traces")) == 1
     assert number(metric(page, "Invalid (dead letters)")) == 0
     bodies = bodies_shown(page)
@@ -466,7 +469,7 @@ def test_a_dry_run_counts_what_the_filters_match_and_sends_nothing(page, store, 
     # A new dry run replaces the unstarted plan (it is not left behind in the Runs table).
     page.number_input(key="r_rate").set_value(100.0).run()
     again = dry_run(page)
-    assert again["run_id"] != checked["run_id"] and again["info"]["events"] == len(want)
+    assert again["run_id"] != checked["run_id"] and again["info"].events == len(want)
     assert checked["run_id"] not in runs_table(page)["run"].tolist()
     assert not button(page, "Start").disabled
     assert box.total_requests() == 0
@@ -476,7 +479,7 @@ def test_start_sends_every_planned_event_once_and_reports(page, store, box):
     want = expected(store, *day_filter("checkout", "2025-11-04", "2025-11-06"))
     aim(page, box)
     window(page, "checkout", "2025-11-04", "2025-11-06")
-    assert dry_run(page)["info"]["events"] == len(want) == 63
+    assert dry_run(page)["info"].events == len(want) == 63
     run_id = start(page)
     wait_until_ended(page, run_id)
 
@@ -566,7 +569,7 @@ def test_pause_resume_stop_then_resume_sends_each_event_once(page, store, box):
     want = expected(store, *day_filter("checkout", "2025-11-01", "2025-11-03"))
     aim(page, box)
     paced_checkouts(page, concurrency=2, until="2025-11-03")
-    assert dry_run(page)["info"]["events"] == len(want) == 44
+    assert dry_run(page)["info"].events == len(want) == 44
     run_id = start(page)
     sending(box)
     page.button(key=f"r_pause_{run_id}").click().run()
@@ -614,7 +617,7 @@ def test_pause_resume_stop_then_resume_sends_each_event_once(page, store, box):
 def test_pause_stops_sending_at_the_default_concurrency(page, box):
     aim(page, box)
     paced_checkouts(page, concurrency=64, until="2025-11-04")
-    assert dry_run(page)["info"]["events"] == 84
+    assert dry_run(page)["info"].events == 84
     run_id = start(page)
     sending(box)
     page.button(key=f"r_pause_{run_id}").click().run()
@@ -668,7 +671,7 @@ def test_the_typed_key_is_never_shown_kept_or_put_in_the_url(page, store, box, c
 
 def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedded, monkeypatch):
     """A run the journal says is running, with no live session (its process died)."""
-    monkeypatch.setattr(replay, "EXACT_QUANTILES", 2)  # 3 accepted: shown as estimated
+    monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 2)  # 3 accepted: shown as estimated
     store = open_store(db)
     day = dt.datetime(2025, 11, 12, tzinfo=dt.UTC)
     run = replay.plan(
@@ -699,8 +702,8 @@ def test_an_interrupted_run_is_listed_as_such_and_resumes(open_page, db, embedde
     ]
     run.state, run.sessions, run.anchor_ms = "running", 1, int(time.time() * 1000)
     with store.write_lock:
-        replay._journal(store, rows)
-        replay._save_run(store, run)
+        rp_journal.append_outcomes(store, rows)
+        rp_journal.save_run(store, run)
 
     at = open_page()
     assert registry().get(run.run_id) is None
@@ -741,7 +744,7 @@ def test_a_run_that_ends_while_the_page_draws_is_not_listed_running_above_its_re
     )
     run.state, run.sessions = "running", 1
     with store.write_lock:
-        replay._save_run(store, run)
+        rp_journal.save_run(store, run)
     release = threading.Event()
     thread = threading.Thread(target=release.wait, daemon=True)
     thread.start()
@@ -753,7 +756,7 @@ def test_a_run_that_ends_while_the_page_draws_is_not_listed_running_above_its_re
             ended = real_get_run(s, run_id)
             ended.state = "stopped"
             with s.write_lock:
-                replay._save_run(s, ended)
+                rp_journal.save_run(s, ended)
             release.set()
             thread.join()
         return real_get_run(s, run_id)
@@ -820,7 +823,7 @@ def journalled_run(store, day: str, **fields) -> replay.Run:
     for name, value in fields.items():
         setattr(run, name, value)
     with store.write_lock:
-        replay._save_run(store, run)
+        rp_journal.save_run(store, run)
     return run
 
 
@@ -828,7 +831,7 @@ def test_a_planned_run_is_listed_with_dashes_not_nan(open_page, db):
     """Listed with a run that has counts, a never-started run's missing counts once read "nan"
     (pandas makes a None in a numeric column NaN)."""
     store = open_store(db)
-    report = {"accepted": 5, "dead_lettered": 1, "rate_per_s": 12.0}
+    report = report_with(accepted=5, dead_lettered=1, rate_per_s=12.0)
     journalled_run(store, "2025-11-16", state="finished", sessions=1, report=report)
     planned = journalled_run(store, "2025-11-17")
     at = open_page()
@@ -842,7 +845,7 @@ def test_every_number_in_the_runs_table_has_thousands_separators_and_sorts_as_a_
     open_page, db
 ):
     store = open_store(db)
-    report = {"accepted": 2600, "dead_lettered": 1020, "rate_per_s": 1234.4}
+    report = report_with(accepted=2600, dead_lettered=1020, rate_per_s=1234.4)
     run = journalled_run(
         store, "2025-11-18", state="finished", sessions=1, planned=2617, invalid=3, report=report
     )
@@ -905,7 +908,7 @@ def test_one_of_anything_reads_in_the_singular(page, store, box, held_at_start):
     trace, event_type = one_event(store)
     aim(page, box)
     choose(page, datasets=["sample"], types=[event_type], traces=[trace])
-    assert dry_run(page)["info"]["events"] == 1
+    assert dry_run(page)["info"].events == 1
     captions = [plain(c.value) for c in page.caption]
     assert "Planned: 1 event, 0 invalid; not started." in captions, captions
 

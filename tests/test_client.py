@@ -72,7 +72,7 @@ def assert_result_has_no_key(result: client.SendResult, *keys: str) -> None:
 def test_accepted(live):
     body = new_body(event_id="e1")
     result = send_event(body, live.target())
-    assert result.outcome == client.ACCEPTED
+    assert result.outcome == client.Outcome.ACCEPTED
     assert (result.status, result.response) == (200, {"message": "Event tracked"})
     assert result.message == "Event tracked"
     assert result.ok and result.sent and not result.retryable
@@ -86,7 +86,7 @@ def test_both_paths_and_auth_styles(live, path, auth):
     body = new_body()
     before = live.counter.paths.count(path)
     result = send_event(body, live.target(path=path, auth=auth))
-    assert (result.outcome, result.status) == (client.ACCEPTED, 200), result.message
+    assert (result.outcome, result.status) == (client.Outcome.ACCEPTED, 200), result.message
     assert live.counter.paths.count(path) == before + 1
     assert len(live.stored(body["trace_id"])) == 1
 
@@ -95,7 +95,7 @@ def test_both_paths_and_auth_styles(live, path, auth):
 def test_wrong_key_in_either_auth_style_is_unauthorized(live, auth):
     body = new_body()
     result = send_event(body, live.target(key=WRONG_KEY, auth=auth))
-    assert result.outcome == client.UNAUTHORIZED
+    assert result.outcome == client.Outcome.UNAUTHORIZED
     assert result.status == 401
     assert result.response == {"error": "Unauthorized", "message": "Invalid or missing API key"}
     assert result.message == "the key was refused (401): Invalid or missing API key"
@@ -105,7 +105,7 @@ def test_wrong_key_in_either_auth_style_is_unauthorized(live, auth):
 
 def test_no_key_is_unauthorized(live):
     result = send_event(new_body(), Target(endpoint=live.url))
-    assert (result.outcome, result.status) == (client.UNAUTHORIZED, 401)
+    assert (result.outcome, result.status) == (client.Outcome.UNAUTHORIZED, 401)
 
 
 def test_target_headers_per_auth_style():
@@ -241,7 +241,7 @@ def test_sandbox_answers_400_with_the_validation_message(live, bad, path):
     assert live.sandbox.counts["rejected"] == rejected + 1
     assert live.stored(bad["trace_id"]) == []
     outcome, message = classify(400, reply.json())
-    assert outcome == client.REJECTED
+    assert outcome == client.Outcome.REJECTED
     assert message == f"rejected (400): {expected}"
 
 
@@ -249,7 +249,7 @@ def test_sandbox_answers_400_with_the_validation_message(live, bad, path):
 def test_body_that_is_not_json_is_400_bad_request(live, content):
     reply = raw_post(live, content)
     assert (reply.status_code, reply.json()) == (400, {"error": "Bad request"})
-    assert classify(400, reply.json()) == (client.REJECTED, "rejected (400): Bad request")
+    assert classify(400, reply.json()) == (client.Outcome.REJECTED, "rejected (400): Bad request")
 
 
 def test_sandbox_checks_the_key_before_the_body(live):
@@ -261,7 +261,7 @@ def test_client_reports_a_400_from_a_server_as_rejected():
     answer = {"error": 'Validation error: Expected number, received string at "metrics.a"'}
     with serve_in_thread(stub_app(400, answer)) as url:
         result = send_event(new_body(), Target(endpoint=url, key=KEY))
-    assert result.outcome == client.REJECTED
+    assert result.outcome == client.Outcome.REJECTED
     assert (result.status, result.response, result.sent) == (400, answer, True)
     assert result.message == f"rejected (400): {answer['error']}"
     assert not result.retryable
@@ -273,34 +273,34 @@ def test_client_reports_a_400_from_a_server_as_rejected():
 def test_classify_403_is_forbidden():
     answer = {"error": "FORBIDDEN", "message": "This key lacks traces:create"}
     assert classify(403, answer) == (
-        client.FORBIDDEN,
+        client.Outcome.FORBIDDEN,
         "the key may not create traces (403): This key lacks traces:create",
     )
-    assert classify(403, None) == (client.FORBIDDEN, "the key may not create traces (403)")
+    assert classify(403, None) == (client.Outcome.FORBIDDEN, "the key may not create traces (403)")
 
 
 def test_client_reports_a_403_from_a_server_as_forbidden():
     answer = {"error": "FORBIDDEN", "message": "This key lacks traces:create"}
     with serve_in_thread(stub_app(403, answer)) as url:
         result = send_event(new_body(), Target(endpoint=url, key=KEY, auth="bearer"))
-    assert (result.outcome, result.status) == (client.FORBIDDEN, 403)
+    assert (result.outcome, result.status) == (client.Outcome.FORBIDDEN, 403)
     assert not result.ok and not result.retryable
 
 
 @pytest.mark.parametrize(
     "status, outcome",
     [
-        (200, client.ACCEPTED),
-        (202, client.ACCEPTED),
-        (400, client.REJECTED),
-        (401, client.UNAUTHORIZED),
-        (403, client.FORBIDDEN),
-        (404, client.REJECTED),
-        (413, client.REJECTED),
-        (429, client.RETRYABLE),
-        (500, client.RETRYABLE),
-        (502, client.RETRYABLE),
-        (503, client.RETRYABLE),
+        (200, client.Outcome.ACCEPTED),
+        (202, client.Outcome.ACCEPTED),
+        (400, client.Outcome.REJECTED),
+        (401, client.Outcome.UNAUTHORIZED),
+        (403, client.Outcome.FORBIDDEN),
+        (404, client.Outcome.REJECTED),
+        (413, client.Outcome.REJECTED),
+        (429, client.Outcome.RETRYABLE),
+        (500, client.Outcome.RETRYABLE),
+        (502, client.Outcome.RETRYABLE),
+        (503, client.Outcome.RETRYABLE),
     ],
 )
 def test_classify_status_codes(status, outcome):
@@ -312,7 +312,7 @@ def test_classify_uses_the_servers_own_words():
     assert classify(401, {"error": "Unauthorized", "message": "bad key"})[1].endswith(": bad key")
     assert classify(500, {"error": "boom"})[1] == "the server asks to try again later (500): boom"
     assert classify(502, "<html>" + "x" * 1000)[1].endswith("x" * 294)  # text cut to 300 chars
-    assert classify(204, None) == (client.ACCEPTED, "accepted")
+    assert classify(204, None) == (client.Outcome.ACCEPTED, "accepted")
 
 
 # -- retryable ------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_server_error_is_retryable(live):
     live.sandbox.faults.fail_rate = 1.0
     body = new_body(event_id="evt-500")
     result = send_event(body, live.target())
-    assert (result.outcome, result.status) == (client.RETRYABLE, 500)
+    assert (result.outcome, result.status) == (client.Outcome.RETRYABLE, 500)
     assert result.response == {"error": "Internal server error (sandbox fault)"}
     assert result.message == (
         "the server asks to try again later (500): Internal server error (sandbox fault)"
@@ -336,7 +336,7 @@ def test_throttle_is_retryable_and_the_sandbox_sends_retry_after(live):
     live.sandbox.faults.retry_after_s = 3
     body = new_body()
     result = send_event(body, live.target())
-    assert (result.outcome, result.status) == (client.RETRYABLE, 429)
+    assert (result.outcome, result.status) == (client.Outcome.RETRYABLE, 429)
     assert result.response == {"error": "Too many requests (sandbox fault)"}
     assert result.retryable
     reply = raw_post(live, json.dumps(body))
@@ -348,7 +348,7 @@ def test_throttle_is_retryable_and_the_sandbox_sends_retry_after(live):
 def test_connect_error_is_retryable_and_not_sent():
     url = f"http://127.0.0.1:{free_port()}"
     result = send_event(new_body(), Target(endpoint=url, key=KEY))
-    assert result.outcome == client.RETRYABLE
+    assert result.outcome == client.Outcome.RETRYABLE
     assert result.message.startswith("could not connect (ConnectError: ")
     assert (result.status, result.response, result.sent) == (None, None, False)
     assert result.retryable
@@ -360,7 +360,7 @@ def test_read_timeout_is_retryable(live):
     started = time.perf_counter()
     result = send_event(new_body(), live.target(), timeout=httpx.Timeout(0.2, connect=2))
     elapsed = time.perf_counter() - started
-    assert result.outcome == client.RETRYABLE
+    assert result.outcome == client.Outcome.RETRYABLE
     assert result.message.startswith("no answer in time (ReadTimeout")
     assert result.status is None and result.sent  # the body may have arrived
     assert elapsed < 1.0
@@ -374,7 +374,7 @@ def test_dropped_answer_is_unknown_but_the_event_is_stored(live):
     live.sandbox.faults.drop_rate = 1.0
     body = new_body(event_id="evt-dropped")
     result = send_event(body, live.target())
-    assert result.outcome == client.UNKNOWN
+    assert result.outcome == client.Outcome.UNKNOWN
     assert result.message.startswith("the connection was lost after sending (RemoteProtocolError")
     assert (result.status, result.response, result.sent) == (None, None, True)
     assert result.retryable and not result.ok
@@ -414,7 +414,7 @@ def test_dropped_answer_is_unknown_but_the_event_is_stored(live):
 def test_invalid_body_is_not_sent(live, bad):
     requests, counts = live.total_requests(), dict(live.sandbox.counts)
     result = send_event(bad, live.target())
-    assert result.outcome == client.INVALID
+    assert result.outcome == client.Outcome.INVALID
     assert result.message == "not sent: " + model.reason(model.validate_body(bad))
     assert (result.status, result.response, result.latency_ms, result.sent) == (
         None,
@@ -480,8 +480,8 @@ def every_outcome(live: Live) -> list[client.SendResult]:
 def test_key_in_no_send_result(live):
     results = every_outcome(live)
     assert {r.outcome for r in results} == set(client.OUTCOMES) - {
-        client.REJECTED,
-        client.FORBIDDEN,
+        client.Outcome.REJECTED,
+        client.Outcome.FORBIDDEN,
     }
     for result in results:
         assert_result_has_no_key(result)
@@ -505,7 +505,7 @@ def test_key_echoed_by_the_server_is_masked():
     with serve_in_thread(stub_app(401, echo)) as url:
         for auth in client.AUTH_STYLES:
             result = send_event(new_body(), Target(endpoint=url, key=KEY, auth=auth))
-            assert result.outcome == client.UNAUTHORIZED
+            assert result.outcome == client.Outcome.UNAUTHORIZED
             assert_result_has_no_key(result)
             assert mask(KEY) in result.message
             assert mask(KEY) in result.response["echo"][0]
@@ -514,7 +514,7 @@ def test_key_echoed_by_the_server_is_masked():
 def test_key_echoed_in_a_text_answer_is_masked():
     with serve_in_thread(stub_app(502, lambda h: f"proxy error for {h['x-auth-token']}")) as url:
         result = send_event(new_body(), Target(endpoint=url, key=KEY))
-    assert (result.outcome, result.status) == (client.RETRYABLE, 502)
+    assert (result.outcome, result.status) == (client.Outcome.RETRYABLE, 502)
     assert result.response == f"proxy error for {mask(KEY)}"
     assert_result_has_no_key(result)
 
@@ -525,7 +525,7 @@ def test_key_echoed_across_the_message_cut_is_not_shown():
 
     with serve_in_thread(stub_app(502, echo)) as url:
         result = send_event(new_body(), Target(endpoint=url, key=KEY))
-    assert result.outcome == client.RETRYABLE
+    assert result.outcome == client.Outcome.RETRYABLE
     assert KEY[:16] not in result.message
 
 
@@ -640,7 +640,7 @@ def test_errors_before_sending_are_not_unknown(live, case):
     result = send_event(new_body(), target)
     assert live.total_requests() == requests  # indeed nothing arrived
     assert result.sent is False
-    assert result.outcome != client.UNKNOWN
+    assert result.outcome != client.Outcome.UNKNOWN
 
 
 @pytest.mark.parametrize("case", ["malformed-endpoint", "non-ascii-key"])

@@ -13,7 +13,6 @@ import itertools
 import json
 import random
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,16 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from replay_helpers import write_jsonl
+from replay_helpers import report_with, session_of, write_jsonl
 from sandbox_server import CountingApp, serve_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from virtual_clock import VirtualClock
 
 from eventlens import ingest
 from eventlens import replay as rp
 from eventlens.ingest import load_files
+from eventlens.replay import engine as rp_engine
+from eventlens.replay import planning as rp_planning
+from eventlens.replay import report as rp_report
 from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
 from eventlens.store import Store
 
@@ -131,7 +134,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
 
 @dataclass
 class Hit:
-    """One request a Recorder received: when (time.monotonic), what, and what it answered."""
+    """One request a Recorder received: when (its clock's monotonic), what, what it answered."""
 
     t: float
     body: dict[str, Any]
@@ -144,16 +147,23 @@ Answer = Callable[[dict[str, Any], int], tuple[int, Any, dict[str, str] | None]]
 class Recorder:
     """A fake track_event endpoint: records every POST's arrival time and body; answers 200
     unless `answer(body, index)` says otherwise; `delay(body)` seconds are added before answering.
+    Arrival times are read from `now` (the session's virtual clock, in the pacing tests).
     """
 
-    def __init__(self, answer: Answer | None = None, delay: Callable[[dict], float] | None = None):
+    def __init__(
+        self,
+        answer: Answer | None = None,
+        delay: Callable[[dict], float] | None = None,
+        now: Callable[[], float] = time.monotonic,
+    ):
         self.answer = answer
         self.delay = delay
+        self.now = now
         self.hits: list[Hit] = []
         self.app = Starlette(routes=[Route(p, self._handle, methods=["POST"]) for p in PATHS])
 
     async def _handle(self, request: Request) -> Response:
-        t = time.monotonic()  # the headers are in (the body can lag a delayed ACK behind)
+        t = self.now()  # the headers are in (the body can lag a delayed ACK behind)
         body = json.loads(await request.body())
         status, payload, headers = (
             self.answer(body, len(self.hits))
@@ -234,6 +244,12 @@ def plan_file(
     )
 
 
+def on_virtual_time(journal: Store, run: rp.Run, clock: VirtualClock) -> rp.Replay:
+    """A session paced by a virtual clock, sending over real loopback HTTP: pacing is what the
+    engine does with the clock, and the requests arrive at the virtual time they were sent."""
+    return rp.Replay(journal, run, KEY, clock=clock, transport=clock.transport())
+
+
 # -- 1. faults: exactly once, every event accounted for -----------------------------------------
 
 
@@ -296,16 +312,16 @@ def test_faults_every_valid_event_stored_exactly_once(journal, tmp_path):
         )
         assert stored == collections.Counter(content(b) for b in valid)
 
-    assert report["state"] == "finished"
-    assert report["events"] == 1010
-    assert report["accepted"] == report["planned"] == 1000
-    assert report["invalid"] == report["dead_lettered"] == 10
-    assert report["rejected"] == 0
-    assert report["accepted"] + report["dead_lettered"] == report["events"]
-    assert report["retried"] > 0
-    assert report["requests"] == report["accepted"] + report["retried"]
-    assert (report["failed"], report["unknown"], report["not_sent"]) == (0, 0, 0)
-    assert report["duplicates_in_source"] == 2
+    assert report.state == "finished"
+    assert report.events == 1010
+    assert report.accepted == report.planned == 1000
+    assert report.invalid == report.dead_lettered == 10
+    assert report.rejected == 0
+    assert report.accepted + report.dead_lettered == report.events
+    assert report.retried > 0
+    assert report.requests == report.accepted + report.retried
+    assert (report.failed, report.unknown, report.not_sent) == (0, 0, 0)
+    assert report.duplicates_in_source == 2
 
     out = tmp_path / "dead.jsonl"
     assert rp.write_dead_letters(journal, run.run_id, out) == 10
@@ -351,8 +367,8 @@ def test_each_trace_is_sent_in_timestamp_order_under_concurrency(journal, tmp_pa
     with serve_in_thread(recorder.app) as url:
         run = plan_file(journal, source, url, concurrency=16, backoff_s=0.005)
         report = rp.Replay(journal, run, KEY).execute()
-    assert report["accepted"] == 180
-    assert report["retried"] == len(failed_once) > 0
+    assert report.accepted == 180
+    assert report.retried == len(failed_once) > 0
 
     expected: dict[str, list[str]] = collections.defaultdict(list)
     for body in sorted(events, key=lambda b: b["timestamp"]):
@@ -366,14 +382,18 @@ def test_each_trace_is_sent_in_timestamp_order_under_concurrency(journal, tmp_pa
     assert len(set(first_trace)) >= 8
 
 
-def test_rate_200_per_second_within_5_percent(journal, tmp_path):
+@pytest.mark.parametrize("virtual", [True, False], ids=["virtual-clock", "real-clock"])
+def test_rate_200_per_second_within_5_percent(journal, tmp_path, virtual):
+    """Also on the real clock, end to end: it is what a run is paced by outside the tests."""
     source = write_jsonl(tmp_path / "rate.jsonl", make_events(300, traces=50))
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock() if virtual else None
+    recorder = Recorder(now=clock.monotonic if clock else time.monotonic)
+    with serve_in_thread(recorder.app, no_delay=virtual) as url:
         run = plan_file(journal, source, url, rate=200, concurrency=32)
-        assert rp.dry_run(journal, run)["estimated_s"] == 1.5
-        report = rp.Replay(journal, run, KEY).execute()
-    assert report["accepted"] == 300
+        assert rp.dry_run(journal, run).estimated_s == 1.5
+        session = on_virtual_time(journal, run, clock) if clock else rp.Replay(journal, run, KEY)
+        report = session.execute()
+    assert report.accepted == 300
     times = sorted(h.t for h in recorder.hits)
     # The rate over every run of 50 consecutive requests: its median is the pacing itself, and
     # is not moved by a stall of this loaded 2-core machine (which only ever slows a window).
@@ -429,11 +449,12 @@ def test_speed_10_keeps_order_and_scaled_gaps(journal, tmp_path):
     gaps = [0, 2000, 0, 300, 1000, 2000, 500, 150, 1200]
     events = timed_events(list(itertools.accumulate(gaps)))
     source = write_jsonl(tmp_path / "timed.jsonl", events[::-1])
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10, concurrency=4)
-        assert rp.dry_run(journal, run)["estimated_s"] == 0.7  # 7.15 s of gaps / 10
-        rp.Replay(journal, run, KEY).execute()
+        assert rp.dry_run(journal, run).estimated_s == 0.7  # 7.15 s of gaps / 10
+        on_virtual_time(journal, run, clock).execute()
     hits = sorted(recorder.hits, key=lambda h: h.t)
     assert sorted(h.body["event_id"] for h in hits) == sorted(e["event_id"] for e in events)
     stamps = [h.body["timestamp"] for h in hits]
@@ -448,20 +469,30 @@ def test_max_gap_caps_long_gaps(journal, tmp_path):
     """A 100 s gap with max_gap_s=2 at 10x takes 0.2 s, not 10 s; shorter gaps stay scaled."""
     events = timed_events([0, 2000, 2500, 102_500, 103_000], traces="g")
     source = write_jsonl(tmp_path / "gap.jsonl", events)
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10, max_gap_s=2)
-        assert rp.dry_run(journal, run)["estimated_s"] == 0.5
-        started = time.monotonic()
-        rp.Replay(journal, run, KEY).execute()
-        assert time.monotonic() - started < 3
+        assert rp.dry_run(journal, run).estimated_s == 0.5
+        started = clock.monotonic()
+        on_virtual_time(journal, run, clock).execute()
+        assert clock.monotonic() - started < 3
     assert [h.body["event_id"] for h in recorder.hits] == [e["event_id"] for e in events]
     assert_offsets(recorder.hits, events, ref=1, speed=10, cap_ms=2000)
 
 
-def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
+def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path, monkeypatch):
     """A resume of a 16,384-event run with 3 events left: the first chunk is read in full before
     anything is sent, and the first gap (2 s at 10x: 200 ms) comes out ~100 ms short."""
+    clock = VirtualClock()
+    real_read_plan = rp_engine.read_plan
+
+    def slow_read_plan(path: str) -> Iterator[list[rp.Planned]]:
+        for chunk in real_read_plan(path):
+            clock.spend(0.1)  # what reading a 16,384-row chunk took on this machine
+            yield chunk
+
+    monkeypatch.setattr(rp_engine, "read_plan", slow_read_plan)
     head = timed_events([0, 2000, 2500], traces="a")
     rest = [
         {
@@ -474,8 +505,8 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
         for i in range(rp.CHUNK - 3)
     ]
     source = write_jsonl(tmp_path / "big.jsonl", head + rest)
-    recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    recorder = Recorder(now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, speed=10)
         # An earlier session accepted everything but the first three events.
         journal.execute(
@@ -483,7 +514,7 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path):
             " NULL, NULL, now() FROM range(4, ?) t(seq)",
             [run.run_id, rp.CHUNK + 1],
         )
-        rp.Replay(journal, run, KEY).execute()
+        on_virtual_time(journal, run, clock).execute()
     assert [h.body["event_id"] for h in recorder.hits] == ["e0", "e1", "e2"]
     first_gap = recorder.hits[1].t - recorder.hits[0].t
     assert abs(first_gap - 0.2) <= 0.04, f"the first 2 s gap took {first_gap:.3f} s at 10x"
@@ -497,56 +528,58 @@ def test_unauthorized_stops_the_run_and_the_key_is_never_kept(journal, tmp_path)
     with sandbox_server(key=KEY) as box:
         run = plan_file(journal, source, box.url, concurrency=16)
         report = rp.Replay(journal, run, WRONG_KEY).execute()
-        assert report["state"] == "stopped"
-        assert "401" in report["message"] and "$LANGWATCH_API_KEY" in report["message"]
+        assert report.state == "stopped"
+        assert "401" in report.message and "$LANGWATCH_API_KEY" in report.message
         assert 1 <= box.counter.track_requests <= 16  # only what was in flight
         assert box.sandbox.counts["accepted"] == 0
         assert box.sandbox.counts["unauthorized"] == box.counter.track_requests
-        assert report["accepted"] == 0 and report["not_sent"] == 60
+        assert report.accepted == 0 and report.not_sent == 60
         assert rp.get_run(journal, "last").state == "stopped"
         text = journal_text(journal)
         assert WRONG_KEY not in text and KEY not in text
 
         # With the right key the same run finishes.
         again = rp.Replay(journal, rp.get_run(journal, run.run_id), KEY).execute()
-        assert (again["state"], again["accepted"], again["sessions"]) == ("finished", 60, 2)
+        assert (again.state, again.accepted, again.sessions) == ("finished", 60, 2)
         assert sandbox_keys(box.store)[:2] == (60, 60)
         assert KEY not in journal_text(journal)
 
 
 def test_pause_resume_stop_from_another_thread(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(200, traces=60, id_every=3))
+    clock = VirtualClock(auto=False)  # time passes as the test says
     recorder = Recorder()
-    with serve_in_thread(recorder.app) as url:
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, concurrency=8)
-        session = rp.start_background(journal, run, KEY, "typed")
+        session = rp.start_background(on_virtual_time(journal, run, clock))
         wait_for(lambda: len(recorder.hits) >= 20, what="20 requests")
 
         session.replay.pause()
-        time.sleep(0.3)  # what was in flight lands
+        clock.advance(0.3)  # what was in flight lands
         paused_at = len(recorder.hits)
-        time.sleep(0.5)
+        clock.advance(0.5)
         assert len(recorder.hits) == paused_at, "requests were sent while paused"
         progress = session.replay.progress()
         assert progress.state == "paused" and session.alive
         assert 0 < progress.done < 200
 
         session.replay.resume()
-        wall = time.monotonic() - session.replay.started
+        wall = clock.monotonic() - session.replay.started
         assert session.replay.progress().elapsed_s <= round(wall - 0.75, 1), "pause counted"
+        clock.advance(1.0)  # the workers that waited while paused look again
         wait_for(lambda: len(recorder.hits) >= paused_at + 20, what="sending after resume")
         session.replay.stop()
         session.thread.join(15)
         assert not session.alive and session.error is None
         report = session.report
-        assert report is not None and report["state"] == "stopped"
-        assert report["not_sent"] > 0
-        assert report["accepted"] + report["not_sent"] == 200
-        assert "still to send" in report["message"]
+        assert report is not None and report.state == "stopped"
+        assert report.not_sent > 0
+        assert report.accepted + report.not_sent == 200
+        assert "still to send" in report.message
         assert rp.get_run(journal, run.run_id).state == "stopped"
 
         final = rp.Replay(journal, rp.get_run(journal, "last"), KEY).execute()
-    assert (final["state"], final["accepted"], final["sessions"]) == ("finished", 200, 2)
+    assert (final.state, final.accepted, final.sessions) == ("finished", 200, 2)
     # Nothing sent twice, nothing left out, over both sessions.
     sent = collections.Counter(
         (h.body["trace_id"], h.body["event_id"]) for h in recorder.accepted()
@@ -569,23 +602,23 @@ def test_server_errors_exhaust_retries_then_a_resume_finishes(journal, tmp_path)
         run = plan_file(journal, source, url, concurrency=8, max_retries=2, backoff_s=0.005)
         report = rp.Replay(journal, run, KEY).execute()
         # Not final either way (see the xfail below for which of the two it should be).
-        assert report["failed"] + report["unknown"] == 16 and report["accepted"] == 0
-        assert report["requests"] == 48 and report["retried"] == 32  # 1 + 2 retries each
-        assert report["dead_lettered"] == 0  # a failure is not a dead letter
-        assert report["state"] == "stopped"
-        assert report["message"] == "16 events still to send; resume the run"
+        assert report.failed + report.unknown == 16 and report.accepted == 0
+        assert report.requests == 48 and report.retried == 32  # 1 + 2 retries each
+        assert report.dead_lettered == 0  # a failure is not a dead letter
+        assert report.state == "stopped"
+        assert report.message == "16 events still to send; resume the run"
         assert rp.get_run(journal, "last").run_id == run.run_id
         first_session = {h.body["event_id"]: h.body for h in recorder.hits}
 
         state["failing"] = False
         final = rp.Replay(journal, rp.get_run(journal, "last"), KEY).execute()
-    assert (final["state"], final["accepted"], final["failed"], final["unknown"]) == (
+    assert (final.state, final.accepted, final.failed, final.unknown) == (
         "finished",
         16,
         0,
         0,
     )
-    assert final["sessions"] == 2
+    assert final.sessions == 2
     second_session = {h.body["event_id"]: h.body for h in recorder.accepted()}
     # The resend is the same request: same event_id, trace_id, timestamp and content.
     assert second_session == first_session
@@ -600,7 +633,7 @@ def test_server_errors_exhausting_retries_are_reported_failed(journal, tmp_path)
         run = plan_file(journal, source, url, max_retries=1, backoff_s=0.005)
         report = rp.Replay(journal, run, KEY).execute()
     assert len(recorder.hits) == 8
-    assert (report["failed"], report["unknown"]) == (4, 0)
+    assert (report.failed, report.unknown) == (4, 0)
 
 
 def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
@@ -612,16 +645,16 @@ def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
         report = rp.Replay(journal, run, KEY).execute()
     latencies = sorted(r[0] for r in journal.rows("SELECT latency_ms FROM replay_outcomes"))
     exact = statistics.quantiles(latencies, n=100, method="inclusive")
-    lat = report["latency_ms"]
-    assert lat["estimated"] is False
-    assert (lat["p50"], lat["p95"], lat["p99"]) == tuple(
+    lat = report.latency_ms
+    assert lat.estimated is False
+    assert (lat.p50, lat.p95, lat.p99) == tuple(
         round(q, 1) for q in (exact[49], exact[94], exact[98])
     )
-    monkeypatch.setattr(rp, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
-    estimate = rp.build_report(journal, rp.get_run(journal, run.run_id))["latency_ms"]
-    assert estimate["estimated"] is True
-    assert estimate["p50"] == pytest.approx(lat["p50"], rel=0.1)
-    assert estimate["p99"] == pytest.approx(lat["p99"], rel=0.1)
+    monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
+    estimate = rp.build_report(journal, rp.get_run(journal, run.run_id)).latency_ms
+    assert estimate.estimated is True
+    assert estimate.p50 == pytest.approx(lat.p50, rel=0.1)
+    assert estimate.p99 == pytest.approx(lat.p99, rel=0.1)
 
 
 def test_hold_memory_caps_a_replaying_process_unless_the_user_chose(monkeypatch):
@@ -669,10 +702,10 @@ def test_rejected_events_are_dead_letters_not_retried_and_replayable(journal, tm
         json.dumps(h.body["metrics"]) for h in recorder.hits if h.body["event_type"] == "refused"
     )
     assert len(refused_requests) == 3 and set(refused_requests.values()) == {1}  # no retries
-    assert report["retried"] == 0
-    assert (report["accepted"], report["rejected"], report["invalid"]) == (20, 3, 2)
-    assert report["dead_lettered"] == 5
-    assert report["state"] == "finished"  # nothing left to send: a refusal is final
+    assert report.retried == 0
+    assert (report.accepted, report.rejected, report.invalid) == (20, 3, 2)
+    assert report.dead_lettered == 5
+    assert report.state == "finished"  # nothing left to send: a refusal is final
 
     out = tmp_path / "dead.jsonl"
     assert rp.write_dead_letters(journal, run.run_id, out) == 5
@@ -716,13 +749,14 @@ def test_retry_after_pauses_the_whole_run(journal, tmp_path):
     way (at most the other 3 of 4 in flight), nothing is sent for a second; without a run-wide
     pause the other workers would have sent all 40 events in that second."""
     source = write_jsonl(tmp_path / "e.jsonl", make_events(40, traces=40, id_every=1))
-    recorder = Recorder(_throttle_first)
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(_throttle_first, now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, concurrency=4)
-        started = time.monotonic()
-        report = rp.Replay(journal, run, KEY).execute()
-        took = time.monotonic() - started
-    assert (report["accepted"], report["retried"]) == (40, 1)
+        started = clock.monotonic()
+        report = on_virtual_time(journal, run, clock).execute()
+        took = clock.monotonic() - started
+    assert (report.accepted, report.retried) == (40, 1)
     assert took >= 1.0
     t429 = recorder.hits[0].t
     racing = [h for h in recorder.hits[1:] if h.t <= t429 + 0.25]
@@ -737,11 +771,12 @@ def test_retry_after_pauses_the_whole_run(journal, tmp_path):
 def test_retry_after_also_holds_requests_waiting_for_a_rate_slot(journal, tmp_path):
     """At 10/s with 8 in flight, 7 requests hold slots 0.1 .. 0.7 s ahead when the 429 comes."""
     source = write_jsonl(tmp_path / "e.jsonl", make_events(10, traces=10, id_every=1))
-    recorder = Recorder(_throttle_first)
-    with serve_in_thread(recorder.app) as url:
+    clock = VirtualClock()
+    recorder = Recorder(_throttle_first, now=clock.monotonic)
+    with serve_in_thread(recorder.app, no_delay=True) as url:
         run = plan_file(journal, source, url, rate=10, concurrency=8)
-        report = rp.Replay(journal, run, KEY).execute()
-    assert report["accepted"] == 10
+        report = on_virtual_time(journal, run, clock).execute()
+    assert report.accepted == 10
     t429 = recorder.hits[0].t
     during = [round(h.t - t429, 3) for h in recorder.hits[1:] if t429 + 0.25 < h.t < t429 + 0.95]
     assert during == [], f"sent during the Retry-After pause at +{during} s"
@@ -792,7 +827,7 @@ def test_prefix_redact_and_now(journal, tmp_path):
             ),
         )
         before = time.time() * 1000
-        assert rp.Replay(journal, run, KEY).execute()["accepted"] == 12
+        assert rp.Replay(journal, run, KEY).execute().accepted == 12
         after = time.time() * 1000
     got = {h.body["metrics"]["n"]: h.body for h in recorder.hits}
     for event in events:
@@ -831,12 +866,12 @@ def test_fresh_trace_ids_and_shift_are_stable_across_a_resume(journal, tmp_path)
         before_ms = time.time() * 1000
         first = rp.Replay(journal, run, KEY).execute()
         after_ms = time.time() * 1000
-        assert (first["accepted"], first["failed"] + first["unknown"]) == (12, 12)
+        assert (first.accepted, first.failed + first.unknown) == (12, 12)
         session_one = len(recorder.hits)
         time.sleep(0.3)  # a resume later must not move the timestamps
         state["fail_odd"] = False
         final = rp.Replay(journal, rp.get_run(journal, run.run_id), KEY).execute()
-    assert (final["state"], final["accepted"]) == ("finished", 24)
+    assert (final.state, final.accepted) == ("finished", 24)
 
     by_n = collections.defaultdict(list)
     for hit in recorder.hits:
@@ -898,12 +933,13 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
         )
         info = rp.dry_run(journal, run)
     assert recorder.hits == []
-    assert (info["events"], info["traces"], info["invalid"], info["duplicates"]) == (30, 4, 2, 1)
-    assert info["by_type"] == dict(collections.Counter(e["event_type"] for e in events))
-    assert info["estimated_s"] == 3.0  # 30 events at 10/s
+    assert (info.events, info.traces, info.invalid, info.duplicates) == (30, 4, 2, 1)
+    assert info.by_type == dict(collections.Counter(e["event_type"] for e in events))
+    assert info.estimated_s == 3.0  # 30 events at 10/s
     first, last = min(e["timestamp"] for e in events), max(e["timestamp"] for e in events)
-    assert info["first_time"] == rp._iso_ms(first) and info["last_time"] == rp._iso_ms(last)
-    assert info["invalid_reasons"] == [
+    iso = rp_planning._iso_ms
+    assert info.first_time == iso(first) and info.last_time == iso(last)
+    assert info.invalid_reasons == [
         {"line": 31, "reason": "line 31: trace_id: is required"},
         {
             "line": 33,
@@ -912,10 +948,10 @@ def test_dry_run_sends_nothing_and_reports(journal, tmp_path):
         },
     ]
     ordered = sorted(events, key=lambda e: e["timestamp"])[:5]
-    bodies = info["first_bodies"]
+    bodies = info.first_bodies
     assert [b["trace_id"] for b in bodies] == [f"dry-{e['trace_id']}" for e in ordered]
-    assert [b["metrics"] for b in info["first_bodies"]] == [e["metrics"] for e in ordered]
-    assert all(b["event_id"] for b in info["first_bodies"])
+    assert [b["metrics"] for b in info.first_bodies] == [e["metrics"] for e in ordered]
+    assert all(b["event_id"] for b in info.first_bodies)
     # Only planning wrote to the journal: the invalid source records.
     assert journal.rows(
         "SELECT count(*) FROM replay_outcomes WHERE seq > 0 OR outcome <> 'invalid'"
@@ -932,13 +968,13 @@ def test_every_format_ingest_reads_plans_within_the_budget(journal, formats_dir,
     with Store(":memory:") as s:
         loaded = load_files(s, [formats_dir / name], "d").files[0]
     staged: list[bool] = []
-    real_stage = rp._stage
+    real_stage = rp_planning._stage
 
     def stage(run: rp.Run, staging: Path, *, budget: bool) -> bool:
         staged.append(budget)
         return real_stage(run, staging, budget=budget)
 
-    monkeypatch.setattr(rp, "_stage", stage)
+    monkeypatch.setattr(rp_planning, "_stage", stage)
     run = plan_file(journal, formats_dir / name, "http://127.0.0.1:9")
     assert staged == [True], "needed more than the planning budget"
     assert (run.planned, run.invalid, run.duplicates) == (
@@ -953,7 +989,7 @@ def test_a_line_too_long_for_the_planning_buffer_is_planned_under_the_wide_limit
 ):
     """Planning reads lines up to PLAN_LINE_BYTES to stay small; a longer one is read again
     under ingest's own limit instead of failing the file."""
-    monkeypatch.setattr(rp, "PLAN_LINE_BYTES", 65_536)
+    monkeypatch.setattr(rp_planning, "PLAN_LINE_BYTES", 65_536)
     monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
     events = make_events(6, traces=2)
     events[3]["event_details"]["note"] = "n" * 90_000
@@ -1001,7 +1037,7 @@ def test_store_source_with_filters(journal, tmp_path, formats_dir):
             )
         )
         report = rp.Replay(journal, run, KEY).execute()
-        assert report["accepted"] == count
+        assert report.accepted == count
         assert sandbox_keys(box.store)[2] == sent_keys(run)
 
         # Trace and time filters (the end is exclusive).
@@ -1042,22 +1078,6 @@ def listed_run(state: str = "planned", **fields: Any) -> rp.Run:
     )
 
 
-@contextmanager
-def session_of(journal: Store, run: rp.Run, *, alive: bool = True) -> Iterator[rp.Session]:
-    """A page session of the run whose thread is alive (held) or has ended; it sends nothing."""
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait, daemon=True)
-    thread.start()
-    if not alive:
-        release.set()
-        thread.join()
-    try:
-        yield rp.Session(rp.Replay(journal, run, KEY), thread)
-    finally:
-        release.set()
-        thread.join()
-
-
 def test_the_runs_list_shows_a_live_sessions_state_over_the_journals(journal):
     # Just after Start the journal still says planned; it never records a pause.
     run = listed_run("planned")
@@ -1077,7 +1097,7 @@ def test_the_runs_list_shows_a_live_sessions_state_over_the_journals(journal):
 def test_the_runs_list_counts_are_missing_until_they_exist(journal):
     planned = rp.listing(listed_run("planned"), None)
     assert planned == rp.Listing("planned", 2623, None, None, None)
-    report = {"accepted": 2600, "dead_lettered": 23, "rate_per_s": 1234.5}
+    report = report_with(accepted=2600, dead_lettered=23, rate_per_s=1234.5)
     done = rp.listing(listed_run("finished", sessions=1, report=report), None)
     assert done == rp.Listing("finished", 2623, 2600, 23, 1234.5)
     # A session that died before its first report: only the source's invalid records are known.
@@ -1087,7 +1107,7 @@ def test_the_runs_list_counts_are_missing_until_they_exist(journal):
 
 
 def test_the_runs_list_counts_a_live_session_run_wide(journal):
-    run = listed_run("running", sessions=1, report={"accepted": 1, "dead_lettered": 1})
+    run = listed_run("running", sessions=1, report=report_with(accepted=1, dead_lettered=1))
     with session_of(journal, run) as session:
         # Not yet read from the journal what earlier sessions did: nothing to show yet.
         assert rp.listing(run, session) == rp.Listing("running", 2623, None, None, None)
@@ -1122,15 +1142,15 @@ def test_a_resumed_session_counts_on_from_the_earlier_ones(journal, tmp_path):
         first = rp.Replay(journal, run, KEY)
         before = first.execute()
         assert (first.accepted_before, first.dead_lettered_before) == (0, len(INVALID_LINES))
-        assert (before["accepted"], before["dead_lettered"], before["failed"]) == (18, 13, 6)
+        assert (before.accepted, before.dead_lettered, before.failed) == (18, 13, 6)
         phase["first"] = False
         second = rp.Replay(journal, rp.get_run(journal, run.run_id), KEY)
         after = second.execute()
     assert (second.accepted_before, second.dead_lettered_before) == (18, 13)
     assert second.done_before == 18 + 6
     p = second.progress()
-    assert second.accepted_before + p.accepted == after["accepted"] == 24
-    assert second.dead_lettered_before + p.rejected + p.invalid == after["dead_lettered"] == 13
+    assert second.accepted_before + p.accepted == after.accepted == 24
+    assert second.dead_lettered_before + p.rejected + p.invalid == after.dead_lettered == 13
 
 
 # -- 7. bugs found while writing these tests, fixed
@@ -1144,9 +1164,9 @@ def test_malformed_key_stops_the_run_instead_of_dead_lettering_every_event(journ
             rp.Replay(journal, run, KEY + "\r").execute()
         assert KEY not in str(refused.value)
         assert box.counter.track_requests == 0
-        assert build_report_of(journal, run.run_id)["dead_lettered"] == 0, "events blamed"
+        assert build_report_of(journal, run.run_id).dead_lettered == 0, "events blamed"
         final = rp.Replay(journal, rp.get_run(journal, "last"), KEY).execute()
-        assert final["accepted"] == 5
+        assert final.accepted == 5
 
 
 def test_two_invalid_events_on_one_line_are_both_dead_letters(journal, tmp_path):
@@ -1169,5 +1189,5 @@ def test_two_invalid_events_on_one_line_are_both_dead_letters(journal, tmp_path)
         run = plan_file(journal, source, url)
         assert (run.planned, run.invalid) == (2, 2)
         report = rp.Replay(journal, run, KEY).execute()
-    assert report["accepted"] + report["dead_lettered"] == report["events"]
+    assert report.accepted + report.dead_lettered == report.events
     assert len(list(rp.dead_letters(journal, run.run_id))) == 2

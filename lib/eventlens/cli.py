@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,9 @@ from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, resolve_db_path
 from eventlens.words import counted
+
+if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
+    from eventlens.replay import DryRun, Report, Run
 
 DB_OPTION = click.option(
     "--db",
@@ -41,10 +44,6 @@ class _Commands(click.Group):
             return super().invoke(ctx)
         except EventlensError as exc:
             raise click.UsageError(str(exc)) from None
-
-
-def _open_store(db: str | None) -> Store:
-    return Store(db)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,7 +68,7 @@ def load(files: tuple[str, ...], db: str | None, dataset: str | None, as_json: b
         raise click.BadParameter("cannot read " + ", ".join(unreadable), param_hint="FILES")
     if dataset is not None and not dataset.strip():
         raise click.BadParameter("must not be empty", param_hint="--dataset")
-    with _open_store(db) as store:
+    with Store(db) as store:
         result = load_files(store, files, dataset)
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
@@ -120,7 +119,7 @@ def _file_lines(f: FileResult) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def info(db: str | None, as_json: bool) -> None:
     """List the datasets in the store with their counts and time ranges."""
-    with _open_store(db) as store:
+    with Store(db) as store:
         frame = store.datasets()
         total = store.event_count()
     rows: list[dict[str, Any]] = [
@@ -242,7 +241,7 @@ def series(
     agg = agg or ("avg" if metric else "count")
     if agg in analytics.METRIC_AGGREGATIONS and not metric:
         raise click.BadParameter(f"{agg} needs --metric", param_hint="--agg")
-    with _open_store(db) as store:
+    with Store(db) as store:
         query = analytics.SeriesQuery(
             agg=agg,
             metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
@@ -401,7 +400,7 @@ def sandbox(
     if fail_rate + throttle_rate + drop_rate > 1:
         raise click.BadParameter("the fault rates add up to more than 1", param_hint="--fail-rate")
     faults = Faults(fail_rate, throttle_rate, drop_rate, latency_ms, seed=seed)
-    with _open_store(db) as store:
+    with Store(db) as store:
         click.echo(
             f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox)"
         )
@@ -494,7 +493,6 @@ def replay(
     The key is read from $LANGWATCH_API_KEY (or --api-key-env VAR), never from an argument.
     Exit 0: every valid event accepted; 1: otherwise; 2: usage error.
     """
-    from eventlens import client
     from eventlens import replay as rp
 
     if resume_id and (
@@ -511,79 +509,60 @@ def replay(
         raise click.UsageError(
             "--dataset, --type, --trace, --since and --until filter SOURCE store"
         )
-    with _open_store(db) as store:
+    with Store(db) as store:
         rp.hold_memory(store)
         started = time.monotonic()
-        try:
-            if resume_id:
-                run = rp.get_run(store, resume_id)
-                if endpoint and endpoint.rstrip("/") != run.endpoint.url.rstrip("/"):
-                    raise click.UsageError(
-                        f"run {run.run_id} sends to {run.endpoint.url}; a resume must send to the"
-                        " same place (the server's deduplication is per project)"
-                    )
-                run.pacing = dataclasses.replace(
-                    run.pacing,
-                    **{
-                        k: v
-                        for k, v in {
-                            "rate": rate,
-                            "speed": speed,
-                            "max_gap_s": max_gap,
-                            "concurrency": concurrency,
-                            "max_retries": max_retries,
-                        }.items()
-                        if v is not None
-                    },
-                )
-                if api_key_env:
-                    run.endpoint = dataclasses.replace(run.endpoint, key_env=api_key_env)
-            else:
-                if source and source != "store":  # a big file takes minutes to check and sort
-                    size = os.path.getsize(source) / 1e6
-                    click.echo(
-                        f"planning {source} ({size:,.1f} MB): checking every event...", err=True
-                    )
-                run = rp.plan(
-                    store,
-                    _replay_source(store, source or "", datasets, types, traces, since, until),
-                    rp.Transforms(timestamps or "keep", trace_ids or "keep", redact),
-                    rp.Pacing(
-                        rate=rate,
-                        speed=speed,
-                        max_gap_s=60.0 if max_gap is None else max_gap,
-                        concurrency=concurrency or 16,
-                        max_retries=8 if max_retries is None else max_retries,
-                    ),
-                    rp.Endpoint(
-                        url=endpoint or settings.ENDPOINT.value(),
-                        path=route or "/api/track_event",
-                        auth="bearer" if bearer else "x-auth-token",
-                        key_env=api_key_env or client.KEY_ENV,
-                    ),
-                )
-            if not resume_id:
-                click.echo(
-                    f"planned {counted(run.planned, 'event')} ({run.invalid:,} invalid,"
-                    f" {run.duplicates:,}"
-                    f" repeated) in {_duration(time.monotonic() - started)}",
-                    err=True,
-                )
-        except rp.ReplayError as exc:
-            raise click.UsageError(str(exc)) from None
+        pacing = {
+            "rate": rate,
+            "speed": speed,
+            "max_gap_s": max_gap,
+            "concurrency": concurrency,
+            "max_retries": max_retries,
+        }
+        if resume_id:
+            run = rp.get_run(store, resume_id)
+            rp.check_resume_endpoint(run, endpoint)
+            run.pacing = rp.given(run.pacing, **pacing)
+            run.endpoint = rp.given(run.endpoint, key_env=api_key_env)
+        else:
+            if source and source != "store":  # a big file takes minutes to check and sort
+                size = os.path.getsize(source) / 1e6
+                click.echo(f"planning {source} ({size:,.1f} MB): checking every event...", err=True)
+            run = rp.plan(
+                store,
+                _replay_source(store, source or "", datasets, types, traces, since, until),
+                rp.given(
+                    rp.Transforms(), timestamps=timestamps, trace_ids=trace_ids, redact=redact
+                ),
+                rp.given(rp.Pacing(), **pacing),
+                rp.given(
+                    rp.Endpoint(),
+                    url=endpoint or settings.ENDPOINT.from_env(),
+                    path=route,
+                    auth="bearer" if bearer else None,
+                    key_env=api_key_env,
+                ),
+            )
+        if not resume_id:
+            click.echo(
+                f"planned {counted(run.planned, 'event')} ({run.invalid:,} invalid,"
+                f" {run.duplicates:,}"
+                f" repeated) in {_duration(time.monotonic() - started)}",
+                err=True,
+            )
         click.echo(f"run_id: {run.run_id}" + (" (dry run: nothing is sent)" if dry_run else ""))
         if dry_run:
             _print_dry_run(rp.dry_run(store, run), as_json)
             if not resume_id:  # planned just for this look; a resumed run stays
-                rp.delete_run(store, run.run_id)
+                rp.discard_unstarted(store, run.run_id, None)
             raise SystemExit(0)
-        if run.state == "finished":  # nothing left to send: say so, with its report
+        if not rp.can_start(run, None):  # finished: say so, with its report
             report = run.report or rp.build_report(store, run)
             click.echo(f"run {run.run_id} has finished; there is nothing left to send")
             click.echo(_report_text(report))
             if as_json:
-                click.echo(json.dumps(report, ensure_ascii=False))
-            raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
+                click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+            raise SystemExit(0 if report.all_accepted else 1)
         key = settings.named(run.endpoint.key_env)
         if not key:
             raise click.UsageError(
@@ -591,14 +570,14 @@ def replay(
                 f" --resume {run.run_id})"
             )
         report = _run_replay(store, run, key)
-        if dead_letter or report["dead_lettered"]:
+        if dead_letter or report.dead_lettered:
             out = dead_letter or str(rp.plan_dir(store) / f"{run.run_id}.dead-letter.jsonl")
-            report["dead_letter_file"] = out
+            report = dataclasses.replace(report, dead_letter_file=out)
             rp.write_dead_letters(store, run.run_id, out)
         click.echo(_report_text(report))
         if as_json:
-            click.echo(json.dumps(report, ensure_ascii=False))
-    raise SystemExit(0 if report["accepted"] == report["planned"] else 1)
+            click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    raise SystemExit(0 if report.all_accepted else 1)
 
 
 def _replay_source(
@@ -623,12 +602,12 @@ def _replay_source(
     )
 
 
-def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
+def _run_replay(store: Store, run: Run, key: str) -> Report:
     """Run a session in a thread, drawing progress on stderr; Ctrl-C or TERM stops it cleanly."""
     import signal
     import threading
 
-    from eventlens.replay import Replay, ReplayError
+    from eventlens.replay import Replay
 
     session = Replay(store, run, key)
     box: dict[str, Any] = {}
@@ -664,8 +643,8 @@ def _run_replay(store: Store, run: Any, key: str) -> dict[str, Any]:
             click.echo("", err=True)
     if "error" in box:
         error = box["error"]
-        if isinstance(error, ReplayError):
-            raise click.UsageError(str(error))
+        if isinstance(error, EventlensError):
+            raise error  # the command group says it as a usage error
         raise click.ClickException(f"the replay failed: {error}")
     return box["report"]
 
@@ -693,40 +672,40 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _print_dry_run(info: dict[str, Any], as_json: bool) -> None:
-    est = info["estimated_s"]
+def _print_dry_run(info: DryRun, as_json: bool) -> None:
+    est = info.estimated_s
     click.echo(
-        f"{counted(info['events'], 'event')} in {counted(info['traces'], 'trace')} would be sent"
-        f" ({info['first_time'] or '-'} .. {info['last_time'] or '-'});"
-        f" {info['invalid']:,} invalid, {info['duplicates']:,} repeated in the source"
+        f"{counted(info.events, 'event')} in {counted(info.traces, 'trace')} would be sent"
+        f" ({info.first_time or '-'} .. {info.last_time or '-'});"
+        f" {info.invalid:,} invalid, {info.duplicates:,} repeated in the source"
     )
     fastest = "as fast as the endpoint answers (no --rate or --speed)"
     click.echo("estimated duration: " + (_duration(est) if est is not None else fastest))
-    for item in info["invalid_reasons"]:
+    for item in info.invalid_reasons:
         click.echo(f"  invalid: {item['reason']}")
     click.echo("first bodies as they would be sent:")
-    for body in info["first_bodies"]:
+    for body in info.first_bodies:
         click.echo("  " + json.dumps(body, ensure_ascii=False))
     if as_json:
-        click.echo(json.dumps(info, ensure_ascii=False))
+        click.echo(json.dumps(info.as_dict(), ensure_ascii=False))
 
 
-def _report_text(r: dict[str, Any]) -> str:
-    lat = r["latency_ms"]
+def _report_text(r: Report) -> str:
+    lat = r.latency_ms
     lines = [
-        f"run {r['run_id']}: {r['state']}" + (f" ({r['message']})" if r.get("message") else ""),
-        f"  events {r['events']:,}: planned {r['planned']:,}, invalid {r['invalid']:,},"
-        f" repeated in the source {r['duplicates_in_source']:,}",
-        f"  sent {r['sent']:,} ({counted(r['requests'], 'request')}): accepted {r['accepted']:,},"
-        f" rejected {r['rejected']:,}, retried {r['retried']:,}, failed {r['failed']:,},"
-        f" unknown {r['unknown']:,}, not sent {r['not_sent']:,}",
-        f"  dead-lettered {r['dead_lettered']:,}"
-        + (f" -> {r['dead_letter_file']}" if r.get("dead_letter_file") else ""),
-        f"  {r['rate_per_s'] or 0:,.0f} events/s over {_duration(r['elapsed_s'])};"
-        f" latency p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms"
-        + (" (estimated)" if lat.get("estimated") else ""),
+        f"run {r.run_id}: {r.state}" + (f" ({r.message})" if r.message else ""),
+        f"  events {r.events:,}: planned {r.planned:,}, invalid {r.invalid:,},"
+        f" repeated in the source {r.duplicates_in_source:,}",
+        f"  sent {r.sent:,} ({counted(r.requests, 'request')}): accepted {r.accepted:,},"
+        f" rejected {r.rejected:,}, retried {r.retried:,}, failed {r.failed:,},"
+        f" unknown {r.unknown:,}, not sent {r.not_sent:,}",
+        f"  dead-lettered {r.dead_lettered:,}"
+        + (f" -> {r.dead_letter_file}" if r.dead_letter_file else ""),
+        f"  {r.rate_per_s or 0:,.0f} events/s over {_duration(r.elapsed_s)};"
+        f" latency p50 {lat.p50} ms, p95 {lat.p95} ms, p99 {lat.p99} ms"
+        + (" (estimated)" if lat.estimated else ""),
     ]
-    for event_type, counts in r["by_type"].items():
+    for event_type, counts in r.by_type.items():
         parts = ", ".join(f"{k} {v:,}" for k, v in counts.items())
         lines.append(f"  {event_type}: {parts}")
     return "\n".join(lines)

@@ -6,6 +6,7 @@ message or a repr (Target hides it), and any text that echoes it back is scrubbe
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
@@ -27,10 +28,22 @@ PATHS = ("/api/track_event", "/api/events/track")
 AUTH_STYLES = ("x-auth-token", "bearer")
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
-# What happened to one send.
-ACCEPTED, REJECTED, UNAUTHORIZED, FORBIDDEN = "accepted", "rejected", "unauthorized", "forbidden"
-RETRYABLE, UNKNOWN, INVALID = "retryable", "unknown", "invalid"
-OUTCOMES = (ACCEPTED, REJECTED, UNAUTHORIZED, FORBIDDEN, RETRYABLE, UNKNOWN, INVALID)
+
+class Outcome(enum.StrEnum):
+    """What happened to an event. A send answers with any of them but FAILED; replay's journal
+    keeps ACCEPTED, REJECTED and INVALID (final), FAILED and UNKNOWN (retries used up)."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # the server refused the event: sending it again cannot help
+    UNAUTHORIZED = "unauthorized"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    RETRYABLE = "retryable"  # 429, 5xx, connect errors, timeouts
+    UNKNOWN = "unknown"  # no answer after the body went out: it may have arrived
+    INVALID = "invalid"  # never sent: LangWatch would refuse it
+    FAILED = "failed"  # replay: the server still said "later" after the last retry
+
+
+OUTCOMES = tuple(o for o in Outcome if o is not Outcome.FAILED)  # what one send can answer
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ def resolve_target(
 class SendResult:
     """One send: its outcome class, HTTP status, parsed response, latency and a sentence."""
 
-    outcome: str
+    outcome: Outcome
     message: str
     status: int | None = None
     response: Any = None
@@ -114,11 +127,11 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == ACCEPTED
+        return self.outcome == Outcome.ACCEPTED
 
     @property
     def retryable(self) -> bool:
-        return self.outcome in (RETRYABLE, UNKNOWN)
+        return self.outcome in (Outcome.RETRYABLE, Outcome.UNKNOWN)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,7 +145,7 @@ class SendResult:
         }
 
 
-def classify(status: int, response: Any) -> tuple[str, str]:
+def classify(status: int, response: Any) -> tuple[Outcome, str]:
     """The outcome class of an HTTP answer and a sentence with the server's own message."""
     said = ""
     if isinstance(response, dict):
@@ -140,17 +153,20 @@ def classify(status: int, response: Any) -> tuple[str, str]:
     elif isinstance(response, str):
         said = response[:300]
     if 200 <= status < 300:
-        return ACCEPTED, said or "accepted"
+        return Outcome.ACCEPTED, said or "accepted"
     if status == 401:
-        return UNAUTHORIZED, f"the key was refused (401){': ' + said if said else ''}"
+        return Outcome.UNAUTHORIZED, f"the key was refused (401){': ' + said if said else ''}"
     if status == 403:
-        return FORBIDDEN, f"the key may not create traces (403){': ' + said if said else ''}"
+        return (
+            Outcome.FORBIDDEN,
+            f"the key may not create traces (403){': ' + said if said else ''}",
+        )
     if status == 429 or status >= 500:
         return (
-            RETRYABLE,
+            Outcome.RETRYABLE,
             f"the server asks to try again later ({status}){': ' + said if said else ''}",
         )
-    return REJECTED, f"rejected ({status}){': ' + said if said else ''}"
+    return Outcome.REJECTED, f"rejected ({status}){': ' + said if said else ''}"
 
 
 _shared: dict[str, httpx.Client] = {}
@@ -227,7 +243,7 @@ class AsyncSender:
     async def send(self, body: Any) -> SendResult:
         """Check, then POST one body; never raises for a failed send."""
         if problems := model.validate_body(body):  # the target was checked once, up front
-            return SendResult(INVALID, "not sent: " + model.reason(problems))
+            return SendResult(Outcome.INVALID, "not sent: " + model.reason(problems))
         request = httpx.Request(
             "POST",
             self.url,
@@ -251,28 +267,37 @@ def _refusal(body: Any, target: Target) -> SendResult | None:
     """Why a body must not be sent (LangWatch would refuse it, or the target is unusable)."""
     problems = model.validate_body(body)
     if problems:
-        return SendResult(INVALID, "not sent: " + model.reason(problems))
+        return SendResult(Outcome.INVALID, "not sent: " + model.reason(problems))
     if unusable := check_target(target):
-        return SendResult(INVALID, "not sent: " + unusable)
+        return SendResult(Outcome.INVALID, "not sent: " + unusable)
     return None
 
 
 def _from_exception(exc: Exception, target: Target, started: float) -> SendResult:
     """A request that got no HTTP answer, classed by how far it got."""
     if _dropped(exc):
-        return _failed(UNKNOWN, "the connection was lost after sending", exc, target, started)
+        return _failed(
+            Outcome.UNKNOWN, "the connection was lost after sending", exc, target, started
+        )
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return _failed(RETRYABLE, "could not connect", exc, target, started, sent=False)
+        return _failed(Outcome.RETRYABLE, "could not connect", exc, target, started, sent=False)
     if isinstance(exc, httpx.TimeoutException):
         # The body may have arrived; with an event_id a retry is deduplicated by the server.
-        return _failed(RETRYABLE, "no answer in time", exc, target, started, sent=True)
+        return _failed(Outcome.RETRYABLE, "no answer in time", exc, target, started, sent=True)
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
         return _failed(
-            INVALID, "not sent: the request could not be made", exc, target, started, sent=False
+            Outcome.INVALID,
+            "not sent: the request could not be made",
+            exc,
+            target,
+            started,
+            sent=False,
         )
     if isinstance(exc, httpx.TransportError):
-        return _failed(UNKNOWN, "the connection was lost after sending", exc, target, started)
-    return _failed(UNKNOWN, "the send failed", exc, target, started, sent=False)
+        return _failed(
+            Outcome.UNKNOWN, "the connection was lost after sending", exc, target, started
+        )
+    return _failed(Outcome.UNKNOWN, "the send failed", exc, target, started, sent=False)
 
 
 def _dropped(exc: Exception) -> bool:
@@ -314,7 +339,13 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _failed(
-    outcome: str, what: str, exc: Exception, target: Target, started: float, *, sent: bool = True
+    outcome: Outcome,
+    what: str,
+    exc: Exception,
+    target: Target,
+    started: float,
+    *,
+    sent: bool = True,
 ) -> SendResult:
     latency = round((time.perf_counter() - started) * 1000, 2)
     message = target.scrub(f"{what} ({type(exc).__name__}: {exc})")

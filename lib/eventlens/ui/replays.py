@@ -23,7 +23,8 @@ class Registry:
             current = self.sessions.get(run.run_id)
             if current is not None and current.alive:
                 return
-            self.sessions[run.run_id] = replay.start_background(store, run, key, source)
+            session = replay.Replay(store, run, key, key_source=source)
+            self.sessions[run.run_id] = replay.start_background(session)
 
     def get(self, run_id: str) -> replay.Session | None:
         with self.lock:
