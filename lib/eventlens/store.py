@@ -322,7 +322,9 @@ class Store:
         with self.write_lock, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                if not _count(cur, "SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]):
+                if not fetch_scalar(
+                    cur, "SELECT count(*) FROM detail_index_keys WHERE key = ?", [key]
+                ):
                     self._index_detail(cur, key, None)
                     cur.execute("INSERT INTO detail_index_keys VALUES (?)", [key])
                 cur.execute("COMMIT")
@@ -409,7 +411,7 @@ class Store:
         with self.write_lock, self.cursor() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
-                removed = _count(cur, "SELECT count(*) FROM events WHERE dataset = ?", [name])
+                removed = fetch_scalar(cur, "SELECT count(*) FROM events WHERE dataset = ?", [name])
                 for table in ("events", "rejects", "files", "trace_summary", "detail_index"):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
@@ -451,10 +453,11 @@ class Store:
         return [r[0] for r in rows]
 
 
-def _count(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> int:
-    """A count(*) query's answer, on a cursor already in use (a transaction's)."""
-    row = cur.execute(sql, params).fetchone()
-    return int(row[0]) if row else 0
+def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first column of a query's first row (None when it has none), on a cursor or
+    connection of the caller's own: one in a transaction, or a small DuckDB beside the store."""
+    row = con.execute(sql, params).fetchone()
+    return row[0] if row else None
 
 
 def _open_error(path: str, exc: Exception) -> str:

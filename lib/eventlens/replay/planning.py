@@ -29,7 +29,7 @@ from eventlens import client, settings
 from eventlens.client import Outcome
 from eventlens.replay.journal import invalid_reasons, save_run
 from eventlens.replay.specs import Endpoint, Pacing, ReplayError, Run, Source, Transforms
-from eventlens.store import Store
+from eventlens.store import Store, fetch_scalar
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _copy_plan(cur: duckdb.DuckDBPyConnection, run: Run, select: str, params: li
                 f"COPY (SELECT row_number() OVER () AS seq, * FROM read_parquet(?)) TO ? {write}",
                 [sorted_path, tmp],
             )
-            planned = con.execute("SELECT count(*) FROM read_parquet(?)", [tmp]).fetchone()[0]
+            planned = fetch_scalar(con, "SELECT count(*) FROM read_parquet(?)", [tmp])
         os.replace(tmp, run.plan_path)
     finally:
         for leftover in (sorted_path, tmp):
@@ -237,7 +237,8 @@ def _journal_rejects(store: Store, run: Run, staging_path: Path) -> None:
 def _plan_store(store: Store, run: Run) -> None:
     """Write the plan from the store's events under the source's filters (all bound)."""
     src = run.source
-    conds, params = ["true"], []
+    conds: list[str] = ["true"]
+    params: list[Any] = []
     if src.datasets:
         conds.append("list_contains(?, dataset)")
         params.append(list(src.datasets))
@@ -350,10 +351,10 @@ def dry_run(store: Store, run: Run, first: int = 5) -> DryRun:
             FROM (SELECT ts, ts - lag(ts) OVER () AS gap FROM read_parquet(?))
             """,
             [int(run.pacing.max_gap_s * 1000), run.plan_path],
-        ).fetchone()
-        traces = con.execute(
-            "SELECT count(DISTINCT trace_id) FROM read_parquet(?)", [run.plan_path]
-        ).fetchone()[0]
+        ).fetchall()[0]
+        traces = fetch_scalar(
+            con, "SELECT count(DISTINCT trace_id) FROM read_parquet(?)", [run.plan_path]
+        )
         by_type = con.execute(
             "SELECT event_type, count(*) FROM read_parquet(?) GROUP BY 1 ORDER BY 2 DESC, 1",
             [run.plan_path],
@@ -431,4 +432,5 @@ class Shaper:
 
 def _first_ts(path: str) -> int | None:
     with _small_duckdb() as con:
-        return con.execute("SELECT min(ts) FROM read_parquet(?)", [path]).fetchone()[0]
+        first: int | None = fetch_scalar(con, "SELECT min(ts) FROM read_parquet(?)", [path])
+        return first

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from eventlens.replay.journal import delete_run, get_run
 from eventlens.replay.sessions import Session
-from eventlens.replay.specs import SENDING, ReplayError, Run, RunState
+from eventlens.replay.specs import SENDING, Endpoint, Pacing, ReplayError, Run, RunState, Transforms
 from eventlens.store import Store
 
-Spec = TypeVar("Spec")
+Spec = TypeVar("Spec", Pacing, Transforms, Endpoint)
 
 
 def given(spec: Spec, **options: Any) -> Spec:
@@ -40,7 +40,7 @@ def check_resume_endpoint(run: Run, url: str | None) -> None:
         )
 
 
-def is_live(session: Session | None) -> bool:
+def is_live(session: Session | None) -> TypeGuard[Session]:
     """Whether a session of this process is at the run (sending or paused)."""
     return session is not None and session.alive
 
