@@ -709,7 +709,7 @@ def test_small_chunks_give_the_same_result(monkeypatch, formats_dir, tmp_path):
     """A file checked a few records at a time loads, rejects and dedupes as in one go."""
 
     def run(chunk: int) -> tuple:
-        monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+        monkeypatch.setattr(ingest.pipeline, "CHUNK_RECORDS", chunk)
         with Store(":memory:") as s:
             path = formats_dir / "bad_lines.jsonl"
             r = load_files(s, [path, path], "d").files
@@ -767,7 +767,7 @@ def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, f
     def broken(self):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ingest._FileLoad, "_stage_records", broken)
+    monkeypatch.setattr(ingest.pipeline._FileLoad, "_stage_records", broken)
     result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
     assert (
         result.error
@@ -785,10 +785,10 @@ def test_a_blank_dataset_name_falls_back_to_the_file_name(store, formats_dir):
 
 def _load_both_ways(monkeypatch, paths: list[Path], chunk: int = 1_000_000) -> dict[bool, tuple]:
     """Load `paths` with the fast path on and off; what each way stored and reported."""
-    monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
+    monkeypatch.setattr(ingest.pipeline, "CHUNK_RECORDS", chunk)
     out = {}
     for fast in (True, False):
-        monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        monkeypatch.setattr(ingest.pipeline, "FAST_PATH", fast)
         with Store(":memory:") as s:
             files = load_files(s, paths, "d").files
             for f in files:

@@ -662,7 +662,7 @@ def test_fast_and_full_paths_store_the_same_events(generated, tmp_path, monkeypa
     path.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in generated))
     stored = {}
     for fast in (True, False):
-        monkeypatch.setattr(ingest, "FAST_PATH", fast)
+        monkeypatch.setattr(ingest.pipeline, "FAST_PATH", fast)
         with Store(":memory:") as s:
             load_files(s, [path])
             stored[fast] = s.rows(

@@ -1,17 +1,7 @@
-"""Load event exports into the store: detect the format, read with DuckDB, validate, dedupe.
-
-Every format is first turned into one row of JSON text per record (a line, an array element, a
-CSV or Parquet row), numbered by its position in the file. Clean, new events then go straight
-into `events` in one statement (the fast path). The records left over take the full path: it
-expands trace documents and search responses into events, checks them against model.py's
-rules, sends failures to `rejects` with the reason, and inserts the rest unless an event with
-the same identity is already stored. No Python code runs per row.
-"""
+"""load_files: each file staged, its clean events inserted, the rest checked, all in one go."""
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import json
 import logging
@@ -20,16 +10,24 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from eventlens import model
+from eventlens.ingest.detect import ACCEPTED_FORMATS, Detected, NotAnExport, detect
+from eventlens.ingest.results import FileResult, LoadResult
+from eventlens.ingest.sql import (
+    IS_CONTAINER,
+    SPEC,
+    clean_events_sql,
+    columns_json_sql,
+    events_sql,
+    insert_sql,
+)
 from eventlens.store import Store
 
-SNIFF_BYTES = 256 * 1024
 MAX_LINE_BYTES = 32 * 1024 * 1024  # also the largest element of a JSON array
 MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024  # the largest single JSON document (trace, search)
 MIN_OBJECT_BYTES = 16 * 1024 * 1024  # DuckDB reads JSON values up to at least this anyway
@@ -37,220 +35,11 @@ CHUNK_RECORDS = 2_000_000  # records checked and inserted at a time
 RAW_KEEP_CHARS = 10_000  # how much of a rejected record the rejects table keeps
 DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
 
-# The fields a record may carry, each kept as JSON text so types can be checked afterwards.
-_FIELDS = (
-    "trace_id",
-    "event_type",
-    "type",
-    "metrics",
-    "event_details",
-    "details",
-    "timestamp",
-    "timestamps",
-    "started_at",
-    "event_id",
-    "events",
-    "traces",
-)
-_SPEC = json.dumps({name: "JSON" for name in _FIELDS})
-
-
 log = logging.getLogger(__name__)
 
 _TEMP_TABLES = ("_cells", "_src", "_norm", "_left", "_csv_errors", "_csv_scans")
-_EVENT_COLUMNS = (
-    "event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, dataset,"
-    " source_file, source_line, batch_id"
-)
 # Tests turn the fast path off to check that it stores exactly what the full path stores.
 FAST_PATH = True
-
-
-# The columns a CSV or Parquet row's trace_id and event_type are read from; a table needs one.
-_KEY_COLUMNS = {"trace_id": ("trace_id",), "event_type": ("event_type", "type")}
-_CSV_SEPARATORS = (",", "\t", ";", "|")  # the delimiters DuckDB's CSV sniffer tries
-ACCEPTED_FORMATS = (
-    "eventlens reads JSON lines, a JSON array, a LangWatch trace document or search response,"
-    " CSV with a header naming trace_id and event_type, and Parquet, each also gzip-compressed."
-)
-
-# '[' then what a JSON value may start with; rules out TOML/INI headers such as [[bin]].
-_JSON_ARRAY_START = re.compile(r'\[[\s\[]*(?:[{\]"\d-]|true|false|null|$)')
-
-
-class NotAnExport(Exception):
-    """A file that holds no event export; its message says what it is instead."""
-
-
-@dataclass(frozen=True)
-class Detected:
-    """What a file holds: its record layout and whether it is gzip-compressed."""
-
-    kind: str  # jsonl | json-array | json-document | csv | parquet
-    gzip: bool = False
-
-    @property
-    def label(self) -> str:
-        """A short name for summaries, e.g. 'jsonl+gzip'."""
-        return self.kind + ("+gzip" if self.gzip else "")
-
-    @property
-    def unit(self) -> str:
-        """What a record's number counts in this layout."""
-        return {"jsonl": "line", "csv": "line", "json-array": "element", "parquet": "row"}.get(
-            self.kind, "document"
-        )
-
-
-@dataclass
-class FileResult:
-    """What loading one file did."""
-
-    path: str
-    format: str | None = None
-    loaded: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    error: str | None = None
-    top_reasons: list[tuple[str, int]] = field(default_factory=list)
-    first_rejects: list[tuple[str, str]] = field(default_factory=list)  # (location, reason)
-    first_event: str | None = None
-    last_event: str | None = None
-    event_types: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-    record_too_long: bool = False  # it failed: a line or array element passed max_line_bytes
-    out_of_memory: bool = False  # it failed: DuckDB's memory_limit was too small for it
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        out = asdict(self)
-        out["top_reasons"] = [{"reason": r, "count": n} for r, n in self.top_reasons]
-        out["first_rejects"] = [{"location": at, "reason": r} for at, r in self.first_rejects]
-        return out
-
-
-@dataclass
-class LoadResult:
-    """What loading several files into one dataset did."""
-
-    dataset: str
-    files: list[FileResult]
-
-    @property
-    def loaded(self) -> int:
-        return sum(f.loaded for f in self.files)
-
-    @property
-    def rejected(self) -> int:
-        return sum(f.rejected for f in self.files)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(f.duplicates for f in self.files)
-
-    @property
-    def failed_files(self) -> list[FileResult]:
-        return [f for f in self.files if f.error]
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with integer totals and one entry per file."""
-        return {
-            "dataset": self.dataset,
-            "loaded": self.loaded,
-            "rejected": self.rejected,
-            "duplicates": self.duplicates,
-            "files": [f.as_dict() for f in self.files],
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# Detection
-# ---------------------------------------------------------------------------------------------
-
-
-def detect(path: str | os.PathLike[str]) -> Detected:
-    """Tell a file's format from its content (the extension only breaks ties)."""
-    with open(path, "rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-    if not head:
-        raise NotAnExport("the file is empty")
-    compressed = head[:2] == b"\x1f\x8b"
-    if compressed:
-        try:
-            with gzip.open(path, "rb") as gz:
-                head = gz.read(SNIFF_BYTES)
-        except (OSError, EOFError) as exc:
-            raise NotAnExport(
-                f"it looks gzip-compressed but cannot be decompressed ({exc})"
-            ) from None
-        if not head:
-            raise NotAnExport("the file is empty once decompressed")
-    if head[:4] == b"PAR1":
-        if compressed:
-            raise NotAnExport("a gzip-compressed Parquet file is not supported; decompress it")
-        return Detected("parquet")
-    if str(path).lower().endswith(".parquet"):
-        raise NotAnExport("the name says Parquet but the content is not a Parquet file")
-    text = _decode(head)
-    if text is None:
-        raise NotAnExport("it is binary data, not JSON, CSV or Parquet")
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if not stripped:
-        raise NotAnExport("the file holds only blank lines")
-    if stripped[0] == "[" and stripped[1:].lstrip()[:1] in ("{", "[", "]", '"', ""):
-        return Detected("json-array", compressed)
-    if stripped[0] == "{":
-        return Detected(_jsonl_or_document(stripped), compressed)
-    first_line = stripped.split("\n", 1)[0].rstrip("\r")
-    if _is_event_csv_header(first_line):
-        return Detected("csv", compressed)
-    # Prose and other tables end here: without the header check, any line with a comma was
-    # "CSV" and failed later with its words listed as columns.
-    start = first_line if len(first_line) <= 60 else first_line[:60].rstrip() + "…"
-    raise NotAnExport(
-        "it is not an event export: its first line is neither JSON nor a CSV header naming"
-        f' trace_id or event_type (it begins "{start}"). {ACCEPTED_FORMATS}'
-    )
-
-
-def _is_event_csv_header(line: str) -> bool:
-    """Whether a line is a CSV header with at least two columns, one of them an event key."""
-    names = {name for names in _KEY_COLUMNS.values() for name in names}
-    for sep in _CSV_SEPARATORS:
-        cells = next(csv.reader([line], delimiter=sep), [])
-        if len(cells) > 1 and any(c.strip().lower() in names for c in cells):
-            return True
-    return False
-
-
-def _decode(head: bytes) -> str | None:
-    """The sniffed bytes as text, or None when they are binary."""
-    if b"\x00" in head:
-        return None
-    try:
-        return head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The sniff may cut a multi-byte character at its end; anything earlier is binary.
-        if exc.start >= len(head) - 4:
-            return head[: exc.start].decode("utf-8")
-        return None
-
-
-def _jsonl_or_document(text: str) -> str:
-    """JSON lines have an object per line; a document spreads one object over many lines."""
-    lines = [ln for ln in text.split("\n")[:3] if ln.strip()]
-    if len(lines) >= 2 and not lines[1].lstrip().startswith("{"):
-        # The second line continues the first: pretty-printed, unless line one stands alone.
-        try:
-            json.loads(lines[0])
-        except ValueError:
-            return "json-document"
-    return "jsonl"
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
 
 
 def default_dataset_name(paths: Sequence[str | os.PathLike[str]]) -> str:
@@ -549,15 +338,15 @@ class _FileLoad:
         records = f"""
             SELECT {self.line_expr} AS rec, rowid AS rid, 0::BIGINT AS sub, NULL AS loc,
                    'ok' AS status, NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw,
-                   try(json_transform(raw, '{_SPEC}')) AS f
+                   try(json_transform(raw, '{SPEC}')) AS f
             FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}
         """
         fresh = f"""(
-            SELECT * FROM ({_clean_events_sql(records)}) v
+            SELECT * FROM ({clean_events_sql(records)}) v
             WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
         )"""
         inserted = cur.execute(
-            _insert_sql(fresh),
+            insert_sql(fresh),
             [self.dataset, self.name, batch, *self.line_params],  # in the order they appear
         ).fetchone()[0]
         if not inserted:
@@ -613,7 +402,7 @@ class _FileLoad:
         # One parse per record: its state, and the fields of the ones that are objects.
         records = f"""
             SELECT rec, rid, status, CASE WHEN status = 'ok'
-                   THEN json_transform(raw, '{_SPEC}') END AS f
+                   THEN json_transform(raw, '{SPEC}') END AS f
             FROM (
                 SELECT {self.line_expr} AS rec, rowid AS rid, raw,
                        CASE WHEN raw IS NULL OR trim(raw) = '' THEN 'blank'
@@ -625,13 +414,13 @@ class _FileLoad:
         """
         plain = f"""
             SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc,
-                   CASE WHEN status = 'ok' AND {_IS_CONTAINER} THEN 'container' ELSE status END
+                   CASE WHEN status = 'ok' AND {IS_CONTAINER} THEN 'container' ELSE status END
                        AS status,
                    NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw, f
             FROM ({records})
         """
         self.cur.execute(
-            f"CREATE TEMP TABLE _norm AS {_events_sql(plain)}", self.line_params or None
+            f"CREATE TEMP TABLE _norm AS {events_sql(plain)}", self.line_params or None
         )
         if self.cur.execute("SELECT count(*) FROM _norm WHERE status = 'container'").fetchone()[0]:
             self._expand_containers()
@@ -640,13 +429,13 @@ class _FileLoad:
         """Add the events nested in trace documents, search rows and search responses."""
         unit = self.detected.unit
         parents = (
-            f"SELECT n.rec, n.rid, json_transform(s.raw, '{_SPEC}') AS f FROM _norm n"
+            f"SELECT n.rec, n.rid, json_transform(s.raw, '{SPEC}') AS f FROM _norm n"
             " JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid"
             " WHERE n.status = 'container'"
         )
         nested = f"""
             SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub AS loc, 'ok' AS status,
-                   ctx_trace, ev AS ev_raw, json_transform(ev, '{_SPEC}') AS f
+                   ctx_trace, ev AS ev_raw, json_transform(ev, '{SPEC}') AS f
             FROM (
                 SELECT rec, rid, f.trace_id AS ctx_trace, unnest(evs)::VARCHAR AS ev,
                        generate_subscripts(evs, 1) AS sub
@@ -656,7 +445,7 @@ class _FileLoad:
             UNION ALL
             SELECT rec, rid, tno * 1000000 + sub,
                    '{unit} ' || rec || ', trace ' || tno || ', event ' || sub, 'ok',
-                   ctx_trace, ev, json_transform(ev, '{_SPEC}')
+                   ctx_trace, ev, json_transform(ev, '{SPEC}')
             FROM (
                 SELECT rec, rid, tno, json_extract(tr, '$.trace_id') AS ctx_trace,
                        unnest(evs)::VARCHAR AS ev, generate_subscripts(evs, 1) AS sub
@@ -670,7 +459,7 @@ class _FileLoad:
                 )
             )
         """
-        self.cur.execute(f"INSERT INTO _norm {_events_sql(nested)}")
+        self.cur.execute(f"INSERT INTO _norm {events_sql(nested)}")
 
     def _check_is_export(self) -> None:
         """A file none of whose records looks like an event is not an event export."""
@@ -796,7 +585,7 @@ class _FileLoad:
         )"""
         batch = cur.execute("SELECT nextval('event_batches')").fetchone()[0]
         inserted = cur.execute(
-            _insert_sql(fresh),
+            insert_sql(fresh),
             [self.dataset, self.name, batch],
         ).fetchone()[0]
         for event_type, n, first, last in cur.execute(
@@ -839,280 +628,6 @@ class _FileLoad:
             "INSERT INTO files VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
             [self.dataset, self.name, self.digest, r.format, r.loaded, r.rejected, r.duplicates],
         )
-
-
-# A record holding events rather than being one: a trace document, a search row or response.
-_IS_CONTAINER = (
-    "((json_type(f.events) IS NOT DISTINCT FROM 'ARRAY' AND f.event_type IS NULL)"
-    " OR json_type(f.traces) IS NOT DISTINCT FROM 'ARRAY')"
-)
-
-
-def _fields_sql(source: str) -> str:
-    """Records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) with each event field's JSON.
-
-    Adds the quick check and the event_type; the field names of stored events, search rows and
-    track_event bodies all map onto the same j_* columns here.
-    """
-    return f"""
-    SELECT *,
-           -- One COALESCE on purpose: DuckDB pushes a bare conjunct of this into the scan,
-           -- where it would parse every record a second time.
-           status = 'ok' AND coalesce(NOT is_container AND {model.sql_quick_valid()}, false)
-               AS quick,
-           CASE WHEN json_type(j_event_type) = 'VARCHAR' THEN j_event_type ->> '$' END
-               AS event_type
-    FROM (
-        SELECT rec, rid, sub, loc, status, ev_raw,
-               coalesce(f.trace_id, ctx_trace) AS j_trace_id,
-               coalesce(f.event_type, f.type) AS j_event_type,
-               f.metrics AS j_metrics,
-               coalesce(f.event_details, f.details) AS j_details,
-               coalesce(f.timestamp, json_extract(f.timestamps, '$.started_at'), f.started_at)
-                   AS j_timestamp,
-               f.event_id AS j_event_id,
-               coalesce(f.trace_id, f.event_type, f.type, f.metrics, f.event_details, f.details)
-                   IS NOT NULL AS has_event_fields,
-               {_IS_CONTAINER} AS is_container
-        FROM ({source})
-    )
-    """
-
-
-def _columns_sql(ok: str) -> str:
-    """The stored scalar columns of an event, for the rows where `ok` holds (NULL elsewhere)."""
-    return f"""
-           CASE WHEN {ok} THEN j_trace_id ->> '$' END AS trace_id,
-           CASE WHEN {ok} THEN j_event_id ->> '$' END AS event_id,
-           CASE WHEN {ok} AND json_type(j_timestamp) IN {model.SQL_JSON_NUMBER_TYPES}
-                THEN epoch_ms(round(j_timestamp::DOUBLE)::BIGINT)::TIMESTAMPTZ END AS timestamp,
-           CASE WHEN {ok} THEN md5_number(
-               CASE WHEN json_type(j_event_id) = 'VARCHAR'
-               THEN 'id' || chr(0) || (j_trace_id ->> '$') || chr(0) || (j_event_id ->> '$')
-               -- No event_id: the event's fields as the file wrote them.
-               ELSE 'content' || chr(0) || concat_ws(chr(0), j_trace_id, j_event_type,
-                    j_timestamp, j_metrics, j_details) END) END AS event_key
-    """
-
-
-def _clean_events_sql(source: str) -> str:
-    """The events among records that pass the quick check, with their stored columns.
-
-    This is the fast path: no rejects can come out of it, so nothing is staged, and the rows
-    that do not pass (or are containers) are left for _events_sql.
-    """
-    return f"""
-    SELECT rec, sub, quick, event_type, j_metrics, j_details, {_columns_sql("true")}
-    FROM ({_fields_sql(source)})
-    WHERE quick
-    """
-
-
-def _events_sql(source: str) -> str:
-    """SQL turning records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) into checked events.
-
-    Clean events take the quick check; the rest get the full one. Maps are not built here but
-    once, on insert (see _maps_sql), so they are materialised only in the events table.
-    """
-    return f"""
-    SELECT rec, rid, sub, loc, status, ev_raw, has_event_fields, event_type, problem, quick,
-           CASE WHEN ok THEN j_metrics END AS j_metrics,
-           CASE WHEN ok THEN j_details END AS j_details,
-           {_columns_sql("ok")}
-    FROM (
-        SELECT *, status = 'ok' AND problem IS NULL AS ok
-        FROM (
-            SELECT *, CASE WHEN status <> 'ok' OR quick THEN NULL
-                           ELSE {model.sql_problems()} END AS problem
-            FROM (
-                SELECT *,
-                       CASE WHEN status <> 'ok' OR quick THEN NULL
-                            ELSE {_entries_sql("j_metrics")} END AS metric_entries,
-                       CASE WHEN status <> 'ok' OR quick THEN NULL
-                            ELSE {_entries_sql("j_details")} END AS detail_entries
-                FROM ({_fields_sql(source)})
-            )
-        )
-    )
-    """
-
-
-def _entries_map_sql(col: str, value: str) -> str:
-    """A MAP from a metrics/details JSON value's entries; `value` converts one entry's JSON."""
-    return (
-        f"map_from_entries(list_transform(coalesce({_entries_sql(col)}, []),"
-        f" lambda e: {{'key': e.key, 'value': {value}}}))"
-    )
-
-
-def columns_json_sql(
-    columns: Sequence[tuple[str, str]], *, text_cells: bool
-) -> tuple[str | None, list[Any]]:
-    """SQL building one JSON event per row from CSV or Parquet columns (None: no event columns).
-
-    Column names come from the file, so they are quoted as identifiers; metric and detail keys are
-    bound as parameters. CSV cells are text: a numeric cell becomes a number, an empty cell is
-    absent. Parquet cells keep their types, so a string metric is rejected as LangWatch would.
-    """
-    by_name = {name.lower(): (name, dtype) for name, dtype in columns}
-    parts: list[str] = []
-    params: list[Any] = []
-
-    def col(*names: str) -> tuple[str, str] | None:
-        return next((by_name[n] for n in names if n in by_name), None)
-
-    for key, names in (*_KEY_COLUMNS.items(), ("event_id", ("event_id",))):
-        found = col(*names)
-        if found:
-            parts.append(f"'{key}', {_scalar_json(found, text_cells, numeric=False)}")
-    ts = col("timestamp", "timestamps.started_at", "started_at")
-    if ts:
-        parts.append(f"'timestamp', {_timestamp_json(ts, text_cells)}")
-    for key, names, prefixes, numeric in (
-        ("metrics", ("metrics",), ("metrics.",), True),
-        ("event_details", ("event_details", "details"), ("event_details.", "details."), False),
-    ):
-        whole = col(*names)
-        flat = [
-            (name[len(p) :], (name, dtype))
-            for name, dtype in columns
-            for p in prefixes
-            if name.lower().startswith(p) and len(name) > len(p)
-        ]
-        if whole:
-            parts.append(f"'{key}', {_object_json(whole)}")
-        elif flat:
-            entries = ", ".join(
-                f"{{'key': ?, 'value': {_scalar_json(c, text_cells, numeric=numeric)}}}"
-                for _, c in flat
-            )
-            params.extend(k for k, _ in flat)
-            parts.append(
-                f"'{key}', to_json(map_from_entries(list_filter([{entries}],"
-                " lambda e: e.value IS NOT NULL)))"
-            )
-        elif key == "metrics":
-            # A flat file without metric columns has no metrics: {} rather than missing.
-            parts.append("'metrics', '{}'::JSON")
-    if not any(p.startswith(("'trace_id'", "'event_type'")) for p in parts):
-        return None, []
-    return "json_object(" + ", ".join(parts) + ")::VARCHAR", params
-
-
-def _ident(name: str) -> str:
-    """A column name from a file, quoted as a SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _scalar_json(column: tuple[str, str], text_cells: bool, *, numeric: bool) -> str:
-    name, dtype = column
-    c = _ident(name)
-    if not text_cells:
-        return f"to_json({c})"
-    blank = f"nullif(trim({c}), '') IS NULL"
-    if numeric:
-        num = f"TRY_CAST(trim({c}) AS DOUBLE)"
-        return (
-            f"CASE WHEN {blank} THEN NULL WHEN isfinite({num}) THEN to_json({num}) "
-            f"ELSE to_json({c}) END"
-        )
-    return f"CASE WHEN {blank} THEN NULL ELSE to_json({c}) END"
-
-
-def _timestamp_json(column: tuple[str, str], text_cells: bool) -> str:
-    name, dtype = column
-    c = _ident(name)
-    if dtype.upper().startswith(("TIMESTAMP", "DATE")):
-        return f"to_json(epoch_ms({c}::TIMESTAMPTZ))"
-    if not text_cells or dtype.upper() != "VARCHAR":
-        return f"to_json({c})"
-    t = f"trim({c})"
-    return (
-        f"CASE WHEN nullif({t}, '') IS NULL THEN NULL "
-        f"WHEN TRY_CAST({t} AS DOUBLE) IS NOT NULL THEN to_json(TRY_CAST({t} AS DOUBLE)) "
-        f"WHEN TRY_CAST({t} AS TIMESTAMPTZ) IS NOT NULL "
-        f"THEN to_json(epoch_ms(TRY_CAST({t} AS TIMESTAMPTZ))) ELSE to_json({c}) END"
-    )
-
-
-def _object_json(column: tuple[str, str]) -> str:
-    """A metrics/details column: JSON text, or a MAP/STRUCT whose null entries mean absent."""
-    name, dtype = column
-    c = _ident(name)
-    if dtype.upper() in ("VARCHAR", "JSON"):
-        return (
-            f"CASE WHEN nullif(trim({c}), '') IS NULL THEN NULL "
-            f"WHEN json_valid({c}) THEN {c}::JSON ELSE to_json({c}) END"
-        )
-    if dtype.upper().startswith("MAP"):
-        present = f"list_filter(map_entries({c}), lambda e: e.value IS NOT NULL)"
-        return f"to_json(map_from_entries({present}))"
-    if dtype.upper().startswith("STRUCT"):
-        return (
-            f"to_json(map_from_entries(list_filter(map_entries(TRY_CAST(to_json({c}) AS"
-            " MAP(VARCHAR, JSON))), lambda e: json_type(e.value) <> 'NULL')))"
-        )
-    return f"to_json({c})"
-
-
-def _entries_sql(col: str) -> str:
-    """A metrics/details JSON value as key/value entries: an object, or the older list form.
-
-    A key given twice keeps its last value, as JSON.parse (and so LangWatch) does; entries
-    without a key cannot form a map, so the value counts as malformed.
-    """
-    entries = (
-        f"CASE json_type({col}) "
-        f"WHEN 'OBJECT' THEN list_transform(list_zip(json_keys({col}), json_extract({col}, '$.*')),"
-        " lambda z: {'key': z[1], 'value': z[2]}) "
-        f"WHEN 'ARRAY' THEN TRY_CAST({col} AS STRUCT(key VARCHAR, value JSON)[]) END"
-    )
-    last_wins = (
-        f"list_filter(({entries}), lambda e, i: NOT list_contains(list_transform("
-        f"list_slice(({entries}), i + 1, 2147483647), lambda x: x.key), e.key))"
-    )
-    return (
-        f"CASE WHEN list_bool_or(list_transform(({entries}), lambda e: e.key IS NULL)) THEN NULL "
-        f"WHEN len(list_distinct(list_transform(({entries}), lambda e: e.key))) < len({entries}) "
-        f"THEN {last_wins} ELSE {entries} END"
-    )
-
-
-def _insert_sql(table: str) -> str:
-    """An INSERT of `table`'s events; binds dataset, source file and batch id."""
-    return f"""
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, ?, ?,
-           rec, ?
-    FROM ({_maps_sql(table)})
-    """
-
-
-def _maps_sql(table: str) -> str:
-    """Rows of `table` with their stored maps, metrics and event_details, added.
-
-    A clean event casts straight to MAP; a cast that fails (a key given twice) and every other
-    event build the map from entries, the last of a repeated key winning. (CASE, not coalesce:
-    only CASE leaves the entries unbuilt for the rows that do not need them.)
-    """
-    return f"""
-    SELECT *,
-           CASE WHEN cast_metrics IS NOT NULL THEN cast_metrics
-                ELSE {_entries_map_sql("j_metrics", "e.value::DOUBLE")} END AS metrics,
-           CASE WHEN cast_details IS NOT NULL THEN cast_details
-                ELSE {_entries_map_sql("j_details", "e.value ->> '$'")}::MAP(VARCHAR, VARCHAR)
-           END AS event_details
-    FROM (
-        SELECT *,
-               CASE WHEN quick THEN TRY_CAST(j_metrics AS MAP(VARCHAR, DOUBLE)) END
-                   AS cast_metrics,
-               CASE WHEN quick AND (j_details IS NULL OR j_details::VARCHAR = 'null')
-                    THEN MAP()::MAP(VARCHAR, VARCHAR)
-                    WHEN quick THEN TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)) END
-                   AS cast_details
-        FROM {table}
-    )
-    """
 
 
 def _json_error(raw: str) -> str:
