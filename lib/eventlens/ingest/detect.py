@@ -7,8 +7,13 @@ import gzip
 import json
 import os
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 SNIFF_BYTES = 256 * 1024
+
+# The record layouts detect() tells apart; readers.py has one reader for each.
+Kind = Literal["jsonl", "json-array", "json-document", "csv", "parquet"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
 
 # The columns a CSV or Parquet row's trace_id and event_type are read from; a table needs one.
 KEY_COLUMNS = {"trace_id": ("trace_id",), "event_type": ("event_type", "type")}
@@ -27,20 +32,13 @@ class NotAnExport(Exception):
 class Detected:
     """What a file holds: its record layout and whether it is gzip-compressed."""
 
-    kind: str  # jsonl | json-array | json-document | csv | parquet
+    kind: Kind
     gzip: bool = False
 
     @property
     def label(self) -> str:
         """A short name for summaries, e.g. 'jsonl+gzip'."""
         return self.kind + ("+gzip" if self.gzip else "")
-
-    @property
-    def unit(self) -> str:
-        """What a record's number counts in this layout."""
-        return {"jsonl": "line", "csv": "line", "json-array": "element", "parquet": "row"}.get(
-            self.kind, "document"
-        )
 
 
 def detect(path: str | os.PathLike[str]) -> Detected:
@@ -111,7 +109,7 @@ def _decode(head: bytes) -> str | None:
         return None
 
 
-def _jsonl_or_document(text: str) -> str:
+def _jsonl_or_document(text: str) -> Kind:
     """JSON lines have an object per line; a document spreads one object over many lines."""
     lines = [ln for ln in text.split("\n")[:3] if ln.strip()]
     if len(lines) >= 2 and not lines[1].lstrip().startswith("{"):

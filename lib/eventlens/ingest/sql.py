@@ -1,14 +1,17 @@
-"""The ingest SQL: records' fields, checked events, their stored columns and maps, the insert.
+"""The ingest SQL: the pieces both paths are built from, and the statements a load runs.
 
-Both paths (the fast path's one-pass insert and the full path's checks) are built from the same
-pieces here, so they store the same columns the same way.
+The pieces (records' fields, checked events, their stored columns and maps) are shared by the
+fast path's one-pass insert and the full path's checks, so both store the same columns the same
+way. Each statement comes as a Query, its text with the values it binds: a user value (dataset,
+file name, hash, a key from a file's column names) is always a `?`; only constants are spliced
+(numbers, the unit word, SQL built here, a file's column names quoted as identifiers).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventlens import model
 from eventlens.ingest.detect import KEY_COLUMNS
@@ -33,6 +36,19 @@ _EVENT_COLUMNS = (
     "event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, dataset,"
     " source_file, source_line, batch_id"
 )
+
+
+class LineNumbers(NamedTuple):
+    """SQL giving a staged record its number in the file (line, element, row) from its rowid.
+
+    A committed temp table numbers its rows from 0 in insertion order, so a reader that stages
+    in file order gets `rowid + 1`; params are what the SQL binds, in order.
+    """
+
+    sql: str = "rowid + 1"
+    params: tuple[Any, ...] = ()
+
+
 # A record holding events rather than being one: a trace document, a search row or response.
 IS_CONTAINER = (
     "((json_type(f.events) IS NOT DISTINCT FROM 'ARRAY' AND f.event_type IS NULL)"
@@ -270,16 +286,6 @@ def entries_sql(col: str) -> str:
     )
 
 
-def insert_sql(table: str) -> str:
-    """An INSERT of `table`'s events; binds dataset, source file and batch id."""
-    return f"""
-    INSERT INTO events ({_EVENT_COLUMNS})
-    SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, ?, ?,
-           rec, ?
-    FROM ({maps_sql(table)})
-    """
-
-
 def maps_sql(table: str) -> str:
     """Rows of `table` with their stored maps, metrics and event_details, added.
 
@@ -305,3 +311,232 @@ def maps_sql(table: str) -> str:
         FROM {table}
     )
     """
+
+
+# ---------------------------------------------------------------------------------------------
+# The statements of a load: SQL text and the values it binds, built together
+# ---------------------------------------------------------------------------------------------
+
+RAW_KEEP_CHARS = 10_000  # how much of a rejected record the rejects table keeps
+
+INSERT_REJECT = (
+    "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
+    " VALUES (?, ?, ?, ?, ?, ?, left(?, ?))"
+)
+
+
+class Query(NamedTuple):
+    """A statement and the values it binds, in the order of its `?`s: cur.execute(*query)."""
+
+    text: str
+    params: list[Any]
+
+
+class Source(NamedTuple):
+    """The file a load's events and rejects are filed under."""
+
+    dataset: str
+    file: str  # the name shown for it (an upload's own name, not its temp path)
+    sha256: str
+
+
+def reject_values(source: Source, line: int, location: str, reason: str, raw: str) -> tuple:
+    """The values of one INSERT_REJECT."""
+    return (*source, line, location, reason, raw, RAW_KEEP_CHARS)
+
+
+def insert_events(rows: str, source: Source, batch: int, rows_params: Sequence[Any] = ()) -> Query:
+    """An INSERT of `rows`' events (a parenthesised query or a table) with their maps."""
+    return Query(
+        f"""
+    INSERT INTO events ({_EVENT_COLUMNS})
+    SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, ?, ?,
+           rec, ?
+    FROM ({maps_sql(rows)})
+    """,
+        # In the order they appear: the SELECT list's, then those inside rows.
+        [source.dataset, source.file, batch, *rows_params],
+    )
+
+
+def insert_clean(lines: LineNumbers, start: int, stop: int, source: Source, batch: int) -> Query:
+    """The fast path: one INSERT of the clean events among records start..stop not stored yet.
+
+    It parses each record, keeps those that pass the quick check, builds the maps and the
+    identity key, and inserts, with nothing staged in between.
+    """
+    records = f"""
+        SELECT {lines.sql} AS rec, rowid AS rid, 0::BIGINT AS sub, NULL AS loc,
+               'ok' AS status, NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw,
+               try(json_transform(raw, '{SPEC}')) AS f
+        FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}
+    """
+    fresh = f"""(
+        SELECT * FROM ({clean_events_sql(records)}) v
+        WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
+    )"""
+    return insert_events(fresh, source, batch, lines.params)
+
+
+def count_repeats(batch: int) -> Query:
+    """How many events a batch inserted twice (the fast path does not dedupe within a chunk)."""
+    return Query(
+        "SELECT count(*) - count(DISTINCT event_key) FROM events WHERE batch_id = ?", [batch]
+    )
+
+
+def delete_repeats(batch: int) -> Query:
+    """Delete the later copies of an event a batch inserted twice; the first in the file stays."""
+    return Query(
+        "DELETE FROM events e USING (SELECT event_key, source_line FROM events"
+        " WHERE batch_id = ? QUALIFY row_number() OVER (PARTITION BY event_key"
+        " ORDER BY source_line) > 1) d WHERE e.batch_id = ?"
+        " AND e.event_key = d.event_key AND e.source_line = d.source_line",
+        [batch, batch],
+    )
+
+
+def batch_summary(batch: int) -> Query:
+    """A batch's events by type: (event_type, count, first timestamp, last timestamp)."""
+    return Query(
+        "SELECT event_type, count(*), min(timestamp), max(timestamp) FROM events"
+        " WHERE batch_id = ? GROUP BY event_type",
+        [batch],
+    )
+
+
+def left_over(lines: LineNumbers, start: int, stop: int, batch: int) -> Query:
+    """Create _left: the records start..stop the fast path's batch did not insert."""
+    return Query(
+        f"CREATE TEMP TABLE _left AS SELECT rid FROM (SELECT rowid AS rid,"
+        f" {lines.sql} AS rec FROM _src WHERE rowid >= {int(start)}"
+        f" AND rowid < {int(stop)}) s WHERE NOT EXISTS (SELECT 1 FROM events e"
+        " WHERE e.batch_id = ? AND e.source_line = s.rec)",
+        [*lines.params, batch],
+    )
+
+
+def normalise(lines: LineNumbers, unit: str, start: int, stop: int, *, only_left: bool) -> Query:
+    """Create _norm for records start..stop: typed, checked events, and the rest's status.
+
+    With only_left, just the records the fast path did not insert (listed in _left).
+    """
+    left = " AND rowid IN (SELECT rid FROM _left)" if only_left else ""
+    # One parse per record: its state, and the fields of the ones that are objects.
+    records = f"""
+        SELECT rec, rid, status, CASE WHEN status = 'ok'
+               THEN json_transform(raw, '{SPEC}') END AS f
+        FROM (
+            SELECT {lines.sql} AS rec, rowid AS rid, raw,
+                   CASE WHEN raw IS NULL OR trim(raw) = '' THEN 'blank'
+                        WHEN NOT json_valid(raw) THEN 'invalid'
+                        WHEN ltrim(raw, ' \t\r\ufeff')[1] <> '{{' THEN 'not_object'
+                        ELSE 'ok' END AS status
+            FROM _src WHERE rowid >= {int(start)} AND rowid < {int(stop)}{left}
+        )
+    """
+    plain = f"""
+        SELECT rec, rid, 0::BIGINT AS sub, '{unit} ' || rec AS loc,
+               CASE WHEN status = 'ok' AND {IS_CONTAINER} THEN 'container' ELSE status END
+                   AS status,
+               NULL::JSON AS ctx_trace, NULL::VARCHAR AS ev_raw, f
+        FROM ({records})
+    """
+    return Query(f"CREATE TEMP TABLE _norm AS {events_sql(plain)}", list(lines.params))
+
+
+def expand_containers(unit: str) -> Query:
+    """Add to _norm the events nested in trace documents, search rows and search responses."""
+    parents = (
+        f"SELECT n.rec, n.rid, json_transform(s.raw, '{SPEC}') AS f FROM _norm n"
+        " JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid"
+        " WHERE n.status = 'container'"
+    )
+    nested = f"""
+        SELECT rec, rid, sub, '{unit} ' || rec || ', event ' || sub AS loc, 'ok' AS status,
+               ctx_trace, ev AS ev_raw, json_transform(ev, '{SPEC}') AS f
+        FROM (
+            SELECT rec, rid, f.trace_id AS ctx_trace, unnest(evs)::VARCHAR AS ev,
+                   generate_subscripts(evs, 1) AS sub
+            FROM (SELECT rec, rid, f, json_extract(f.events, '$[*]') AS evs FROM ({parents})
+                  WHERE json_type(f.events) = 'ARRAY' AND f.event_type IS NULL)
+        )
+        UNION ALL
+        SELECT rec, rid, tno * 1000000 + sub,
+               '{unit} ' || rec || ', trace ' || tno || ', event ' || sub, 'ok',
+               ctx_trace, ev, json_transform(ev, '{SPEC}')
+        FROM (
+            SELECT rec, rid, tno, json_extract(tr, '$.trace_id') AS ctx_trace,
+                   unnest(evs)::VARCHAR AS ev, generate_subscripts(evs, 1) AS sub
+            FROM (
+                SELECT rec, rid, tno, tr, json_extract(tr, '$.events[*]') AS evs
+                FROM (
+                    SELECT rec, rid, unnest(trs) AS tr, generate_subscripts(trs, 1) AS tno
+                    FROM (SELECT rec, rid, json_extract(f.traces, '$[*]') AS trs
+                          FROM ({parents}) WHERE json_type(f.traces) = 'ARRAY')
+                )
+            )
+        )
+    """
+    return Query(f"INSERT INTO _norm {events_sql(nested)}", [])
+
+
+def insert_checked(source: Source, batch: int, *, first_copy_only: bool) -> Query:
+    """The full path's INSERT: _norm's valid events whose identity is not stored yet.
+
+    first_copy_only keeps the first of repeats within the chunk; the window it takes costs, so
+    only a chunk known to hold repeats asks for it.
+    """
+    first_copy = (
+        "QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY rec, sub) = 1"
+        if first_copy_only
+        else ""
+    )
+    fresh = f"""(
+        SELECT * FROM _norm v
+        WHERE status = 'ok' AND problem IS NULL
+          AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
+        {first_copy}
+    )"""
+    return insert_events(fresh, source, batch)
+
+
+def reject_failures(unit: str, source: Source) -> Query:
+    """Reject _norm's events that broke a rule and its records that are not objects."""
+    return Query(
+        f"""
+        INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)
+        SELECT ?, ?, ?, n.rec, n.loc,
+               CASE WHEN n.status = 'not_object'
+                    THEN 'expected a JSON object (one event), got ' ||
+                         CASE json_type(s.raw) WHEN 'ARRAY' THEN 'an array'
+                              WHEN 'VARCHAR' THEN 'a string' WHEN 'NULL' THEN 'null'
+                              WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END
+                    ELSE n.problem END,
+               left(coalesce(n.ev_raw, s.raw), {RAW_KEEP_CHARS})
+        FROM _norm n LEFT JOIN (SELECT rowid AS rid, raw FROM _src) s ON s.rid = n.rid
+        WHERE n.problem IS NOT NULL OR n.status = 'not_object'
+        """,
+        list(source),
+    )
+
+
+_MALFORMED = (
+    "SELECT n.rec, s.raw FROM _norm n JOIN (SELECT rowid AS rid, raw FROM _src) s"
+    " ON s.rid = n.rid WHERE n.status = 'invalid'"
+)
+
+
+def first_malformed(limit: int) -> Query:
+    """The first `limit` records of _norm that are not JSON: (number, raw text)."""
+    return Query(f"{_MALFORMED} ORDER BY n.rec LIMIT {int(limit)}", [])
+
+
+def reject_malformed_after(unit: str, source: Source, after: int) -> Query:
+    """Reject, with a plain reason, the records that are not JSON after record `after`."""
+    return Query(
+        "INSERT INTO rejects (dataset, file, file_hash, line, location, reason, raw)"
+        f" SELECT ?, ?, ?, rec, '{unit} ' || rec, 'not valid JSON', left(raw, {RAW_KEEP_CHARS})"
+        f" FROM ({_MALFORMED}) WHERE rec > ?",
+        [*source, after],
+    )
