@@ -7,12 +7,14 @@ import gzip
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from eventlens import ingest, model
 from eventlens.ingest import Detected, LoadResult, NotAnExport, detect, load_files
+from eventlens.ingest.readers import READERS
 from eventlens.store import Store
 
 # Every sample file holding the same 120 events, with the layout detect() should report.
@@ -705,14 +707,13 @@ def test_duplicate_detail_key_keeps_the_last_value(write_lines, load, store):
     assert details == {"k": "b", "j": "c"}
 
 
-def test_small_chunks_give_the_same_result(monkeypatch, formats_dir, tmp_path):
+def test_small_chunks_give_the_same_result(formats_dir, tmp_path):
     """A file checked a few records at a time loads, rejects and dedupes as in one go."""
 
     def run(chunk: int) -> tuple:
-        monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
         with Store(":memory:") as s:
             path = formats_dir / "bad_lines.jsonl"
-            r = load_files(s, [path, path], "d").files
+            r = load_files(s, [path, path], "d", chunk_records=chunk).files
             rows = s.rows("SELECT line, reason FROM rejects ORDER BY line")
             lines = s.rows("SELECT source_line FROM events ORDER BY source_line")
         return [(f.loaded, f.rejected, f.duplicates) for f in r], rows, lines
@@ -764,10 +765,10 @@ def test_an_array_element_longer_than_max_line_bytes_is_named(write_text, store)
 
 
 def test_an_unexpected_error_is_a_sentence_not_a_traceback(monkeypatch, store, formats_dir):
-    def broken(self):
+    def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ingest._FileLoad, "_stage_records", broken)
+    monkeypatch.setitem(READERS, "jsonl", replace(READERS["jsonl"], stage=broken))
     result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
     assert (
         result.error
@@ -783,14 +784,12 @@ def test_a_blank_dataset_name_falls_back_to_the_file_name(store, formats_dir):
 # -- the fast path (one-pass insert of clean events) against the full path ------------------------
 
 
-def _load_both_ways(monkeypatch, paths: list[Path], chunk: int = 1_000_000) -> dict[bool, tuple]:
+def _load_both_ways(paths: list[Path], chunk: int = 1_000_000) -> dict[bool, tuple]:
     """Load `paths` with the fast path on and off; what each way stored and reported."""
-    monkeypatch.setattr(ingest, "CHUNK_RECORDS", chunk)
     out = {}
     for fast in (True, False):
-        monkeypatch.setattr(ingest, "FAST_PATH", fast)
         with Store(":memory:") as s:
-            files = load_files(s, paths, "d").files
+            files = load_files(s, paths, "d", chunk_records=chunk, fast_path=fast).files
             for f in files:
                 f.seconds = 0.0
             events = s.rows(
@@ -807,15 +806,15 @@ def _load_both_ways(monkeypatch, paths: list[Path], chunk: int = 1_000_000) -> d
 
 
 @pytest.mark.parametrize("name", sorted(ALL_FORMAT_KINDS))
-def test_fast_path_stores_what_the_full_path_stores(monkeypatch, formats_dir, name):
+def test_fast_path_stores_what_the_full_path_stores(formats_dir, name):
     """Each sample format, loaded twice (so the second load is all duplicates)."""
     path = formats_dir / name
-    both = _load_both_ways(monkeypatch, [path, path])
+    both = _load_both_ways([path, path])
     assert both[True] == both[False]
     assert both[True][0][0]["loaded"] > 0
 
 
-def test_fast_path_matches_in_small_chunks_with_repeats(monkeypatch, write_lines):
+def test_fast_path_matches_in_small_chunks_with_repeats(write_lines):
     """Repeats inside a chunk and across chunks, among clean, odd and bad records."""
     lines = [
         json.dumps(good(1)),
@@ -831,7 +830,7 @@ def test_fast_path_matches_in_small_chunks_with_repeats(monkeypatch, write_lines
     ]
     path = write_lines(lines)
     for chunk in (3, 4, 100):
-        both = _load_both_ways(monkeypatch, [path], chunk)
+        both = _load_both_ways([path], chunk)
         assert both[True] == both[False]
         (summary,) = both[True][0]
         assert (summary["loaded"], summary["rejected"], summary["duplicates"]) == (5, 2, 3)
@@ -839,7 +838,7 @@ def test_fast_path_matches_in_small_chunks_with_repeats(monkeypatch, write_lines
         assert kept == {"e1": 1, "e2": 2, "e4": 9}
 
 
-def test_fast_path_takes_clean_events(monkeypatch, formats_dir, store):
+def test_fast_path_takes_clean_events(formats_dir, store):
     """The fast path is really used: a clean file's events come from one batch."""
     result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
     assert result.loaded == 120

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from eventlens import ingest, model
+from eventlens import model
 from eventlens.ingest import load_files
 from eventlens.model import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, validate_body
 from eventlens.store import Store
@@ -656,15 +656,14 @@ def test_null_metric_value_is_rejected_by_ingest(tmp_path, bad):
     assert reasons == [model.reason(validate_body(bad))]
 
 
-def test_fast_and_full_paths_store_the_same_events(generated, tmp_path, monkeypatch):
+def test_fast_and_full_paths_store_the_same_events(generated, tmp_path):
     """The clean events the quick check lets through are stored as the full check stores them."""
     path = tmp_path / "bodies.jsonl"
     path.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in generated))
     stored = {}
     for fast in (True, False):
-        monkeypatch.setattr(ingest, "FAST_PATH", fast)
         with Store(":memory:") as s:
-            load_files(s, [path])
+            load_files(s, [path], fast_path=fast)
             stored[fast] = s.rows(
                 "SELECT source_line, event_key, event_id, trace_id, event_type, timestamp,"
                 " metrics, event_details FROM events ORDER BY source_line"

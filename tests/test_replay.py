@@ -1008,7 +1008,8 @@ def test_a_line_too_long_for_the_planning_buffer_is_planned_under_the_wide_limit
         Path(run.plan_path).name
     ]
 
-    monkeypatch.setattr(ingest, "MAX_LINE_BYTES", 65_536)  # longer than both limits: refused
+    # The line is longer than both limits: refused.
+    monkeypatch.setattr(ingest.pipeline, "MAX_LINE_BYTES", 65_536)
     with pytest.raises(rp.ReplayError, match=r"e\.jsonl: line 4 is longer than 64 KB"):
         plan_file(journal, source, "http://127.0.0.1:9")
 

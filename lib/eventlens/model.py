@@ -211,7 +211,7 @@ def reason(problems: list[Problem]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The same rules as DuckDB SQL, over a normalised record (see ingest.NORMALISED_COLUMNS):
+# The same rules as DuckDB SQL, over a normalised record (ingest/sql.py, events_sql):
 #   j_trace_id, j_event_type, j_metrics, j_details, j_timestamp, j_event_id: JSON text or NULL
 #   event_type: VARCHAR (NULL unless j_event_type is a string)
 #   metric_entries: STRUCT(key VARCHAR, value JSON)[]; detail_entries: likewise
