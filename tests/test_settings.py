@@ -28,8 +28,10 @@ def test_names_are_unique():
 def test_every_error_of_eventlens_has_one_root():
     from eventlens.analytics import QueryError
     from eventlens.errors import EventlensError
+    from eventlens.ingest import NotAnExport
+    from eventlens.replay import ReplayError
     from eventlens.store import StoreError
 
-    for error in (StoreError, QueryError):
+    for error in (StoreError, QueryError, NotAnExport, ReplayError):
         assert issubclass(error, EventlensError)
     assert issubclass(QueryError, ValueError)  # callers that caught ValueError still do

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from eventlens.errors import EventlensError
+
 SNIFF_BYTES = 256 * 1024
 
 # The record layouts detect() tells apart; readers.py has one reader for each.
@@ -24,7 +26,7 @@ ACCEPTED_FORMATS = (
 )
 
 
-class NotAnExport(Exception):
+class NotAnExport(EventlensError):
     """A file that holds no event export; its message says what it is instead."""
 
 

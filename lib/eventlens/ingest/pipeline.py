@@ -26,7 +26,7 @@ from eventlens.ingest.options import CHUNK_RECORDS, MAX_LINE_BYTES, LoadOptions
 from eventlens.ingest.readers import DOCUMENT_TOO_LARGE, READERS, Staged
 from eventlens.ingest.results import FileResult, LoadResult
 from eventlens.ingest.sql import Source
-from eventlens.store import Store
+from eventlens.store import Store, fetch_scalar
 
 DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
 _WORK_TABLES = ("_src", "_norm", "_left")  # the pipeline's temp tables; readers name their own
@@ -57,15 +57,15 @@ def load_files(
     (default CHUNK_RECORDS) is how many records are checked and inserted at a time; with
     fast_path off every record takes the full path (tests compare the two).
     """
-    paths = [str(p) for p in paths]
-    names = list(display_names) if display_names else paths
-    dataset = (dataset or "").strip() or _first_export_name(paths, names)
+    files = [str(p) for p in paths]
+    names = list(display_names) if display_names else files
+    dataset = (dataset or "").strip() or _first_export_name(files, names)
     options = LoadOptions(
         max_line_bytes or MAX_LINE_BYTES, chunk_records or CHUNK_RECORDS, fast_path
     )
     before = store.last_batch()
     results = [
-        _load_one(store, p, name, dataset, options) for p, name in zip(paths, names, strict=True)
+        _load_one(store, p, name, dataset, options) for p, name in zip(files, names, strict=True)
     ]
     _update_dataset(store, dataset)
     if any(r.loaded for r in results):
@@ -244,7 +244,7 @@ def _insert_chunks(
 
 def _next_batch(cur: duckdb.DuckDBPyConnection) -> int:
     """A new batch id: the events one insert adds carry it."""
-    return cur.execute("SELECT nextval('event_batches')").fetchone()[0]
+    return int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
 
 
 # -- the fast path --------------------------------------------------------------------------------
@@ -262,7 +262,7 @@ def _insert_clean(
     """
     batch = _next_batch(cur)
     insert = sql.insert_clean(staged.lines, start, stop, source, batch)
-    inserted = cur.execute(*insert).fetchone()[0]
+    inserted = fetch_scalar(cur, *insert)
     if not inserted:
         return _Added()
     inserted -= _drop_repeats(cur, batch)
@@ -274,7 +274,7 @@ def _insert_clean(
 
 def _drop_repeats(cur: duckdb.DuckDBPyConnection, batch: int) -> int:
     """Delete the later copies of an event inserted twice by one batch; returns how many."""
-    repeats = cur.execute(*sql.count_repeats(batch)).fetchone()[0]
+    repeats = fetch_scalar(cur, *sql.count_repeats(batch))
     if repeats:
         cur.execute(*sql.delete_repeats(batch))
     return int(repeats)
@@ -289,7 +289,7 @@ def _normalise(
     """Create _norm for records start..stop (or those in _left): checked events, and the rest's
     status, with the events nested in containers expanded."""
     cur.execute(*sql.normalise(staged.lines, staged.unit, start, stop, only_left=only_left))
-    if cur.execute("SELECT count(*) FROM _norm WHERE status = 'container'").fetchone()[0]:
+    if fetch_scalar(cur, "SELECT count(*) FROM _norm WHERE status = 'container'"):
         cur.execute(*sql.expand_containers(staged.unit))
 
 
@@ -300,7 +300,7 @@ def _check_is_export(cur: duckdb.DuckDBPyConnection, staged: Staged) -> None:
         " count(*) FILTER (WHERE status = 'ok' AND has_event_fields),"
         " count(*) FILTER (WHERE status <> 'blank' AND sub = 0),"
         " count(*) FILTER (WHERE status = 'invalid') FROM _norm"
-    ).fetchone()
+    ).fetchall()[0]
     if records == 0:
         raise NotAnExport("it holds no records")
     if eventish or staged.rejects:
@@ -383,11 +383,11 @@ def _insert_checked(cur: duckdb.DuckDBPyConnection, source: Source) -> _Added:
     valid, distinct = cur.execute(
         "SELECT count(*), count(DISTINCT event_key) FROM _norm WHERE problem IS NULL"
         " AND status = 'ok'"
-    ).fetchone()
+    ).fetchall()[0]
     batch = _next_batch(cur)
     # Repeats inside a chunk are rare; pay for the window only when there are some.
     insert = sql.insert_checked(source, batch, first_copy_only=distinct < valid)
-    inserted = int(cur.execute(*insert).fetchone()[0])
+    inserted = int(fetch_scalar(cur, *insert))
     by_type = cur.execute(
         "SELECT event_type, count(*), min(timestamp), max(timestamp) FROM _norm"
         " WHERE status = 'ok' AND problem IS NULL GROUP BY event_type"
@@ -403,9 +403,9 @@ def _summarise(
 ) -> FileResult:
     """The file's result: what its chunks added, its event types by count, its rejects."""
     where = [source.dataset, source.sha256]
-    rejected = cur.execute(
-        "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
-    ).fetchone()[0]
+    rejected = fetch_scalar(
+        cur, "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
+    )
     # One reject may break several rules; count each rule on its own.
     top_reasons = [
         (str(reason), int(n))

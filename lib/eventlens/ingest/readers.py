@@ -16,6 +16,7 @@ import duckdb
 from eventlens.ingest.detect import ACCEPTED_FORMATS, Detected, Kind, NotAnExport
 from eventlens.ingest.options import LoadOptions
 from eventlens.ingest.sql import LineNumbers, columns_json_sql
+from eventlens.store import fetch_scalar
 
 MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024  # the largest single JSON document (trace, search)
 MIN_OBJECT_BYTES = 16 * 1024 * 1024  # DuckDB reads JSON values up to at least this anyway
@@ -73,7 +74,7 @@ def _compression(detected: Detected) -> str:
 
 
 def _count(cur: duckdb.DuckDBPyConnection) -> int:
-    return int(cur.execute("SELECT count(*) FROM _src").fetchone()[0])
+    return int(fetch_scalar(cur, "SELECT count(*) FROM _src"))
 
 
 @reader("jsonl")
