@@ -355,7 +355,7 @@ with guarded("the chart", stop=True):
     if headline_notes := view.headline_notes(numbers, query, current.preset):
         st.caption(" ".join(md_escape(n) for n in headline_notes))
 
-    figure = charts.series_figure(result, current.chart, query.agg, query.metric)
+    figure = cache.series_figure(version, query, current.chart)
     picked = st.plotly_chart(
         figure,
         key="x_chart_pick",

@@ -4,6 +4,7 @@ AppTest cannot make (a row of a dataframe, points on a Plotly chart)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,11 @@ def run_app(params: dict[str, str] | None = None, page: str | None = None) -> Ap
 
 
 def metric(at: AppTest, label: str) -> str:
-    """The value of the first headline metric with this label."""
-    return next(m.value for m in at.metric if m.label == label)
+    """The value of the first metric with this label (a headline's, a dry run's, a live run's
+    come before any report's)."""
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no {label!r} metric in {[m.label for m in at.metric]}"
+    return found[0]
 
 
 def errors(at: AppTest) -> list[str]:
@@ -72,3 +76,11 @@ def select_points(at: AppTest, element, points: list[dict]) -> AppTest:
     selection = {"points": points, "point_indices": [], "box": [], "lasso": []}
     value = json.dumps(json.dumps({"selection": selection}))
     return _send(at, WidgetState(id=element.proto.id, json_value=value))
+
+
+def one_dataframe(at: AppTest, matches: Callable[[str], bool], what: str):
+    """The one st.dataframe whose element id `matches` (ids carry the widget key); `what` names
+    it in the failure."""
+    found = [d for d in at.dataframe if matches(d.proto.id)]
+    assert len(found) == 1, f"no {what} on the page"
+    return found[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 FORMATS_DIR = ROOT / "sample_data" / "formats"
 
 EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_details"
+
+
+# The browser tests wait on a real app far more than they compute, so they run as two halves of
+# about a minute and a half each, one per worker (each with its own app server and Chromium),
+# started first: either half alone would be the longest path of the whole run.
+BROWSER_HALVES = {
+    "test_explore_page.py": "browser-1",
+    "test_replay_page.py": "browser-1",
+    "test_traces_page.py": "browser-2",
+    "test_data_page.py": "browser-2",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each test module on one xdist worker, in file order (`--dist loadgroup`): some
+    modules' tests build on a shared store."""
+    for item in items:
+        name = Path(item.fspath).name
+        in_browser = Path(item.fspath).parent.name == "browser"
+        group = BROWSER_HALVES.get(name, "browser-1") if in_browser else name
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -126,14 +149,24 @@ def runner(monkeypatch, tmp_path) -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def sample_store_file(tmp_path_factory) -> Path:
-    """A store file holding the 50,000-event sample, as a new app makes it; built once per
-    session. Copy it (sample_copy) rather than write to it."""
-    path = tmp_path_factory.mktemp("sample") / "sample.duckdb"
+def sample_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store file holding the 50,000-event sample, as a new app makes it; built once per run,
+    the first xdist worker to ask building it while the others wait. Copy it (sample_copy)
+    rather than write to it."""
     from eventlens.ui.state import load_sample  # the app's own first-start load
 
-    with Store(path) as s:
-        load_sample(s)
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders share this run's folder
+    path = root / "sample.duckdb"
+    with open(root / "sample.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            part = root / "sample.duckdb.part"
+            part.unlink(missing_ok=True)
+            with Store(part) as s:
+                load_sample(s)
+            part.rename(path)
     return path
 
 
@@ -154,3 +187,18 @@ def app_error_details():
     config.set_option("client.showErrorDetails", "full")
     yield
     config.set_option("client.showErrorDetails", before)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scan_streamlit_components_once() -> Iterator[None]:
+    """Each new AppTest has Streamlit scan every installed package's metadata for custom
+    components (about 0.2 s, over 200 AppTests a run). The installed packages do not change
+    during a test run, so the first scan's answer serves them all."""
+    from streamlit.components.v2 import manifest_scanner
+
+    found = manifest_scanner.scan_component_manifests()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            manifest_scanner, "scan_component_manifests", lambda max_workers=None: list(found)
+        )
+        yield

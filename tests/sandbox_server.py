@@ -1,10 +1,11 @@
 """Test helpers (not a test module): ASGI apps served over real loopback HTTP in a thread.
 
-Used by test_client.py and test_cli_send.py; the fixtures live in those modules.
+The sandbox, stubs and counters every HTTP test uses; the fixtures live in the test modules.
 """
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -26,11 +27,13 @@ from eventlens.store import Store
 
 
 class CountingApp:
-    """Wraps an ASGI app and counts the HTTP requests that reach it, by path."""
+    """Wraps an ASGI app and counts the HTTP requests that reach it, by path, and the statuses
+    it answers with."""
 
     def __init__(self, inner: Any):
         self.inner = inner
         self.paths: list[str] = []
+        self.statuses: collections.Counter[int] = collections.Counter()
 
     @property
     def track_requests(self) -> int:
@@ -38,9 +41,17 @@ class CountingApp:
         return sum(p in PATHS for p in self.paths)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.paths.append(scope["path"])
-        await self.inner(scope, receive, send)
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        self.paths.append(scope["path"])
+
+        async def counted(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses[message["status"]] += 1
+            await send(message)
+
+        await self.inner(scope, receive, counted)
 
 
 def free_port() -> int:
@@ -110,7 +121,8 @@ def stub_app(status: int, body: Any, headers: dict[str, str] | None = None) -> S
 
 @dataclass
 class Live:
-    """A sandbox served on loopback: its base URL, the Sandbox, its store and a request counter."""
+    """A sandbox served on loopback: its base URL, the Sandbox, its store, a counter of requests
+    and statuses, and its key."""
 
     url: str
     sandbox: Sandbox
@@ -132,12 +144,25 @@ class Live:
             [trace_id],
         )
 
+    def keys(self, dataset: str) -> tuple[int, int, set[tuple[str, str]]]:
+        """count(*), count(distinct (trace_id, event_id)) and the keys stored in a dataset."""
+        total, distinct = self.store.rows(
+            "SELECT count(*), count(DISTINCT (trace_id, event_id)) FROM events WHERE dataset = ?",
+            [dataset],
+        )[0]
+        rows = self.store.rows("SELECT trace_id, event_id FROM events WHERE dataset = ?", [dataset])
+        return total, distinct, set(rows)
+
 
 @contextmanager
-def live_sandbox(path: Path, key: str) -> Iterator[Live]:
-    """A sandbox on a Store at `path`, served by uvicorn in a thread until the block ends."""
+def live_sandbox(
+    path: Path | str = ":memory:", key: str = "sandbox-key", faults: Faults | None = None
+) -> Iterator[Live]:
+    """A sandbox on a Store at `path` (in memory by default), served by uvicorn in a thread until
+    the block ends; its writes are flushed before the store closes."""
     with Store(path) as store:
-        sandbox = Sandbox(store, key, Faults())
+        sandbox = Sandbox(store, key, faults or Faults())
         counter = CountingApp(app(sandbox))
         with serve_in_thread(counter) as url:
             yield Live(url, sandbox, store, counter, key)
+        sandbox.flush()  # before the store closes (its writer thread would do it a second later)

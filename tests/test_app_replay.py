@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from apptest_helpers import ok, plain
+from apptest_helpers import metric, ok, one_dataframe, plain
 from replay_helpers import report_with
 from sandbox_server import Live, live_sandbox
 from streamlit import config
@@ -151,13 +151,6 @@ def button(at: AppTest, label: str):
     return found[0]
 
 
-def metric(at: AppTest, label: str) -> str:
-    """The first metric with this label (the dry run's or the live run's come before the report)."""
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no {label!r} metric in {[m.label for m in at.metric]}"
-    return found[0]
-
-
 def number(text: str) -> int:
     return int(text.replace(",", ""))
 
@@ -232,9 +225,7 @@ def wait_until_ended(at: AppTest, run_id: str, timeout: float = 60) -> AppTest:
 
 
 def runs_table_element(at: AppTest):
-    found = [d for d in at.dataframe if "r_runs_table" in d.proto.id]
-    assert len(found) == 1, "no Runs table on the page"
-    return found[0]
+    return one_dataframe(at, lambda id_: "r_runs_table" in id_, "Runs table")
 
 
 def runs_table(at: AppTest) -> pd.DataFrame:

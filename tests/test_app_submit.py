@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-import time
 from pathlib import Path
+from urllib.parse import urlparse
 
-import httpx
 import pytest
-import uvicorn
 from apptest_helpers import plain
+from sandbox_server import live_sandbox
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from eventlens import sandbox
-from eventlens.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "lw-SECRET-key-0123456789abcdef"
 
 pytestmark = pytest.mark.usefixtures("app_error_details")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +30,8 @@ def db(sample_copy) -> str:
 @pytest.fixture(scope="module")
 def served(db):
     """The sandbox on a free loopback port, storing into the app's database file."""
-    store = Store(db)
-    box = sandbox.Sandbox(store)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(sandbox.app(box), host="127.0.0.1", port=port, log_level="critical")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/sandbox/health", timeout=1).is_success:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield port, box, store
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
+    with live_sandbox(db, sandbox.DEFAULT_KEY) as live:
+        yield urlparse(live.url).port, live.sandbox, live.store
 
 
 @pytest.fixture

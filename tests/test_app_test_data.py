@@ -4,7 +4,7 @@ stays out of the analysis unless asked for, and a trace id in two datasets is ne
 from __future__ import annotations
 
 import pytest
-from apptest_helpers import metric, ok, plain, run_app
+from apptest_helpers import metric, ok, one_dataframe, plain, run_app
 from streamlit.testing.v1 import AppTest
 
 from eventlens import traces
@@ -90,10 +90,10 @@ def test_a_trace_in_two_datasets_is_read_one_copy_at_a_time(open_page):
 def test_the_trace_list_leaves_test_data_out_unless_asked(open_page):
     at = open_page("pages/traces.py")
     ok(at)
-    listed = next(d.value for d in at.dataframe if "-t_list_" in d.proto.id)
+    listed = one_dataframe(at, lambda id_: "-t_list_" in id_, "trace list").value
     assert set(listed["dataset"]) == {"sample"}
     assert any(c.startswith("Test data left out: sandbox") for c in captions(at))
     at.checkbox(key="t_test").check().run()
     ok(at)
-    everything = next(d.value for d in at.dataframe if "-t_list_" in d.proto.id)
+    everything = one_dataframe(at, lambda id_: "-t_list_" in id_, "trace list").value
     assert "sandbox" in set(everything["dataset"])

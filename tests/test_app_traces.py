@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from apptest_helpers import metric, ok, plain, run_app, select_row
+from apptest_helpers import metric, ok, one_dataframe, plain, run_app, select_row
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +74,7 @@ def counts(at: AppTest) -> tuple[int, int, int]:
 
 
 def list_element(at: AppTest):
-    found = [d for d in at.dataframe if "-t_list_" in d.proto.id]
-    assert len(found) == 1, "no trace list on the page"
-    return found[0]
+    return one_dataframe(at, lambda id_: "-t_list_" in id_, "trace list")
 
 
 def trace_list(at: AppTest) -> pd.DataFrame:
@@ -84,9 +82,9 @@ def trace_list(at: AppTest) -> pd.DataFrame:
 
 
 def events_element(at: AppTest, trace_id: str):
-    found = [d for d in at.dataframe if d.proto.id.endswith(f"|{trace_id}")]
-    assert len(found) == 1, f"no events table of {trace_id} on the page"
-    return found[0]
+    return one_dataframe(
+        at, lambda id_: id_.endswith(f"|{trace_id}"), f"events table of {trace_id}"
+    )
 
 
 def headings(at: AppTest) -> list[str]:

@@ -14,13 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from replay_helpers import write_jsonl
-from sandbox_server import CountingApp, serve_in_thread
+from sandbox_server import Live, live_sandbox, serve_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +29,7 @@ from eventlens import replay as rp
 from eventlens.cli import main
 from eventlens.client import ENDPOINT_ENV, KEY_ENV
 from eventlens.ingest import load_files
-from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
+from eventlens.sandbox import DATASET, PATHS, Faults
 from eventlens.store import DB_ENV, Store
 
 KEY = "sk-lw-clireplay-Hq3Zx8Rt5Yw1Mn7Pd"
@@ -61,33 +60,6 @@ def make_events(n: int, traces: int, *, id_every: int = 2) -> list[dict[str, Any
             body["event_id"] = f"evt_{i:06d}"
         out.append(body)
     return out
-
-
-@dataclass
-class Box:
-    url: str
-    sandbox: Sandbox
-    store: Store
-    counter: CountingApp
-
-    def keys(self) -> tuple[int, int, set[tuple[str, str]]]:
-        """count(*), count(distinct (trace_id, event_id)) and the keys it stored."""
-        total, distinct = self.store.rows(
-            "SELECT count(*), count(DISTINCT (trace_id, event_id)) FROM events WHERE dataset = ?",
-            [DATASET],
-        )[0]
-        rows = self.store.rows("SELECT trace_id, event_id FROM events WHERE dataset = ?", [DATASET])
-        return total, distinct, set(rows)
-
-
-@contextmanager
-def sandbox_server(key: str = KEY, faults: Faults | None = None) -> Iterator[Box]:
-    with Store(":memory:") as store:
-        box = Sandbox(store, key, faults or Faults())
-        counter = CountingApp(app(box))
-        with serve_in_thread(counter) as url:
-            yield Box(url, box, store, counter)
-        box.flush()  # before the store closes (its writer thread would do it a second later)
 
 
 @contextmanager
@@ -148,9 +120,9 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def idle_box() -> Iterator[Box]:
+def idle_box() -> Iterator[Live]:
     """One sandbox for the tests that must send nothing to it."""
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         yield box
 
 
@@ -171,7 +143,7 @@ def test_kill_9_half_way_then_resume_last(tmp_path, db):
     child_env.update({KEY_ENV: KEY, "PYTHONUNBUFFERED": "1"})
     command = [sys.executable, "-m", "eventlens.cli", "replay"]
 
-    with sandbox_server(faults=Faults(latency_ms=20)) as box:
+    with live_sandbox(key=KEY, faults=Faults(latency_ms=20)) as box:
         proc = subprocess.Popen(
             [*command, source, "--db", db, "--endpoint", box.url, "--rate", "150"]
             + ["--concurrency", "16", "--json"],
@@ -211,7 +183,7 @@ def test_kill_9_half_way_then_resume_last(tmp_path, db):
         assert report["accepted"] == report["planned"] == 600
         assert (report["state"], report["sessions"], report["invalid"]) == ("finished", 2, 3)
 
-        total, distinct, keys = box.keys()
+        total, distinct, keys = box.keys(DATASET)
         assert total == distinct == 600
         assert keys == plan_keys(db, run_id)
         assert box.sandbox.counts["accepted"] == 600
@@ -233,9 +205,9 @@ def test_kill_9_half_way_then_resume_last(tmp_path, db):
 def test_json_report_exit_0_and_dead_letter_file(env, tmp_path, db):
     events = make_events(40, traces=8)
     source = write_jsonl(tmp_path / "e.jsonl", [*events, *INVALID])
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         result = replay(env, source, "--db", db, "--endpoint", box.url, "--json")
-        result_keys = box.keys()
+        result_keys = box.keys(DATASET)
     assert result.exit_code == 0, result.output
     run_id = first_run_id(result.stdout)
     report = last_json(result.stdout)
@@ -277,7 +249,7 @@ def test_exit_1_when_events_are_rejected_and_the_dead_letters_replay(env, tmp_pa
     assert report["state"] == "finished"
 
     # Those two, replayed from the dead-letter file to a server that takes them: exit 0.
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         again = replay(
             env,
             report["dead_letter_file"],
@@ -290,7 +262,7 @@ def test_exit_1_when_events_are_rejected_and_the_dead_letters_replay(env, tmp_pa
             letters,
         )
         assert again.exit_code == 0, again.output
-        assert box.keys()[2] == {(e["trace_id"], e["event_id"]) for e in events[:2]}
+        assert box.keys(DATASET)[2] == {(e["trace_id"], e["event_id"]) for e in events[:2]}
     assert last_json(again.stdout)["accepted"] == 2
     assert letters.read_text() == ""  # written, and empty: nothing was refused this time
 
@@ -298,7 +270,7 @@ def test_exit_1_when_events_are_rejected_and_the_dead_letters_replay(env, tmp_pa
 def test_unauthorized_exit_1_and_the_key_is_never_shown(env, tmp_path, db, monkeypatch):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(50, traces=50))
     monkeypatch.setenv(KEY_ENV, WRONG_KEY)
-    with sandbox_server(key=KEY) as box:
+    with live_sandbox(key=KEY) as box:
         result = replay(
             env, source, "--db", db, "--endpoint", box.url, "--concurrency", 4, "--json"
         )
@@ -315,14 +287,14 @@ def test_unauthorized_exit_1_and_the_key_is_never_shown(env, tmp_path, db, monke
         resumed = replay(env, "--resume", "last", "--db", db, "--json")
         assert resumed.exit_code == 0, resumed.output
         assert last_json(resumed.stdout)["accepted"] == 50
-        assert box.keys()[:2] == (50, 50)
+        assert box.keys(DATASET)[:2] == (50, 50)
     assert_no_key(resumed.stdout, resumed.stderr, journal_text(db))
 
 
 def test_missing_key_exit_2_keeps_the_run_for_a_resume(env, tmp_path, db, monkeypatch):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(12, traces=4))
     monkeypatch.delenv(KEY_ENV)
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         result = replay(env, source, "--db", db, "--endpoint", box.url)
         assert result.exit_code == 2, result.output
         run_id = first_run_id(result.stdout)
@@ -336,7 +308,7 @@ def test_missing_key_exit_2_keeps_the_run_for_a_resume(env, tmp_path, db, monkey
         monkeypatch.setenv("MY_REPLAY_KEY", KEY)
         resumed = replay(env, "--resume", run_id, "--db", db, "--api-key-env", "MY_REPLAY_KEY")
         assert resumed.exit_code == 0, resumed.output
-        assert box.keys()[:2] == (12, 12)
+        assert box.keys(DATASET)[:2] == (12, 12)
     assert_no_key(resumed.output)
 
 
@@ -404,7 +376,7 @@ def test_usage_errors_exit_2(env, tmp_path, db, idle_box, args, says):
 def test_dry_run_json_sends_nothing(env, tmp_path, db):
     events = make_events(30, traces=5)
     source = write_jsonl(tmp_path / "e.jsonl", [*events, INVALID[1]])
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         result = replay(
             env,
             source,
@@ -447,7 +419,7 @@ def test_store_source_with_filters(env, tmp_path, db, formats_dir):
             )
         )
     assert wanted
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         result = replay(
             env,
             "store",
@@ -462,7 +434,7 @@ def test_store_source_with_filters(env, tmp_path, db, formats_dir):
             "--json",
         )
         assert result.exit_code == 0, result.output
-        assert box.keys()[2] == wanted
+        assert box.keys(DATASET)[2] == wanted
     report = last_json(result.stdout)
     assert report["accepted"] == report["planned"] == len(wanted)
     assert report["source"] == "store"
@@ -474,11 +446,11 @@ def test_store_source_with_filters(env, tmp_path, db, formats_dir):
 def test_dry_run_of_a_resume_keeps_the_run(env, tmp_path, db, monkeypatch):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(5, traces=5))
     monkeypatch.delenv(KEY_ENV)
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         run_id = first_run_id(replay(env, source, "--db", db, "--endpoint", box.url).stdout)
         dry = replay(env, "--resume", run_id, "--db", db, "--dry-run")
         assert dry.exit_code == 0, dry.output
         monkeypatch.setenv(KEY_ENV, KEY)
         resumed = replay(env, "--resume", run_id, "--db", db)
         assert resumed.exit_code == 0, resumed.output
-        assert box.keys()[:2] == (5, 5)
+        assert box.keys(DATASET)[:2] == (5, 5)

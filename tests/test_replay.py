@@ -15,14 +15,13 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from replay_helpers import report_with, session_of, write_jsonl
-from sandbox_server import CountingApp, serve_in_thread
+from sandbox_server import live_sandbox, serve_in_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,7 +34,7 @@ from eventlens.ingest import load_files
 from eventlens.replay import engine as rp_engine
 from eventlens.replay import planning as rp_planning
 from eventlens.replay import report as rp_report
-from eventlens.sandbox import DATASET, PATHS, Faults, Sandbox, app
+from eventlens.sandbox import DATASET, PATHS, Faults
 from eventlens.store import Store
 
 KEY = "sk-lw-replay-Qz8Xc4Vb7Nm2Lk5Jh"
@@ -179,43 +178,6 @@ class Recorder:
         return [h for h in self.hits if h.status == 200]
 
 
-class StatusCounter:
-    """Wraps an ASGI app and counts the statuses it answers with."""
-
-    def __init__(self, inner: Any):
-        self.inner = inner
-        self.statuses: collections.Counter[int] = collections.Counter()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        async def counted(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                self.statuses[message["status"]] += 1
-            await send(message)
-
-        await self.inner(scope, receive, counted)
-
-
-@dataclass
-class Box:
-    url: str
-    sandbox: Sandbox
-    store: Store
-    counter: CountingApp
-    statuses: StatusCounter
-
-
-@contextmanager
-def sandbox_server(key: str = KEY, faults: Faults | None = None) -> Iterator[Box]:
-    """A sandbox on its own in-memory store, served in a thread."""
-    with Store(":memory:") as store:
-        box = Sandbox(store, key, faults or Faults())
-        statuses = StatusCounter(app(box))
-        counter = CountingApp(statuses)
-        with serve_in_thread(counter) as url:
-            yield Box(url, box, store, counter, statuses)
-        box.flush()  # before the store closes (its writer thread would do it a second later)
-
-
 @pytest.fixture
 def journal() -> Iterator[Store]:
     """The store that holds the replay journal (in memory: its plans go to a temporary folder,
@@ -269,7 +231,7 @@ def test_faults_every_valid_event_stored_exactly_once(journal, tmp_path):
     source = write_jsonl(tmp_path / "mixed.jsonl", lines)
 
     faults = Faults(fail_rate=0.10, throttle_rate=0.05, drop_rate=0.02, retry_after_s=1, seed=11)
-    with sandbox_server(faults=faults) as box:
+    with live_sandbox(key=KEY, faults=faults) as box:
         run = plan_file(
             journal,
             source,
@@ -284,8 +246,8 @@ def test_faults_every_valid_event_stored_exactly_once(journal, tmp_path):
         report = rp.Replay(journal, run, KEY).execute()
 
         # The faults happened: 500s, 429s, and dropped answers whose resends were repeats.
-        assert box.statuses.statuses[500] > 0
-        assert box.statuses.statuses[429] > 0
+        assert box.counter.statuses[500] > 0
+        assert box.counter.statuses[429] > 0
         assert box.sandbox.counts["duplicate"] > 0
         assert box.sandbox.counts["rejected"] == 0
 
@@ -525,7 +487,7 @@ def test_speed_first_gap_is_not_eaten_by_start_up(journal, tmp_path, monkeypatch
 
 def test_unauthorized_stops_the_run_and_the_key_is_never_kept(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(60, traces=40))
-    with sandbox_server(key=KEY) as box:
+    with live_sandbox(key=KEY) as box:
         run = plan_file(journal, source, box.url, concurrency=16)
         report = rp.Replay(journal, run, WRONG_KEY).execute()
         assert report.state == "stopped"
@@ -1023,7 +985,7 @@ def test_store_source_with_filters(journal, tmp_path, formats_dir):
     )
     assert count > 0
 
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         endpoint = rp.Endpoint(url=box.url)
         run = rp.plan(
             journal,
@@ -1159,7 +1121,7 @@ def test_a_resumed_session_counts_on_from_the_earlier_ones(journal, tmp_path):
 
 def test_malformed_key_stops_the_run_instead_of_dead_lettering_every_event(journal, tmp_path):
     source = write_jsonl(tmp_path / "e.jsonl", make_events(5, traces=5))
-    with sandbox_server() as box:
+    with live_sandbox(key=KEY) as box:
         run = plan_file(journal, source, box.url)
         with pytest.raises(rp.ReplayError, match="line break") as refused:
             rp.Replay(journal, run, KEY + "\r").execute()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -125,3 +128,20 @@ def traces_caption(page):
     return page.locator('[data-testid="stCaptionContainer"]').filter(
         has_text=re.compile(r"^[\d,]+ traces? with events of ")
     )
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
+
+
+def sample_trace_id() -> str:
+    """A trace of the sample data, which a fresh store loads on its first start."""
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
+        return json.loads(fh.readline())["trace_id"]
+
+
+def open_trace(page, app_url: str, trace_id: str) -> None:
+    """Open /traces?trace=<id> in the tab and wait until the trace is shown and the script done."""
+    page.goto(f"{app_url}/traces?trace={trace_id}")
+    heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
+    expect(heading).to_be_visible(timeout=90_000)  # a fresh store loads the sample first
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')

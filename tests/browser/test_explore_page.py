@@ -45,7 +45,8 @@ def expect_traces_listed(page, wait_for_app) -> str:
     return text
 
 
-def test_explore_is_the_default_page_and_draws_the_chart(page, tmp_path):
+def test_explore_is_the_default_page_and_draws_the_chart(explore, tmp_path):
+    page = explore
     expect(page.get_by_role("heading", name="Explore", exact=True)).to_be_visible()
     assert nav_labels(page) == NAV
     # The sample's 50,000 events, or more when another browser test loaded a file first.
@@ -61,30 +62,26 @@ def test_explore_is_the_default_page_and_draws_the_chart(page, tmp_path):
 
 @pytest.mark.parametrize("chart_kind", ["line", "bar"])
 def test_a_click_on_a_point_lists_the_traces_of_its_bucket_and_series(
-    browser, app_url, wait_for_app, chart_kind, tmp_path
+    page, app_url, wait_for_app, chart_kind, tmp_path
 ):
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}/?chart={chart_kind}&tz=Europe%2FAmsterdam")
-        wait_for_app(page)
-        the_chart(page)
-        point = click_point(page)
-        text = expect_traces_listed(page, wait_for_app)
-        start, end, series = point["customdata"]
-        shown = [dt.datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M") for t in (start, end)]
-        assert re.fullmatch(
-            rf"[\d,]+ traces? with events of {re.escape(series)} from {shown[0]} to"
-            rf" {shown[1]} \(Europe/Amsterdam\)",
-            text,
-        ), text
-        no_errors(page)
-        page.screenshot(path=str(tmp_path / f"explore-click-{chart_kind}.png"), full_page=True)
-    finally:
-        context.close()
+    page.goto(f"{app_url}/?chart={chart_kind}&tz=Europe%2FAmsterdam")
+    wait_for_app(page)
+    the_chart(page)
+    point = click_point(page)
+    text = expect_traces_listed(page, wait_for_app)
+    start, end, series = point["customdata"]
+    shown = [dt.datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M") for t in (start, end)]
+    assert re.fullmatch(
+        rf"[\d,]+ traces? with events of {re.escape(series)} from {shown[0]} to"
+        rf" {shown[1]} \(Europe/Amsterdam\)",
+        text,
+    ), text
+    no_errors(page)
+    page.screenshot(path=str(tmp_path / f"explore-click-{chart_kind}.png"), full_page=True)
 
 
-def test_box_select_on_the_chart_lists_the_traces_behind_it(page, tmp_path, wait_for_app):
+def test_box_select_on_the_chart_lists_the_traces_behind_it(explore, tmp_path, wait_for_app):
+    page = explore
     chart = the_chart(page)
     hint = (
         "Click a point on the chart to list the traces behind it (or pick Box Select in the"
@@ -100,17 +97,13 @@ def test_box_select_on_the_chart_lists_the_traces_behind_it(page, tmp_path, wait
 
 
 @pytest.mark.parametrize("path", ["/", "/?agg=p95&metric=latency_ms&by=detail%3Amodel", "/traces"])
-def test_an_800_pixel_window_cuts_no_label(browser, app_url, wait_for_app, path, tmp_path):
+def test_an_800_pixel_window_cuts_no_label(page, app_url, wait_for_app, path, tmp_path):
     """The menu runs along the top, so the page keeps the whole width for its controls."""
-    context = browser.new_context(viewport={"width": 800, "height": 1600})
-    page = context.new_page()
-    try:
-        page.goto(app_url + path)
-        wait_for_app(page)
-        expect(page.locator('[data-testid="stMain"] h1')).to_be_visible(timeout=60_000)
-        assert page.locator('[data-testid="stSidebar"]').count() == 0
-        assert nav_labels(page) == NAV
-        assert page.evaluate(CLIPPED_TEXT) == []
-        page.screenshot(path=str(tmp_path / "narrow.png"))
-    finally:
-        context.close()
+    page.set_viewport_size({"width": 800, "height": 1600})
+    page.goto(app_url + path)
+    wait_for_app(page)
+    expect(page.locator('[data-testid="stMain"] h1')).to_be_visible(timeout=60_000)
+    assert page.locator('[data-testid="stSidebar"]').count() == 0
+    assert nav_labels(page) == NAV
+    assert page.evaluate(CLIPPED_TEXT) == []
+    page.screenshot(path=str(tmp_path / "narrow.png"))

@@ -9,27 +9,18 @@ with its key typed in.
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from app_utils import no_errors
+from app_utils import no_errors, open_trace, sample_trace_id
 from playwright.sync_api import expect
 from sandbox_server import live_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ROOT / "sample_data" / "formats"
-SAMPLE = ROOT / "sample_data" / "events.jsonl.gz"
 KEY = "lw-BROWSER-replay-key-0123456789"
-
-
-def sample_trace_id() -> str:
-    """A trace of the sample data, which a fresh store loads on its first start."""
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
-        return json.loads(fh.readline())["trace_id"]
 
 
 def metric(page, label: str, nth: int = 0):
@@ -137,27 +128,16 @@ def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_
     page.screenshot(path=str(tmp_path / "replay-done.png"), full_page=True)
 
 
-def test_replay_this_trace_opens_replay_with_the_trace(browser, app_url, wait_for_app):
+def test_replay_this_trace_opens_replay_with_the_trace(page, app_url, wait_for_app):
     trace_id = sample_trace_id()
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}/traces?trace={trace_id}")
-        expect(page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)).to_be_visible(
-            timeout=90_000
-        )
-        wait_for_app(page)
-        page.get_by_role("button", name="Replay this trace").click()
-        expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=60_000)
-        wait_for_app(page)
-        assert urlparse(page.url).path.rstrip("/").endswith("/replay")
-        assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
-        traces = page.get_by_label("Trace ids (one per line; none: all)")
-        expect(traces).to_have_value(trace_id)
-        datasets = page.locator('[data-testid="stMultiSelect"]').filter(
-            has_text="Datasets (none: all)"
-        )
-        expect(datasets).to_contain_text("sample")
-        no_errors(page)
-    finally:
-        context.close()
+    open_trace(page, app_url, trace_id)
+    page.get_by_role("button", name="Replay this trace").click()
+    expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    assert urlparse(page.url).path.rstrip("/").endswith("/replay")
+    assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
+    traces = page.get_by_label("Trace ids (one per line; none: all)")
+    expect(traces).to_have_value(trace_id)
+    datasets = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Datasets (none: all)")
+    expect(datasets).to_contain_text("sample")
+    no_errors(page)

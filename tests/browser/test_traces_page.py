@@ -7,10 +7,7 @@ the other browser tests it may not be, since the app server is shared by the ses
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from app_utils import (
@@ -19,44 +16,31 @@ from app_utils import (
     dataframe_after,
     nav_labels,
     no_errors,
+    open_trace,
+    sample_trace_id,
     traces_caption,
 )
 from playwright.sync_api import expect
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "events.jsonl.gz"
 NAV = ["Explore", "Traces", "Submit", "Replay", "Data"]
 TRACE_HEADING = re.compile(r"^Trace trace_[0-9a-f]+$")
 
 
-def sample_trace_id() -> str:
-    """A trace of the sample data, which a fresh store loads on its first start."""
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as fh:
-        return json.loads(fh.readline())["trace_id"]
-
-
-def test_a_shared_trace_link_opens_through_the_router(browser, app_url, wait_for_app, tmp_path):
+def test_a_shared_trace_link_opens_through_the_router(page, app_url, wait_for_app, tmp_path):
     trace_id = sample_trace_id()
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}/traces?trace={trace_id}")
-        heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
-        expect(heading).to_be_visible(timeout=90_000)  # a fresh store loads the sample first
-        wait_for_app(page)
-        # The router's menu (app.py's st.navigation), not the pages/ folder's "app" entry.
-        assert nav_labels(page) == NAV
-        expect(page.get_by_role("heading", name="Traces", exact=True)).to_be_visible()
-        # The events table follows the trace heading, the URL still names the trace.
-        expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
-        assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
-        assert urlparse(page.url).path.rstrip("/").endswith("/traces")
-        expect(
-            page.locator('[data-testid="stCode"]').filter(has_text="$LANGWATCH_API_KEY")
-        ).to_be_attached()
-        no_errors(page)
-        page.screenshot(path=str(tmp_path / "traces-link.png"), full_page=True)
-    finally:
-        context.close()
+    open_trace(page, app_url, trace_id)
+    # The router's menu (app.py's st.navigation), not the pages/ folder's "app" entry.
+    assert nav_labels(page) == NAV
+    expect(page.get_by_role("heading", name="Traces", exact=True)).to_be_visible()
+    # The events table follows the trace heading, the URL still names the trace.
+    expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
+    assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
+    assert urlparse(page.url).path.rstrip("/").endswith("/traces")
+    expect(
+        page.locator('[data-testid="stCode"]').filter(has_text="$LANGWATCH_API_KEY")
+    ).to_be_attached()
+    no_errors(page)
+    page.screenshot(path=str(tmp_path / "traces-link.png"), full_page=True)
 
 
 def test_clicking_a_row_in_the_list_opens_the_trace(page, app_url, wait_for_app, tmp_path):
@@ -91,63 +75,49 @@ def test_clicking_a_row_in_the_list_opens_the_trace(page, app_url, wait_for_app,
 
 
 def test_explores_trace_link_opens_the_trace_in_the_same_session(
-    browser, app_url, wait_for_app, tmp_path
+    page, app_url, wait_for_app, tmp_path
 ):
     """Explore in Amsterdam: click a point, pick a trace, follow its link: Traces opens that
     trace in that zone (it used to open in UTC)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}/?tz=Europe%2FAmsterdam")
-        wait_for_app(page)
-        chart = page.locator('[data-testid="stPlotlyChart"]')
-        expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
-        click_point(page)
-        caption = traces_caption(page)
-        expect(caption).to_be_visible(timeout=60_000)
-        wait_for_app(page)
+    page.goto(f"{app_url}/?tz=Europe%2FAmsterdam")
+    wait_for_app(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]')
+    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=30_000)
+    click_point(page)
+    caption = traces_caption(page)
+    expect(caption).to_be_visible(timeout=60_000)
+    wait_for_app(page)
 
-        click_first_row(page, dataframe_after(page, "Traces behind the selection"))
-        link = page.locator('[data-testid="stPageLink"] a').filter(has_text="Open it on the Traces")
-        expect(link).to_be_visible(timeout=60_000)
-        wait_for_app(page)
-        picked = page.get_by_text(re.compile(r"^Events of trace trace_[0-9a-f]+")).first
-        trace_id = re.search(r"trace_[0-9a-f]+", picked.inner_text()).group(0)
+    click_first_row(page, dataframe_after(page, "Traces behind the selection"))
+    link = page.locator('[data-testid="stPageLink"] a').filter(has_text="Open it on the Traces")
+    expect(link).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    picked = page.get_by_text(re.compile(r"^Events of trace trace_[0-9a-f]+")).first
+    trace_id = re.search(r"trace_[0-9a-f]+", picked.inner_text()).group(0)
 
-        link.click()
-        heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
-        expect(heading).to_be_visible(timeout=60_000)
-        wait_for_app(page)
-        assert urlparse(page.url).path.rstrip("/").endswith("/traces")
-        query = parse_qs(urlparse(page.url).query)
-        assert query.get("trace") == [trace_id]
-        assert query.get("tz") == ["Europe/Amsterdam"]
-        expect(page.get_by_role("combobox", name="Time zone")).to_have_value("Europe/Amsterdam")
-        expect(page.get_by_text(re.compile(r"\(Europe/Amsterdam\)\. "))).to_be_visible()
-        expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
-        no_errors(page)
-        page.screenshot(path=str(tmp_path / "explore-to-traces.png"), full_page=True)
-    finally:
-        context.close()
+    link.click()
+    heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
+    expect(heading).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    assert urlparse(page.url).path.rstrip("/").endswith("/traces")
+    query = parse_qs(urlparse(page.url).query)
+    assert query.get("trace") == [trace_id]
+    assert query.get("tz") == ["Europe/Amsterdam"]
+    expect(page.get_by_role("combobox", name="Time zone")).to_have_value("Europe/Amsterdam")
+    expect(page.get_by_text(re.compile(r"\(Europe/Amsterdam\)\. "))).to_be_visible()
+    expect(dataframe_after(page, f"Trace {trace_id}")).to_be_visible()
+    no_errors(page)
+    page.screenshot(path=str(tmp_path / "explore-to-traces.png"), full_page=True)
 
 
-def test_the_next_trace_button_fills_in_the_comparison(browser, app_url, wait_for_app):
+def test_the_next_trace_button_fills_in_the_comparison(page, app_url, wait_for_app):
     trace_id = sample_trace_id()
-    context = browser.new_context(viewport={"width": 1400, "height": 2400})
-    page = context.new_page()
-    try:
-        page.goto(f"{app_url}/traces?trace={trace_id}")
-        expect(page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)).to_be_visible(
-            timeout=90_000
-        )
-        wait_for_app(page)
-        page.get_by_role("button", name="Use the next trace in the list").click()
-        compared = page.get_by_text(re.compile(r"^A = trace_"))
-        failed = page.locator('[data-testid="stException"]')
-        expect(compared.or_(failed).first).to_be_visible(timeout=30_000)
-        wait_for_app(page)
-        no_errors(page)
-        expect(compared).to_be_visible()
-        assert "compare" in parse_qs(urlparse(page.url).query)
-    finally:
-        context.close()
+    open_trace(page, app_url, trace_id)
+    page.get_by_role("button", name="Use the next trace in the list").click()
+    compared = page.get_by_text(re.compile(r"^A = trace_"))
+    failed = page.locator('[data-testid="stException"]')
+    expect(compared.or_(failed).first).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+    no_errors(page)
+    expect(compared).to_be_visible()
+    assert "compare" in parse_qs(urlparse(page.url).query)

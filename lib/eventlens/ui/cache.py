@@ -4,9 +4,10 @@ chart, a row picked in a table) does not ask DuckDB again; any load or delete st
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from eventlens import analytics, traces
+from eventlens import analytics, charts, traces
 from eventlens.analytics import SeriesQuery, SeriesResult
 from eventlens.ui.state import get_store
 
@@ -63,3 +64,11 @@ def trace_search(
     key: Version, search: traces.TraceSearch, limit: int, offset: int
 ) -> tuple[pd.DataFrame, int]:
     return traces.search(get_store(), search, limit, offset)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def series_figure(key: Version, query: SeriesQuery, chart: str) -> go.Figure:
+    """The chart of a query's series, built once per store version: Plotly checks every
+    property it is given, which made building the figure a quarter of a page run. Kept as the
+    object itself (st.plotly_chart only reads it), not a copy."""
+    return charts.series_figure(series(key, query), chart, query.agg, query.metric)
