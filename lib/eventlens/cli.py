@@ -744,5 +744,13 @@ def app_path() -> Path:
     raise click.ClickException("cannot find app.py next to the eventlens package")
 
 
+def _add_commands() -> None:
+    from eventlens.cli_pull import pull
+
+    main.add_command(pull)
+
+
+_add_commands()
+
 if __name__ == "__main__":
     main()

@@ -151,6 +151,47 @@ CREATE TABLE IF NOT EXISTS datasets (
 ALTER TABLE datasets ADD COLUMN IF NOT EXISTS test BOOLEAN;
 UPDATE datasets SET test = (name = 'sandbox') WHERE test IS NULL;
 ALTER TABLE datasets ALTER COLUMN test SET DEFAULT false;
+-- A pulled event's reject names its trace, so that pulling the trace again replaces it.
+ALTER TABLE rejects ADD COLUMN IF NOT EXISTS trace_id VARCHAR;
+-- Pulls from LangWatch (sync/): one row per pull, and per (endpoint, dataset) where the next pull
+-- starts, with the scroll in progress (its request and cursor: never the key).
+CREATE TABLE IF NOT EXISTS pulls (
+    pull_id VARCHAR PRIMARY KEY,
+    endpoint VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    since_ms BIGINT,                  -- the window asked for, on the updated axis
+    until_ms BIGINT,
+    total_hits BIGINT,
+    traces BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    added BIGINT NOT NULL,
+    removed BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    pages BIGINT NOT NULL,
+    updated_through_ms BIGINT,
+    outcome VARCHAR NOT NULL,         -- running | done | failed (a dead "running" is interrupted)
+    message VARCHAR,
+    pid INTEGER                       -- the process that ran it
+);
+CREATE TABLE IF NOT EXISTS pull_cursors (
+    endpoint VARCHAR NOT NULL,
+    dataset VARCHAR NOT NULL,
+    updated_through_ms BIGINT,        -- where the next pull starts (None: from the beginning)
+    scroll VARCHAR,                   -- JSON: the unfinished scroll (request, cursor, mode)
+    PRIMARY KEY (endpoint, dataset)
+);
+-- A pulled trace's metadata, replaced with the trace.
+CREATE TABLE IF NOT EXISTS trace_metadata (
+    dataset VARCHAR NOT NULL,
+    trace_id VARCHAR NOT NULL,
+    user_id VARCHAR,
+    thread_id VARCHAR,
+    customer_id VARCHAR,
+    labels VARCHAR[],
+    updated_at TIMESTAMPTZ
+);
 CREATE TABLE IF NOT EXISTS files (
     dataset VARCHAR NOT NULL,
     path VARCHAR NOT NULL,
@@ -267,6 +308,22 @@ class Store:
         events; delete_dataset removes a dataset's rows itself), so call it once per load: the
         same batches merged twice would count twice. None rebuilds it from scratch.
         """
+        with self.write_lock, self.cursor() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                if after_batch is None:
+                    cur.execute("DELETE FROM trace_summary")
+                    for (key,) in cur.execute("SELECT key FROM detail_index_keys").fetchall():
+                        cur.execute("DELETE FROM detail_index WHERE key = ?", [key])
+                self.merge_summary(cur, after_batch)
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+
+    def merge_summary(self, cur: duckdb.DuckDBPyConnection, after_batch: int | None) -> None:
+        """Merge the events of the batches after `after_batch` (all: None) into the trace summary
+        and the detail index, on the caller's cursor and inside its transaction."""
         new = (
             "SELECT dataset, trace_id, count(*) AS events, min(timestamp) AS first_time,"
             " max(timestamp) AS last_time, list(DISTINCT event_type) AS event_types"
@@ -275,40 +332,30 @@ class Store:
             + " GROUP BY dataset, trace_id"
         )
         params = [] if after_batch is None else [after_batch]
-        with self.write_lock, self.cursor() as cur:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                if after_batch is None:
-                    cur.execute("DELETE FROM trace_summary")
-                cur.execute(
-                    f"""
-                    CREATE TEMP TABLE _merged AS
-                    SELECT n.dataset, n.trace_id, n.events + coalesce(o.events, 0) AS events,
-                           least(n.first_time, o.first_time) AS first_time,
-                           greatest(n.last_time, o.last_time) AS last_time,
-                           list_sort(list_distinct(list_concat(n.event_types,
-                                                               coalesce(o.event_types, []))))
-                               AS event_types
-                    FROM ({new}) n
-                    LEFT JOIN trace_summary o ON o.dataset = n.dataset AND o.trace_id = n.trace_id
-                    """,
-                    params,
-                )
-                cur.execute(
-                    "DELETE FROM trace_summary t WHERE EXISTS (SELECT 1 FROM _merged m"
-                    " WHERE m.dataset = t.dataset AND m.trace_id = t.trace_id)"
-                )
-                cur.execute("INSERT INTO trace_summary SELECT * FROM _merged")
-                for (key,) in cur.execute("SELECT key FROM detail_index_keys").fetchall():
-                    if after_batch is None:
-                        cur.execute("DELETE FROM detail_index WHERE key = ?", [key])
-                    self._index_detail(cur, key, after_batch)
-                cur.execute("COMMIT")
-            except Exception:
-                cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.execute("DROP TABLE IF EXISTS _merged")
+        try:
+            cur.execute(
+                f"""
+                CREATE TEMP TABLE _merged AS
+                SELECT n.dataset, n.trace_id, n.events + coalesce(o.events, 0) AS events,
+                       least(n.first_time, o.first_time) AS first_time,
+                       greatest(n.last_time, o.last_time) AS last_time,
+                       list_sort(list_distinct(list_concat(n.event_types,
+                                                           coalesce(o.event_types, []))))
+                           AS event_types
+                FROM ({new}) n
+                LEFT JOIN trace_summary o ON o.dataset = n.dataset AND o.trace_id = n.trace_id
+                """,
+                params,
+            )
+            cur.execute(
+                "DELETE FROM trace_summary t WHERE EXISTS (SELECT 1 FROM _merged m"
+                " WHERE m.dataset = t.dataset AND m.trace_id = t.trace_id)"
+            )
+            cur.execute("INSERT INTO trace_summary SELECT * FROM _merged")
+            for (key,) in cur.execute("SELECT key FROM detail_index_keys").fetchall():
+                self._index_detail(cur, key, after_batch)
+        finally:
+            cur.execute("DROP TABLE IF EXISTS _merged")
 
     def ensure_detail_index(self, key: str) -> bool:
         """Index which traces have an event with each value of detail `key`; False if read-only.
@@ -412,7 +459,15 @@ class Store:
             cur.execute("BEGIN TRANSACTION")
             try:
                 removed = fetch_scalar(cur, "SELECT count(*) FROM events WHERE dataset = ?", [name])
-                for table in ("events", "rejects", "files", "trace_summary", "detail_index"):
+                for table in (
+                    "events",
+                    "rejects",
+                    "files",
+                    "trace_summary",
+                    "detail_index",
+                    "trace_metadata",
+                    "pull_cursors",
+                ):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])

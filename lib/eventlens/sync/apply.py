@@ -1,0 +1,234 @@
+"""Apply one page of pulled traces to the store, in one transaction.
+
+Every trace on the page replaces the stored events of that trace in the dataset (LangWatch sends
+a trace whole each time anything on it changes), with its metadata, its rejects, the trace
+summary and the detail index; the pull's counts and cursor are saved in the same transaction.
+A page applied twice leaves the store as once: a pull killed anywhere and run again ends with
+exactly what the server holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from eventlens import model
+from eventlens.store import Store, fetch_scalar
+from eventlens.sync import journal
+from eventlens.sync.mapping import PulledTrace
+
+EVENT_ROW = (
+    "STRUCT(trace_id VARCHAR, pos INTEGER, event_id VARCHAR, event_type VARCHAR, ts DOUBLE,"
+    " metrics STRUCT(key VARCHAR, value DOUBLE)[], details STRUCT(key VARCHAR, value VARCHAR)[])[]"
+)
+META_ROW = (
+    "STRUCT(trace_id VARCHAR, user_id VARCHAR, thread_id VARCHAR, customer_id VARCHAR,"
+    " labels VARCHAR[], updated_at DOUBLE)[]"
+)
+REJECT_ROW = "STRUCT(trace_id VARCHAR, pos INTEGER, reason VARCHAR, raw VARCHAR)[]"
+# A reject's 'file' names where it came from; its location names the trace and the position.
+SOURCE_PREFIX = "langwatch:"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one page changed."""
+
+    traces: int
+    events: int  # valid events the page's traces hold now
+    added: int  # of those, the ones the store did not hold (late events, new traces)
+    removed: int  # events the store held for those traces that the server no longer has
+    rejected: int
+
+
+@dataclass(frozen=True)
+class CursorUpdate:
+    """The cursor to save with the page: where the next pull starts, the scroll in progress."""
+
+    updated_through_ms: int | None
+    scroll: dict[str, Any] | None
+
+
+def split(traces: list[PulledTrace]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Event rows, metadata rows and reject rows of a page; each body judged by model.py."""
+    events: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    for trace in traces:
+        meta = trace.metadata
+        metas.append(
+            {
+                "trace_id": trace.trace_id,
+                "user_id": meta.get("user_id"),
+                "thread_id": meta.get("thread_id"),
+                "customer_id": meta.get("customer_id"),
+                "labels": meta.get("labels"),
+                "updated_at": None if trace.updated_at is None else float(trace.updated_at),
+            }
+        )
+        for pos, (body, event_id) in enumerate(
+            zip(trace.bodies, trace.event_ids, strict=True), start=1
+        ):
+            problems = model.validate_body(body)
+            if problems:
+                raw = json.dumps(body, ensure_ascii=False, default=str)
+                rejects.append(
+                    {
+                        "trace_id": trace.trace_id,
+                        "pos": pos,
+                        "reason": model.reason(problems),
+                        "raw": raw,
+                    }
+                )
+                continue
+            timestamp = body.get("timestamp")
+            events.append(
+                {
+                    "trace_id": trace.trace_id,
+                    "pos": pos,
+                    "event_id": event_id,
+                    "event_type": body["event_type"],
+                    "ts": None if timestamp is None else float(timestamp),
+                    "metrics": [{"key": k, "value": float(v)} for k, v in body["metrics"].items()],
+                    "details": [
+                        {"key": k, "value": v}
+                        for k, v in (body.get("event_details") or {}).items()
+                        if v is not None
+                    ],
+                }
+            )
+    return events, metas, rejects
+
+
+def apply_page(
+    store: Store,
+    *,
+    dataset: str,
+    endpoint: str,
+    pull_id: str,
+    traces: list[PulledTrace],
+    total_hits: int | None,
+    cursor: CursorUpdate,
+) -> Applied:
+    """Replace the page's traces in the dataset and save the counts and cursor, atomically."""
+    events, metas, rejects = split(traces)
+    ids = [t.trace_id for t in traces]
+    source = SOURCE_PREFIX + endpoint
+    with store.write_lock, store.cursor() as cur:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            stored = added = removed = 0
+            if ids:
+                stored, added, removed = _replace(cur, store, dataset, source, ids, events)
+                old_rejects = int(
+                    fetch_scalar(
+                        cur,
+                        "SELECT count(*) FROM rejects WHERE dataset = ?"
+                        " AND trace_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [dataset, ids],
+                    )
+                )
+                for table in ("trace_metadata", "rejects"):
+                    # Table names are constants from this loop, never user input.
+                    cur.execute(
+                        f"DELETE FROM {table} WHERE dataset = ?"  # noqa: S608
+                        " AND trace_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [dataset, ids],
+                    )
+                cur.execute(
+                    f"""
+                    INSERT INTO trace_metadata
+                    SELECT ?, m.trace_id, m.user_id, m.thread_id, m.customer_id, m.labels,
+                           CASE WHEN m.updated_at IS NOT NULL
+                                THEN epoch_ms(m.updated_at::BIGINT)::TIMESTAMPTZ END
+                    FROM (SELECT unnest(?::{META_ROW}) AS m)
+                    """,
+                    [dataset, metas],
+                )
+                if rejects:
+                    cur.execute(
+                        f"""
+                        INSERT INTO rejects (dataset, file, line, location, reason, raw, trace_id)
+                        SELECT ?, ?, r.pos, 'trace ' || r.trace_id || ', event ' || r.pos,
+                               r.reason, r.raw, r.trace_id
+                        FROM (SELECT unnest(?::{REJECT_ROW}) AS r)
+                        """,
+                        [dataset, source, rejects],
+                    )
+                cur.execute(
+                    "INSERT INTO datasets (name, files, content_hash, loaded_at, events, rejects,"
+                    " duplicates, test) VALUES (?, [?], 'langwatch', now(), ?, ?, 0, false)"
+                    " ON CONFLICT (name) DO UPDATE SET events = datasets.events + ?,"
+                    " rejects = datasets.rejects + ?, loaded_at = now(),"
+                    " files = list_distinct(list_append(datasets.files, ?))",
+                    [
+                        dataset,
+                        source,
+                        stored,
+                        len(rejects),
+                        added - removed,
+                        len(rejects) - old_rejects,
+                        source,
+                    ],
+                )
+            journal.count_page(
+                cur,
+                pull_id,
+                traces=len(traces),
+                events=stored,
+                added=added,
+                removed=removed,
+                rejected=len(rejects),
+                total_hits=total_hits,
+            )
+            journal.save_cursor(cur, endpoint, dataset, cursor.updated_through_ms, cursor.scroll)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+    return Applied(len(traces), stored, added, removed, len(rejects))
+
+
+# An event's content, to count what a replaced trace gained and lost (as multisets).
+CONTENT = "trace_id, event_type, timestamp, metrics::VARCHAR, event_details::VARCHAR"
+
+
+def _replace(
+    cur: Any, store: Store, dataset: str, source: str, ids: list[str], events: list[dict]
+) -> tuple[int, int, int]:
+    """Swap the traces' events for the page's; (stored, added, removed) by content."""
+    in_page = "dataset = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
+    try:
+        cur.execute(
+            f"CREATE TEMP TABLE _old AS SELECT {CONTENT} FROM events WHERE {in_page}",
+            [dataset, ids],
+        )
+        for table in ("events", "trace_summary", "detail_index"):
+            # Table names are constants from this loop, never user input.
+            cur.execute(f"DELETE FROM {table} WHERE {in_page}", [dataset, ids])  # noqa: S608
+        batch = int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
+        if events:
+            cur.execute(
+                f"""
+                INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,
+                                    event_details, dataset, source_file, source_line, batch_id)
+                SELECT md5_number('pull' || chr(0) || ? || chr(0) || r.trace_id || chr(0) || r.pos),
+                       r.event_id, r.trace_id, r.event_type,
+                       epoch_ms(round(r.ts)::BIGINT)::TIMESTAMPTZ,
+                       map_from_entries(r.metrics), map_from_entries(r.details), ?, ?, r.pos, ?
+                FROM (SELECT unnest(?::{EVENT_ROW}) AS r)
+                """,
+                [dataset, dataset, source, batch, events],
+            )
+        store.merge_summary(cur, batch - 1)  # only this page's batch is newer
+        new = f"SELECT {CONTENT} FROM events WHERE batch_id = ?"
+        added = fetch_scalar(
+            cur, f"SELECT count(*) FROM ({new} EXCEPT ALL SELECT * FROM _old)", [batch]
+        )
+        removed = fetch_scalar(
+            cur, f"SELECT count(*) FROM (SELECT * FROM _old EXCEPT ALL {new})", [batch]
+        )
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _old")
+    return len(events), int(added), int(removed)
