@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_server import serve_in_thread
 
+from eventlens.cli import main
 from eventlens.client import Target
 from eventlens.store import Store
 from eventlens.sync import PullError, PullSpec, ReadClient, Retry, cursor, past_pulls, pull
@@ -357,3 +359,84 @@ def test_without_a_key_the_pull_says_which_variable(store, monkeypatch):
     monkeypatch.delenv("LANGWATCH_API_KEY", raising=False)
     with pytest.raises(PullError, match="set LANGWATCH_API_KEY"):
         pull(store, PullSpec(endpoint=ENDPOINT))
+
+
+# -- the command, over loopback HTTP ----------------------------------------------------------
+
+
+def asgi(fake: FakeLangWatch) -> Any:
+    """The stand-in as an ASGI app, for a real server (the command makes its own client)."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = httpx.Request(
+            scope["method"],
+            "http://fake" + scope["path"],
+            headers=[(k.decode(), v.decode()) for k, v in scope["headers"]],
+            content=body,
+        )
+        answer = fake.handler(request)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status_code,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.content})
+
+    return app
+
+
+@pytest.fixture
+def served(server):
+    with serve_in_thread(asgi(server)) as url:
+        yield url
+
+
+def invoke(runner, db_path: str, url: str, *args: str, key: str | None = KEY):
+    env = {"LANGWATCH_API_KEY": key or ""}
+    return runner.invoke(main, ["pull", "--db", db_path, "--endpoint", url, *args], env=env)
+
+
+def test_the_command_pulls_and_ends_with_one_json_object(runner, db_path, served, server):
+    result = invoke(runner, db_path, served, "--page-size", "3", "--json")
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.output.strip().splitlines()[-1])
+    assert last == {
+        "dataset": "langwatch",
+        "traces": 7,
+        "events": 14,
+        "added": 14,
+        "removed": 0,
+        "rejected": 0,
+        "pages": 3,
+        "updated_through": "1970-01-01T00:16:40.000Z",
+    }
+    assert "Pulled 7 traces (14 events: 14 added" in result.output
+    # A second pull continues: nothing new, one page, nothing changed.
+    again = invoke(runner, db_path, served, "--json")
+    assert json.loads(again.output.strip().splitlines()[-1])["added"] == 0
+    with Store(db_path) as store:
+        assert held(store) == expected(server)
+
+
+def test_the_command_exits_1_on_a_refused_key_and_never_shows_it(runner, db_path, served):
+    result = invoke(runner, db_path, served, key="wrong-" + KEY)
+    assert result.exit_code == 1
+    assert "refused the key" in result.output and "wrong-" not in result.output
+    with Store(db_path) as store:
+        assert KEY not in repr(store.rows("SELECT * FROM pulls"))
+        assert KEY not in repr(store.rows("SELECT * FROM pull_cursors"))
+
+
+def test_the_command_exits_1_without_a_key_and_2_on_usage(runner, db_path, served):
+    assert invoke(runner, db_path, served, key=None).exit_code == 1
+    assert invoke(runner, db_path, served, "--since", "last tuesday").exit_code == 2
+    assert invoke(runner, db_path, served, "--page-size", "0").exit_code == 2
