@@ -9,7 +9,7 @@ import collections
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from eventlens.client import Target
-from eventlens.sandbox import PATHS, Faults, Sandbox, app
+from eventlens.sandbox import PATHS, Faults, ReadOptions, Sandbox, app
 from eventlens.store import Store
 
 
@@ -119,6 +119,21 @@ def stub_app(status: int, body: Any, headers: dict[str, str] | None = None) -> S
     return Starlette(routes=[Route(path, answer, methods=["POST"]) for path in PATHS])
 
 
+class SetClock:
+    """A clock for the sandbox (epoch seconds) that moves only when a test moves it."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000):
+        self.ms = start_ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def advance(self, ms: int = 1000) -> int:
+        """Move on `ms` milliseconds; the new time in ms."""
+        self.ms += ms
+        return self.ms
+
+
 @dataclass
 class Live:
     """A sandbox served on loopback: its base URL, the Sandbox, its store, a counter of requests
@@ -136,6 +151,10 @@ class Live:
 
     def total_requests(self) -> int:
         return self.counter.track_requests
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        """The X-Auth-Token header with the sandbox's key (or another)."""
+        return {"X-Auth-Token": self.key if key is None else key}
 
     def stored(self, trace_id: str) -> list[tuple]:
         return self.store.rows(
@@ -156,12 +175,18 @@ class Live:
 
 @contextmanager
 def live_sandbox(
-    path: Path | str = ":memory:", key: str = "sandbox-key", faults: Faults | None = None
+    path: Path | str = ":memory:",
+    key: str = "sandbox-key",
+    faults: Faults | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+    reads: ReadOptions | None = None,
 ) -> Iterator[Live]:
     """A sandbox on a Store at `path` (in memory by default), served by uvicorn in a thread until
-    the block ends; its writes are flushed before the store closes."""
+    the block ends; its writes are flushed before the store closes. `clock` (epoch seconds, e.g.
+    a SetClock) and `reads` go to the Sandbox."""
     with Store(path) as store:
-        sandbox = Sandbox(store, key, faults or Faults())
+        sandbox = Sandbox(store, key, faults or Faults(), clock=clock or time.time, reads=reads)
         counter = CountingApp(app(sandbox))
         with serve_in_thread(counter) as url:
             yield Live(url, sandbox, store, counter, key)

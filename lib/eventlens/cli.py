@@ -383,6 +383,16 @@ def send(
 )
 @click.option("--latency-ms", type=click.FloatRange(0), default=0.0, help="Added to each answer.")
 @click.option("--seed", type=int, default=None, help="Makes the faults repeatable.")
+@click.option(
+    "--no-select",
+    is_flag=True,
+    help="Reads ignore `select`, as LangWatch before 3.5.0 did (no `schema` in the answer).",
+)
+@click.option(
+    "--ignore-scroll",
+    is_flag=True,
+    help="Reads ignore every scrollId (page 1 forever), as LangWatch bug #2615 did.",
+)
 def sandbox(
     db: str | None,
     host: str,
@@ -393,18 +403,23 @@ def sandbox(
     drop_rate: float,
     latency_ms: float,
     seed: int | None,
+    no_select: bool,
+    ignore_scroll: bool,
 ) -> None:
-    """Run a local LangWatch-compatible track_event endpoint that stores what it accepts."""
-    from eventlens.sandbox import Faults, serve
+    """Run a local LangWatch-compatible track_event endpoint that stores what it accepts, and
+    answers trace reads (POST /api/traces/search, GET /api/traces/{id}) over it."""
+    from eventlens.sandbox import Faults, ReadOptions, serve
 
     if fail_rate + throttle_rate + drop_rate > 1:
         raise click.BadParameter("the fault rates add up to more than 1", param_hint="--fail-rate")
     faults = Faults(fail_rate, throttle_rate, drop_rate, latency_ms, seed=seed)
+    reads = ReadOptions(select_supported=not no_select, ignore_scroll=ignore_scroll)
     with Store(db) as store:
         click.echo(
-            f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox)"
+            f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox);"
+            " reads on /api/traces/search and /api/traces/{id}"
         )
-        serve(store, host, port, key, faults)
+        serve(store, host, port, key, faults, reads)
 
 
 @main.command()

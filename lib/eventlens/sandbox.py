@@ -4,6 +4,8 @@ Same validation (model.py), status codes and bodies as the real route; repeats o
 event_id) are dropped as the server drops them; accepted events land in the store as dataset
 "sandbox", so they show up in Explore and Traces. Faults can be switched on to test clients:
 500s, 429s with Retry-After, a connection closed after the event was stored, added latency.
+It answers reads too (sandbox_reads.py): POST /api/traces/search and GET /api/traces/{id} over
+the traces it holds, which it tracks in `sandbox_traces` as it stores their events.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import secrets as tokens
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +58,43 @@ class Faults:
     seed: int | None = None
 
 
+@dataclass
+class ReadOptions:
+    """How the read routes behave, to test clients against older or buggy servers."""
+
+    select_supported: bool = True  # False: a server before 3.5.0 (ignores `select`, no schema)
+    ignore_scroll: bool = False  # True: bug #2615 (every scrollId ignored: page 1 forever)
+    project_id: str = "sandbox"  # the project_id the read answers carry
+
+
+def presented_key(headers: dict[str, str]) -> str | None:
+    """The key a request presents: X-Auth-Token, else Authorization: Bearer (lower-case names)."""
+    token = headers.get("x-auth-token")
+    bearer = headers.get("authorization", "")
+    if not token and bearer.lower().startswith("bearer "):
+        token = bearer[7:].strip()
+    return token or None
+
+
 class Sandbox:
     """The route's behaviour, independent of the web framework (so tests can call it directly)."""
 
-    def __init__(self, store: Store, key: str | None = None, faults: Faults | None = None):
+    def __init__(
+        self,
+        store: Store,
+        key: str | None = None,
+        faults: Faults | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        reads: ReadOptions | None = None,
+    ):
+        """`clock` (epoch seconds) stamps the traces' inserted_at/updated_at and events sent
+        without a timestamp, so tests control it; `reads` sets how the read routes behave."""
         self.store = store
         self.key = key or default_key()
         self.faults = faults or Faults()
+        self.clock = clock
+        self.reads = reads or ReadOptions()
         self.random = random.Random(self.faults.seed)
         self.lock = threading.Lock()  # guards counts and the writer
         self._writer: _Writer | None = None
@@ -74,18 +107,49 @@ class Sandbox:
                     " WHERE dataset = ?",
                     [DATASET],
                 )
+                # Events stored before sandbox_traces existed: their traces get rows now.
+                cur.execute(
+                    "INSERT INTO sandbox_traces SELECT trace_id, ?, ?, epoch_ms(min(timestamp)),"
+                    " '{}' FROM events WHERE dataset = ? AND trace_id NOT IN"
+                    " (SELECT trace_id FROM sandbox_traces) GROUP BY trace_id",
+                    [self.now_ms(), self.now_ms(), DATASET],
+                )
         self._summarised_at = 0.0
         self.counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "unauthorized": 0}
 
+    def now_ms(self) -> int:
+        """The sandbox clock in epoch milliseconds."""
+        return int(self.clock() * 1000)
+
     def authorised(self, headers: dict[str, str]) -> bool:
         """X-Auth-Token or Authorization: Bearer, compared in constant time."""
-        token = headers.get("x-auth-token")
-        bearer = headers.get("authorization", "")
-        if not token and bearer.lower().startswith("bearer "):
-            token = bearer[7:].strip()
+        token = presented_key(headers)
         if not token:
             return False
         return tokens.compare_digest(token, self.key)
+
+    def set_trace_metadata(
+        self,
+        trace_id: str,
+        user_id: str | None = None,
+        thread_id: str | None = None,
+        customer_id: str | None = None,
+        labels: list[str] | None = None,
+        **custom: Any,
+    ) -> None:
+        """Set a stored trace's metadata as LangWatch's metadata update does (keys given are set,
+        others kept, labels replaced whole) and move its updated_at to now. track_event bodies
+        carry no metadata: this is how tests give traces some. KeyError for an unknown trace."""
+        given = {"user_id": user_id, "thread_id": thread_id, "customer_id": customer_id}
+        given = {k: v for k, v in {**given, "labels": labels, **custom}.items() if v is not None}
+        with self.store.write_lock:
+            found = self.store.rows(
+                "UPDATE sandbox_traces SET metadata = json_merge_patch(metadata, ?::JSON),"
+                " updated_at = ? WHERE trace_id = ? RETURNING trace_id",
+                [json.dumps(given), self.now_ms(), trace_id],
+            )
+        if not found:
+            raise KeyError(f"the sandbox holds no trace {trace_id!r}")
 
     def fault(self) -> str | None:
         """Which fault, if any, this request meets."""
@@ -180,7 +244,7 @@ class Sandbox:
         Repeats of (trace_id, event_id) already in dataset 'sandbox', or earlier in the batch,
         are dropped as LangWatch drops them.
         """
-        now = int(time.time() * 1000)
+        now = self.now_ms()
         rows, keys = [], []
         for i, body in enumerate(bodies):
             event_id = body.get("event_id") or f"event_{uuid.uuid4().hex}"  # as the server does
@@ -239,11 +303,20 @@ class Sandbox:
                                    map_from_entries(metrics), map_from_entries(details), ?,
                                    'sandbox', NULL, (SELECT id FROM batch_id)
                             FROM fresh ORDER BY i
-                            RETURNING trace_id, event_id
+                            RETURNING trace_id, event_id, epoch_ms(timestamp)
                             """,
                             [rows, [k for (k,) in fresh], DATASET],
                         ).fetchall()
                     if inserted:
+                        # A new event moves its trace's updated_at, however old the trace.
+                        cur.execute(
+                            "INSERT INTO sandbox_traces SELECT r.t, ?, ?, min(r.ts), '{}'"
+                            " FROM (SELECT unnest(?::STRUCT(t VARCHAR, ts BIGINT)[]) AS r)"
+                            " GROUP BY r.t ON CONFLICT (trace_id) DO UPDATE SET updated_at ="
+                            " excluded.updated_at, started_at = least(sandbox_traces.started_at,"
+                            " excluded.started_at)",
+                            [now, now, [{"t": t, "ts": ts} for t, _, ts in inserted]],
+                        )
                         cur.execute(
                             # Counted up: a count(*) per batch would grow with the store.
                             # Test data: what QA and replays send stays out of analysis.
@@ -260,7 +333,7 @@ class Sandbox:
                     raise
             if inserted:
                 self._refresh_traces(before)
-        new = set(inserted)
+        new = {(trace_id, event_id) for trace_id, event_id, _ in inserted}
         result = []
         for key in keys:  # the first of repeats in one batch is the one inserted
             result.append(key in new)
@@ -325,35 +398,47 @@ def routes(get_sandbox: Any) -> list[Route]:
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "counts": get_sandbox().counts})
 
+    from eventlens import sandbox_reads  # it imports this module
+
     out = [Route(path, track, methods=["POST"]) for path in PATHS]
+    out.extend(sandbox_reads.routes(get_sandbox))
     out.append(Route("/api/sandbox/health", health, methods=["GET"]))
     return out
 
 
 def app(sandbox: Sandbox) -> Starlette:
-    """The standalone Starlette app: the two track_event paths and a health check."""
+    """The standalone Starlette app: the two track_event paths, the reads, a health check."""
     return Starlette(routes=routes(lambda: sandbox))
 
 
-async def _track(sandbox: Sandbox, request: Request) -> Response:
-    """One POST: faults first (as a proxy in front would), then LangWatch's answer."""
-    raw = await request.body()  # read first: a slow answer still receives the whole event
+async def faulted(sandbox: Sandbox) -> tuple[Response | None, bool]:
+    """The faults a request meets, as a proxy in front would add them: the latency, then a 500 or
+    429 answer to send instead of the route's (or None), and whether to drop the answer."""
     if sandbox.faults.latency_ms:
         await asyncio.sleep(sandbox.faults.latency_ms / 1000)
     fault = sandbox.fault()
     if fault == "fail":
-        return JSONResponse({"error": "Internal server error (sandbox fault)"}, 500)
+        return JSONResponse({"error": "Internal server error (sandbox fault)"}, 500), False
     if fault == "throttle":
         return JSONResponse(
             {"error": "Too many requests (sandbox fault)"},
             429,
             headers={"Retry-After": str(sandbox.faults.retry_after_s)},
-        )
+        ), False
+    return None, fault == "drop"
+
+
+async def _track(sandbox: Sandbox, request: Request) -> Response:
+    """One POST: faults first (as a proxy in front would), then LangWatch's answer."""
+    raw = await request.body()  # read first: a slow answer still receives the whole event
+    early, drop = await faulted(sandbox)
+    if early is not None:
+        return early
     headers = {k.lower(): v for k, v in request.headers.items()}
     status, body, event = sandbox.check(headers, raw)
     if event is not None:
         await sandbox.store_async(event)
-    if fault == "drop" and status == 200:
+    if drop and status == 200:
         return DroppedResponse()
     return JSONResponse(body, status)
 
@@ -375,6 +460,7 @@ def serve(
     port: int = 8787,
     key: str | None = None,
     faults: Faults | None = None,
+    reads: ReadOptions | None = None,
 ) -> None:
     """Run the sandbox until interrupted (the `eventlens sandbox` command); SIGTERM exits 0."""
     import signal
@@ -384,7 +470,7 @@ def serve(
     def stopped(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
-    sandbox = Sandbox(store, key, faults)
+    sandbox = Sandbox(store, key, faults, reads=reads)
     # uvicorn shuts down gracefully on SIGTERM, then raises it again to the handler it found,
     # which is this one: a clean exit instead of a death by signal (exit code -15).
     previous = signal.signal(signal.SIGTERM, stopped)

@@ -94,6 +94,15 @@ CREATE TABLE IF NOT EXISTS detail_index (
 CREATE TABLE IF NOT EXISTS detail_index_keys (key VARCHAR PRIMARY KEY);
 -- The sandbox's (trace_id, event_id) identities, indexed so dedupe does not scan the events.
 CREATE TABLE IF NOT EXISTS sandbox_keys (event_key UHUGEINT PRIMARY KEY);
+-- The sandbox's traces as LangWatch tracks them, for its read routes (sandbox_reads.py): when
+-- each was first and last written (the sandbox's clock), its earliest event and its metadata.
+CREATE TABLE IF NOT EXISTS sandbox_traces (
+    trace_id VARCHAR PRIMARY KEY,
+    inserted_at BIGINT NOT NULL,      -- epoch ms: the first event stored
+    updated_at BIGINT NOT NULL,       -- epoch ms: the last event stored or metadata set
+    started_at BIGINT,                -- epoch ms: the earliest event timestamp
+    metadata JSON NOT NULL
+);
 -- Replay's journal: one row per run (its spec never holds the key) and one per event outcome
 -- per session, written in small batches so that a resume after a crash sends only the rest.
 CREATE TABLE IF NOT EXISTS replay_runs (
@@ -471,8 +480,9 @@ class Store:
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE dataset = ?", [name])  # noqa: S608
                 cur.execute("DELETE FROM datasets WHERE name = ?", [name])
-                if name == "sandbox":  # its dedupe keys go with it (see sandbox.py)
+                if name == "sandbox":  # its dedupe keys and traces go with it (see sandbox.py)
                     cur.execute("DELETE FROM sandbox_keys")
+                    cur.execute("DELETE FROM sandbox_traces")
                 cur.execute("COMMIT")
             except Exception:
                 cur.execute("ROLLBACK")

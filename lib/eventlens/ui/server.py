@@ -1,8 +1,9 @@
 """The app with the sandbox beside it on the same port: what `eventlens ui` runs.
 
 `streamlit run` finds the `app` below and serves app.py plus the sandbox's routes
-(POST /api/track_event, /api/events/track, GET /api/sandbox/health), so Submit has a
-LangWatch-compatible target with nothing else to start.
+(POST /api/track_event, /api/events/track, the reads POST /api/traces/search and
+GET /api/traces/{id}, GET /api/sandbox/health), so Submit has a LangWatch-compatible target
+with nothing else to start.
 """
 
 from __future__ import annotations
