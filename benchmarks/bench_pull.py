@@ -33,7 +33,9 @@ from benchmarks import harness
 
 KEY = "bench-pull-key"
 SHAPES = {"10 events a trace": 10, "2 events a trace": 2}
-TYPES = ["llm_call", "retrieval", "tool_call", "thumbs_up_down", "add_to_cart", "guardrail", "eval"]
+# Types without predefined rules (Sandbox.insert stores bodies unchecked; a pull would reject
+# a thumbs_up_down without its vote, as LangWatch would have refused it).
+TYPES = ["llm_call", "retrieval", "tool_call", "checkout", "search", "guardrail", "eval"]
 
 
 def build(db: Path, events: int, per_trace: int, seed: int = 7) -> None:
@@ -43,6 +45,9 @@ def build(db: Path, events: int, per_trace: int, seed: int = 7) -> None:
 
     rng = random.Random(seed)
     traces = events // per_trace
+    # A trace's events within an hour of its start (LangWatch, and so the sandbox, reads event
+    # spans only within about two days of a trace's start).
+    starts = [1_760_000_000_000 + rng.randrange(30 * 86_400_000) for _ in range(traces)]
     bodies = []
     for i in range(events):
         trace = rng.randrange(traces) if i >= traces else i  # every trace gets one event
@@ -52,7 +57,7 @@ def build(db: Path, events: int, per_trace: int, seed: int = 7) -> None:
                 "trace_id": f"trace_{trace:07d}",
                 "event_id": f"evt_{i:08d}",
                 "event_type": kind,
-                "timestamp": 1_760_000_000_000 + rng.randrange(30 * 86_400_000),
+                "timestamp": starts[trace] + rng.randrange(3_600_000),
                 "metrics": {
                     f"m{k}": round(rng.random() * 100, 3) for k in range(rng.randint(1, 3))
                 },

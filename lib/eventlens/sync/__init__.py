@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +183,7 @@ def pull(
         journal.finish(store, pull_id, "failed", saved.updated_through_ms, message)
         raise
     finally:
+        puller.close()
         if own:
             client.close()
     journal.finish(store, pull_id, "done", puller.through, None)
@@ -256,14 +258,29 @@ class _Scroll:
         self.refetched = 0
         self.max_updated: int | None = None
         self.through: int | None = through_before
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull-ahead")
+        self._ahead: Future[dict[str, Any]] | None = None
 
-    def _ask(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any]:
         body = dict(self.scroll["request"], scrollId=self.scroll["scroll_id"])
         if self.scroll["mode"] == "select":
             body["select"] = list(SELECT)
         else:
             body["includeSpans"] = True
-        return self.client.search(body)
+        return body
+
+    def _ask(self) -> dict[str, Any]:
+        """The page the scroll is at: the one asked ahead, if any, else asked now."""
+        ahead, self._ahead = self._ahead, None
+        return ahead.result() if ahead is not None else self.client.search(self._body())
+
+    def _ask_ahead(self) -> None:
+        """Ask the next page while this one is applied: the server builds it meanwhile (the
+        wait for it was a third of a pull's time). Only asked, never applied, before its turn."""
+        self._ahead = self._pool.submit(self.client.search, self._body())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def next_page(self) -> tuple[Applied, bool]:
         answer = self._ask()
@@ -271,7 +288,7 @@ class _Scroll:
             # A server before 3.5.0 ignores `select` (and says so by leaving out `schema`): ask
             # the same page again with whole traces.
             self.scroll["mode"] = "spans"
-            answer = self._ask()
+            answer = self.client.search(self._body())
         raw = [t for t in answer["traces"] if isinstance(t, dict) and t.get("trace_id")]
         traces = [(from_selected if self.scroll["mode"] == "select" else from_full)(t) for t in raw]
         self._check_restart(traces)
@@ -293,7 +310,8 @@ class _Scroll:
             update = CursorUpdate(self.through, None)
         else:
             self.scroll["scroll_id"] = next_id
-            update = CursorUpdate(self.through_before, self.scroll)
+            update = CursorUpdate(self.through_before, dict(self.scroll))
+            self._ask_ahead()
         applied = apply_page(
             self.store,
             dataset=self.spec.dataset,

@@ -13,20 +13,39 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from eventlens import model
 from eventlens.store import Store, fetch_scalar
 from eventlens.sync import journal
 from eventlens.sync.mapping import PulledTrace
 
-EVENT_ROW = (
-    "STRUCT(trace_id VARCHAR, pos INTEGER, event_id VARCHAR, event_type VARCHAR, ts DOUBLE,"
-    " metrics STRUCT(key VARCHAR, value DOUBLE)[], details STRUCT(key VARCHAR, value VARCHAR)[])[]"
+# A page reaches DuckDB as Arrow tables built column by column: binding 10,000 events as a list
+# of structs took about a second, the Arrow table about 40 ms.
+EVENTS = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("pos", pa.int32()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("ts", pa.float64()),
+        ("metrics", pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64())]))),
+        ("details", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
+    ]
 )
-META_ROW = (
-    "STRUCT(trace_id VARCHAR, user_id VARCHAR, thread_id VARCHAR, customer_id VARCHAR,"
-    " labels VARCHAR[], updated_at DOUBLE)[]"
+METADATA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("user_id", pa.string()),
+        ("thread_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("updated_at", pa.float64()),
+    ]
 )
-REJECT_ROW = "STRUCT(trace_id VARCHAR, pos INTEGER, reason VARCHAR, raw VARCHAR)[]"
+REJECTS = pa.schema(
+    [("trace_id", pa.string()), ("pos", pa.int32()), ("reason", pa.string()), ("raw", pa.string())]
+)
 # A reject's 'file' names where it came from; its location names the trace and the position.
 SOURCE_PREFIX = "langwatch:"
 
@@ -50,55 +69,48 @@ class CursorUpdate:
     scroll: dict[str, Any] | None
 
 
-def split(traces: list[PulledTrace]) -> tuple[list[dict], list[dict], list[dict]]:
-    """Event rows, metadata rows and reject rows of a page; each body judged by model.py."""
-    events: list[dict[str, Any]] = []
-    metas: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
+def split(traces: list[PulledTrace]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Event, metadata and reject tables of a page; each body judged by model.py."""
+    events: dict[str, list[Any]] = {name: [] for name in EVENTS.names}
+    metas: dict[str, list[Any]] = {name: [] for name in METADATA.names}
+    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS.names}
     for trace in traces:
         meta = trace.metadata
-        metas.append(
-            {
-                "trace_id": trace.trace_id,
-                "user_id": meta.get("user_id"),
-                "thread_id": meta.get("thread_id"),
-                "customer_id": meta.get("customer_id"),
-                "labels": meta.get("labels"),
-                "updated_at": None if trace.updated_at is None else float(trace.updated_at),
-            }
-        )
+        metas["trace_id"].append(trace.trace_id)
+        for key in ("user_id", "thread_id", "customer_id", "labels"):
+            metas[key].append(meta.get(key))
+        metas["updated_at"].append(None if trace.updated_at is None else float(trace.updated_at))
         for pos, (body, event_id) in enumerate(
             zip(trace.bodies, trace.event_ids, strict=True), start=1
         ):
             problems = model.validate_body(body)
             if problems:
-                raw = json.dumps(body, ensure_ascii=False, default=str)
-                rejects.append(
-                    {
-                        "trace_id": trace.trace_id,
-                        "pos": pos,
-                        "reason": model.reason(problems),
-                        "raw": raw,
-                    }
-                )
+                rejects["trace_id"].append(trace.trace_id)
+                rejects["pos"].append(pos)
+                rejects["reason"].append(model.reason(problems))
+                rejects["raw"].append(json.dumps(body, ensure_ascii=False, default=str))
                 continue
             timestamp = body.get("timestamp")
-            events.append(
-                {
-                    "trace_id": trace.trace_id,
-                    "pos": pos,
-                    "event_id": event_id,
-                    "event_type": body["event_type"],
-                    "ts": None if timestamp is None else float(timestamp),
-                    "metrics": [{"key": k, "value": float(v)} for k, v in body["metrics"].items()],
-                    "details": [
-                        {"key": k, "value": v}
-                        for k, v in (body.get("event_details") or {}).items()
-                        if v is not None
-                    ],
-                }
+            events["trace_id"].append(trace.trace_id)
+            events["pos"].append(pos)
+            events["event_id"].append(event_id)
+            events["event_type"].append(body["event_type"])
+            events["ts"].append(None if timestamp is None else float(timestamp))
+            events["metrics"].append(
+                [{"key": k, "value": float(v)} for k, v in body["metrics"].items()]
             )
-    return events, metas, rejects
+            events["details"].append(
+                [
+                    {"key": k, "value": v}
+                    for k, v in (body.get("event_details") or {}).items()
+                    if v is not None
+                ]
+            )
+    return (
+        pa.table(events, schema=EVENTS),
+        pa.table(metas, schema=METADATA),
+        pa.table(rejects, schema=REJECTS),
+    )
 
 
 def apply_page(
@@ -116,6 +128,9 @@ def apply_page(
     ids = [t.trace_id for t in traces]
     source = SOURCE_PREFIX + endpoint
     with store.write_lock, store.cursor() as cur:
+        cur.register("_page_events", events)
+        cur.register("_page_metadata", metas)
+        cur.register("_page_rejects", rejects)
         cur.execute("BEGIN TRANSACTION")
         try:
             stored = added = removed = 0
@@ -137,24 +152,24 @@ def apply_page(
                         [dataset, ids],
                     )
                 cur.execute(
-                    f"""
+                    """
                     INSERT INTO trace_metadata
                     SELECT ?, m.trace_id, m.user_id, m.thread_id, m.customer_id, m.labels,
                            CASE WHEN m.updated_at IS NOT NULL
                                 THEN epoch_ms(m.updated_at::BIGINT)::TIMESTAMPTZ END
-                    FROM (SELECT unnest(?::{META_ROW}) AS m)
+                    FROM _page_metadata m
                     """,
-                    [dataset, metas],
+                    [dataset],
                 )
-                if rejects:
+                if rejects.num_rows:
                     cur.execute(
-                        f"""
+                        """
                         INSERT INTO rejects (dataset, file, line, location, reason, raw, trace_id)
                         SELECT ?, ?, r.pos, 'trace ' || r.trace_id || ', event ' || r.pos,
                                r.reason, r.raw, r.trace_id
-                        FROM (SELECT unnest(?::{REJECT_ROW}) AS r)
+                        FROM _page_rejects r
                         """,
-                        [dataset, source, rejects],
+                        [dataset, source],
                     )
                 cur.execute(
                     "INSERT INTO datasets (name, files, content_hash, loaded_at, events, rejects,"
@@ -166,9 +181,9 @@ def apply_page(
                         dataset,
                         source,
                         stored,
-                        len(rejects),
+                        rejects.num_rows,
                         added - removed,
-                        len(rejects) - old_rejects,
+                        rejects.num_rows - old_rejects,
                         source,
                     ],
                 )
@@ -179,7 +194,7 @@ def apply_page(
                 events=stored,
                 added=added,
                 removed=removed,
-                rejected=len(rejects),
+                rejected=rejects.num_rows,
                 total_hits=total_hits,
             )
             journal.save_cursor(cur, endpoint, dataset, cursor.updated_through_ms, cursor.scroll)
@@ -187,7 +202,7 @@ def apply_page(
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-    return Applied(len(traces), stored, added, removed, len(rejects))
+    return Applied(len(traces), stored, added, removed, rejects.num_rows)
 
 
 # An event's content, to count what a replaced trace gained and lost (as multisets).
@@ -195,7 +210,7 @@ CONTENT = "trace_id, event_type, timestamp, metrics::VARCHAR, event_details::VAR
 
 
 def _replace(
-    cur: Any, store: Store, dataset: str, source: str, ids: list[str], events: list[dict]
+    cur: Any, store: Store, dataset: str, source: str, ids: list[str], events: pa.Table
 ) -> tuple[int, int, int]:
     """Swap the traces' events for the page's; (stored, added, removed) by content."""
     in_page = "dataset = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
@@ -208,18 +223,18 @@ def _replace(
             # Table names are constants from this loop, never user input.
             cur.execute(f"DELETE FROM {table} WHERE {in_page}", [dataset, ids])  # noqa: S608
         batch = int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
-        if events:
+        if events.num_rows:
             cur.execute(
-                f"""
+                """
                 INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,
                                     event_details, dataset, source_file, source_line, batch_id)
                 SELECT md5_number('pull' || chr(0) || ? || chr(0) || r.trace_id || chr(0) || r.pos),
                        r.event_id, r.trace_id, r.event_type,
                        epoch_ms(round(r.ts)::BIGINT)::TIMESTAMPTZ,
                        map_from_entries(r.metrics), map_from_entries(r.details), ?, ?, r.pos, ?
-                FROM (SELECT unnest(?::{EVENT_ROW}) AS r)
+                FROM _page_events r
                 """,
-                [dataset, dataset, source, batch, events],
+                [dataset, dataset, source, batch],
             )
         store.merge_summary(cur, batch - 1)  # only this page's batch is newer
         new = f"SELECT {CONTENT} FROM events WHERE batch_id = ?"
@@ -231,4 +246,4 @@ def _replace(
         )
     finally:
         cur.execute("DROP TABLE IF EXISTS _old")
-    return len(events), int(added), int(removed)
+    return events.num_rows, int(added), int(removed)
