@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from apptest_helpers import metric, plain
+from apptest_helpers import metric, plain, run_app
 from langwatch_fake import KEY, FakeLangWatch, asgi_app, event
 from sandbox_server import serve_in_thread
 from streamlit.testing.v1 import AppTest
@@ -243,3 +243,18 @@ def test_a_pull_whose_process_died_is_listed_as_interrupted(app):
         store.execute("UPDATE pulls SET pid = 2147483646 WHERE pull_id = ?", [pull_id])
     app.run()
     assert past_pulls(app)["outcome"].tolist() == ["⚠️ interrupted"]
+
+
+def test_the_traces_page_shows_a_pulled_traces_metadata(app, fake, monkeypatch):
+    _, url = fake
+    fill(app, url, KEY)
+    assert pull_now(app).outcome == "done"  # type: ignore[union-attr]
+    traces = run_app({"trace": "pulled-0"}, "pages/traces.py")
+    assert not traces.exception, [e.value for e in traces.exception]
+    lines = [plain(m.value) for m in traces.markdown if "From LangWatch" in m.value]
+    assert lines and lines[0].startswith("**From LangWatch:** user_id **u-7** · labels **beta**")
+    assert " · updated " in lines[0]
+    # A trace that was loaded, not pulled, says nothing of LangWatch.
+    sample = db(app).scalar("SELECT trace_id FROM trace_summary WHERE dataset = 'sample' LIMIT 1")
+    other = run_app({"trace": str(sample)}, "pages/traces.py")
+    assert not [m for m in other.markdown if "From LangWatch" in m.value]

@@ -243,3 +243,20 @@ def test_without_a_key_the_pull_says_which_variable(store, monkeypatch):
     monkeypatch.delenv("LANGWATCH_API_KEY", raising=False)
     with pytest.raises(PullError, match="set LANGWATCH_API_KEY"):
         pull(store, PullSpec(endpoint=ENDPOINT))
+
+
+def test_a_pulled_traces_metadata_is_read_per_dataset_with_bound_values(store, server):
+    from eventlens.traces import TraceMetadata, metadata
+
+    server.traces["t1"]["meta"] = {"user_id": "u'1", "labels": ["a", "b"], "customer_id": "c"}
+    run(store, server)
+    found = metadata(store, "t1", "langwatch")
+    assert found is not None and found.updated_at is not None
+    assert found.fields() == {"user_id": "u'1", "customer_id": "c", "labels": "a, b"}
+    assert metadata(store, "t2", "langwatch") == TraceMetadata(updated_at=found_at(store, "t2"))
+    assert metadata(store, "t1", "other") is None  # another dataset's copy has none
+    assert metadata(store, "t1' OR '1'='1", "langwatch") is None
+
+
+def found_at(store: Store, trace_id: str):
+    return store.scalar("SELECT updated_at FROM trace_metadata WHERE trace_id = ?", [trace_id])
