@@ -150,7 +150,7 @@ def test_a_pull_lands_and_the_page_shows_it(app, fake):
     assert set(datasets["dataset"]) == {"sample", "langwatch"}
     past = past_pulls(app)
     row = past.iloc[0]
-    assert row["outcome"] == "✅ done" and row["endpoint"] == url and row["dataset"] == "langwatch"
+    assert row["outcome"] == "done" and row["endpoint"] == url and row["dataset"] == "langwatch"
     assert (row["traces"], row["events"], row["added"], row["removed"], row["rejects"]) == (
         7,
         14,
@@ -163,7 +163,7 @@ def test_a_pull_lands_and_the_page_shows_it(app, fake):
     session = pull_now(app)
     assert session is not None and session.result is not None and session.result.added == 0
     past = past_pulls(app)
-    assert past["outcome"].tolist() == ["✅ done", "✅ done"]
+    assert past["outcome"].tolist() == ["done", "done"]
     assert metric(app, "Events") == "50,014"
 
 
@@ -242,7 +242,7 @@ def test_a_pull_whose_process_died_is_listed_as_interrupted(app):
     with store.write_lock:  # a process id no process has: the pull's server died mid-pull
         store.execute("UPDATE pulls SET pid = 2147483646 WHERE pull_id = ?", [pull_id])
     app.run()
-    assert past_pulls(app)["outcome"].tolist() == ["⚠️ interrupted"]
+    assert past_pulls(app)["outcome"].tolist() == ["interrupted"]
 
 
 def test_the_traces_page_shows_a_pulled_traces_metadata(app, fake, monkeypatch):

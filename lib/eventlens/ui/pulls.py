@@ -37,7 +37,6 @@ RESTART_NOTE = (
     "restarting the app stops them (a pull cut short shows as interrupted below; pulling "
     "again goes on from its last page)."
 )
-OUTCOME_ICONS = {"done": "✅", "failed": "❌", "running": "⏳", "interrupted": "⚠️"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -168,7 +167,7 @@ def past_table(store: Store) -> None:
             "when": past["started_at"],
             "endpoint": past["endpoint"],
             "dataset": past["dataset"],
-            "outcome": [f"{OUTCOME_ICONS.get(o, '')} {o}".strip() for o in past["outcome"]],
+            "outcome": past["outcome"],
             "traces": past["traces"].astype("int64"),
             "events": past["events"].astype("int64"),
             "added": past["added"].astype("int64"),
