@@ -101,8 +101,10 @@ def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, tmp_path, wa
     another process): the form, the live part, the result, the counts and the past pulls."""
     page = data_page
     fake = FakeLangWatch(now=2_000_000_000_000)
+    # Inside the sample's month (November 2025): a worker may run the Explore tests on this
+    # app server after this one, and their chart's range must stay the sample's.
     for i in range(5):
-        fake.put(f"browser-pull-{i}", [event(ts=1_600_000_000_000 + i)], 1_600_000_100_000 + i)
+        fake.put(f"browser-pull-{i}", [event(ts=1_763_000_000_000 + i)], 1_763_000_100_000 + i)
     section = page.get_by_role("heading", name="From LangWatch").locator(
         "xpath=ancestor::div[@data-testid='stVerticalBlock'][1]"
     )
