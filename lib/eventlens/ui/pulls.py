@@ -114,19 +114,17 @@ def draw_schedule(status: ScheduleStatus, scheduled: Pulls) -> None:
         if c2.button("Stop", key=f"pl_stop_{pair_key(status.endpoint, status.dataset)}"):
             scheduled.stop_schedule((status.endpoint, status.dataset))
             st.rerun(scope="app")
-        last = (
-            f"Last pull {clock_text(status.last_at)} ({status.last_outcome})"
-            if status.last_at is not None
-            else "First pull starting"
-        )
-        upcoming = (
-            "pulling now"
-            if status.pulling
-            else f"next {clock_text(status.next_at)}"
-            if status.next_at is not None
-            else "stopped"
-        )
-        st.caption(f"{last}; {upcoming}. {counted(status.pulls, 'pull')} so far.")
+        parts = []
+        if status.last_at is not None:
+            parts.append(f"Last pull {clock_text(status.last_at)} ({status.last_outcome})")
+        if status.pulling:
+            parts.append("pulling now" if parts else "First pull under way")
+        elif status.next_at is not None:
+            parts.append(f"next {clock_text(status.next_at)}")
+        else:
+            parts.append("stopped")
+        done = f" {counted(status.pulls, 'pull')} so far." if status.pulls else ""
+        st.caption("; ".join(parts) + "." + done)
         if status.last_result is not None:
             st.caption(md_escape(result_text(status.last_result)))
         if status.last_error:
