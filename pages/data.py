@@ -1,4 +1,5 @@
-"""Data: load exports, see and delete datasets, profile event types, read the rejects."""
+"""Data: load exports, pull from LangWatch, see and delete datasets, profile event types, read
+the rejects."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import streamlit as st
 from eventlens import analytics
 from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name, load_files
+from eventlens.ui import pulls
+from eventlens.ui.errors import guarded
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
 from eventlens.ui.state import get_store, require_router
@@ -171,6 +174,11 @@ with st.container(border=True):
                     st.rerun()
     if last_load := st.session_state.pop("last_load", None):
         show_load_result(last_load)
+
+# -- from LangWatch ------------------------------------------------------------------------------
+
+with st.container(border=True), guarded("the pulls from LangWatch"):
+    pulls.section(store)
 
 # -- datasets -----------------------------------------------------------------------------------
 

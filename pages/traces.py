@@ -274,6 +274,21 @@ with guarded("the trace"):
     m2.metric("Span", f"{info['span_ms'] / 1000:,.1f} s")
     m3.metric("Event types", len(info["types"]))
     m4.metric("Dataset", copy.dataset + (" (test)" if copy.test else ""))
+    if (meta := traces.metadata(store, trace_id, copy.dataset)) is not None:
+        fields = meta.fields()
+        st.markdown(
+            "**From LangWatch:** "
+            + (
+                " · ".join(f"{name} **{md_escape(value)}**" for name, value in fields.items())
+                if fields
+                else "no user, thread, customer or labels"
+            )
+            + (
+                f" · updated {pd.Timestamp(meta.updated_at).tz_convert(tz):%Y-%m-%d %H:%M:%S}"
+                if meta.updated_at is not None
+                else ""
+            )
+        )
     if info["first"] is None:
         st.caption("None of its events has a timestamp, so it has no span or timeline.")
     else:

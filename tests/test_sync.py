@@ -5,131 +5,18 @@ against the sandbox."""
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from langwatch_fake import ENDPOINT, KEY, FakeLangWatch, asgi_app, event
 from sandbox_server import serve_in_thread
 
 from eventlens.cli import main
 from eventlens.client import Target
 from eventlens.store import Store
 from eventlens.sync import PullError, PullSpec, ReadClient, Retry, cursor, past_pulls, pull
-
-KEY = "lw-SYNC-secret-key-0123456789"
-ENDPOINT = "http://langwatch.test"
-
-
-@dataclass
-class FakeLangWatch:
-    """Traces held as LangWatch would answer them on the updated axis, ascending."""
-
-    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
-    honour_select: bool = True
-    ignore_scroll: bool = False
-    cap: int = 1000
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    gets: list[str] = field(default_factory=list)
-    faults: list[Callable[[], httpx.Response | None]] = field(default_factory=list)
-    now: int = 1_000_000
-
-    def put(self, trace_id: str, events: list[dict[str, Any]], updated: int, **meta: Any) -> None:
-        self.traces[trace_id] = {"events": events, "updated": updated, "meta": meta}
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if self.faults:
-            answer = self.faults.pop(0)()
-            if answer is not None:
-                return answer
-        if request.headers.get("x-auth-token") != KEY:
-            return httpx.Response(401, json={"error": "Unauthorized"})
-        if request.method == "GET":
-            trace_id = request.url.path.rsplit("/", 1)[1]
-            self.gets.append(trace_id)
-            return httpx.Response(200, json=self.full(trace_id, cap=None))
-        body = json.loads(request.content)
-        self.requests.append(body)
-        if body.get("pageSize", 1000) > 1000:
-            return httpx.Response(422, json={"message": "pageSize: Number must be <= 1000"})
-        start, end = body["startDate"], body["endDate"]
-        order = sorted(
-            (t["updated"], tid)
-            for tid, t in self.traces.items()
-            if start <= t["updated"] <= min(end, self.now)
-        )
-        offset = 0
-        if body.get("scrollId") and not self.ignore_scroll:
-            offset = json.loads(base64.b64decode(body["scrollId"]))["offset"]
-        size = body.get("pageSize", 1000)
-        page = order[offset : offset + size]
-        next_id = None
-        if len(page) == size:
-            next_id = base64.b64encode(json.dumps({"offset": offset + size}).encode()).decode()
-        selected = "select" in body and self.honour_select
-        traces = [
-            self.selected(tid)
-            if selected
-            else self.full(tid, cap=None)
-            if body.get("includeSpans")
-            else {"trace_id": tid}
-            for _, tid in page
-        ]
-        answer: dict[str, Any] = {
-            "traces": traces,
-            "pagination": {
-                "totalHits": len(order),
-                "scrollId": next_id,
-                "updatedThrough": min(end, self.now),
-            },
-        }
-        if selected:
-            answer["schema"] = {}
-        return httpx.Response(200, json=answer)
-
-    def selected(self, tid: str) -> dict[str, Any]:
-        t = self.traces[tid]
-        events = sorted(t["events"], key=lambda e: e["timestamp"])[: self.cap]
-        return {
-            "trace_id": tid,
-            "updated_at": t["updated"],
-            "events": [
-                {
-                    "type": e["event_type"],
-                    "timestamp": e["timestamp"],
-                    "metrics": e.get("metrics", {}),
-                    "details": e.get("event_details", {}),
-                }
-                for e in events
-            ],
-            "metadata": t["meta"],
-        }
-
-    def full(self, tid: str, cap: int | None) -> dict[str, Any]:
-        t = self.traces[tid]
-        return {
-            "trace_id": tid,
-            "metadata": t["meta"],
-            "timestamps": {"updated_at": t["updated"]},
-            "events": [
-                {
-                    "event_id": f"span{i:04d}",
-                    "event_type": e["event_type"],
-                    "trace_id": tid,
-                    "metrics": e.get("metrics", {}),
-                    "event_details": e.get("event_details", {}),
-                    "timestamps": {"started_at": e["timestamp"]},
-                }
-                for i, e in enumerate(sorted(t["events"], key=lambda e: e["timestamp"]))
-            ],
-        }
-
-
-def event(kind: str = "llm_call", ts: int = 1_700_000_000_000, **metrics: float) -> dict[str, Any]:
-    return {"event_type": kind, "timestamp": ts, "metrics": metrics or {"latency_ms": 12.0}}
 
 
 @pytest.fixture
@@ -364,39 +251,9 @@ def test_without_a_key_the_pull_says_which_variable(store, monkeypatch):
 # -- the command, over loopback HTTP ----------------------------------------------------------
 
 
-def asgi(fake: FakeLangWatch) -> Any:
-    """The stand-in as an ASGI app, for a real server (the command makes its own client)."""
-
-    async def app(scope: dict, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        request = httpx.Request(
-            scope["method"],
-            "http://fake" + scope["path"],
-            headers=[(k.decode(), v.decode()) for k, v in scope["headers"]],
-            content=body,
-        )
-        answer = fake.handler(request)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": answer.status_code,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer.content})
-
-    return app
-
-
 @pytest.fixture
 def served(server):
-    with serve_in_thread(asgi(server)) as url:
+    with serve_in_thread(asgi_app(server)) as url:
         yield url
 
 
@@ -440,3 +297,20 @@ def test_the_command_exits_1_without_a_key_and_2_on_usage(runner, db_path, serve
     assert invoke(runner, db_path, served, key=None).exit_code == 1
     assert invoke(runner, db_path, served, "--since", "last tuesday").exit_code == 2
     assert invoke(runner, db_path, served, "--page-size", "0").exit_code == 2
+
+
+def test_a_pulled_traces_metadata_is_read_per_dataset_with_bound_values(store, server):
+    from eventlens.traces import TraceMetadata, metadata
+
+    server.traces["t1"]["meta"] = {"user_id": "u'1", "labels": ["a", "b"], "customer_id": "c"}
+    run(store, server)
+    found = metadata(store, "t1", "langwatch")
+    assert found is not None and found.updated_at is not None
+    assert found.fields() == {"user_id": "u'1", "customer_id": "c", "labels": "a, b"}
+    assert metadata(store, "t2", "langwatch") == TraceMetadata(updated_at=found_at(store, "t2"))
+    assert metadata(store, "t1", "other") is None  # another dataset's copy has none
+    assert metadata(store, "t1' OR '1'='1", "langwatch") is None
+
+
+def found_at(store: Store, trace_id: str):
+    return store.scalar("SELECT updated_at FROM trace_metadata WHERE trace_id = ?", [trace_id])

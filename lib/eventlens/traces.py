@@ -162,6 +162,47 @@ def choose_copy(found: list[Copy], wanted: str | None) -> Copy | None:
     return next((c for c in found if c.dataset == wanted), found[0] if found else None)
 
 
+@dataclass(frozen=True)
+class TraceMetadata:
+    """A pulled trace's metadata as LangWatch holds it (trace_metadata; only pulled datasets
+    have it): user, thread, customer, labels and when LangWatch last updated the trace."""
+
+    user_id: str | None = None
+    thread_id: str | None = None
+    customer_id: str | None = None
+    labels: tuple[str, ...] = ()
+    updated_at: dt.datetime | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The fields that are set, as text, in LangWatch's names."""
+        found = {
+            "user_id": self.user_id,
+            "thread_id": self.thread_id,
+            "customer_id": self.customer_id,
+            "labels": ", ".join(self.labels) if self.labels else None,
+        }
+        return {k: v for k, v in found.items() if v}
+
+
+def metadata(store: Store, trace_id: str, dataset: str) -> TraceMetadata | None:
+    """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace)."""
+    rows = store.rows(
+        "SELECT user_id, thread_id, customer_id, labels, updated_at FROM trace_metadata"
+        " WHERE trace_id = ? AND dataset = ? LIMIT 1",
+        [trace_id, dataset],
+    )
+    if not rows:
+        return None
+    user, thread, customer, labels, updated = rows[0]
+    return TraceMetadata(
+        user_id=user,
+        thread_id=thread,
+        customer_id=customer,
+        labels=tuple(str(label) for label in labels or ()),
+        updated_at=updated,
+    )
+
+
 def events(store: Store, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
     """A trace's events in time order; ties and events without a time keep file order.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from langwatch_fake import KEY, FakeLangWatch, asgi_app, event
 from playwright.sync_api import expect
+from sandbox_server import serve_in_thread
 
 FORMATS = Path(__file__).resolve().parents[2] / "sample_data" / "formats"
 
@@ -91,3 +94,54 @@ def test_a_removed_file_chosen_again_loads_again(data_page, tmp_path, wait_for_a
     )
     wait_for_app(page)
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, tmp_path, wait_for_app):
+    """Pull now against a LangWatch stand-in served by this test process (the app's server is
+    another process): the form, the live part, the result, the counts and the past pulls."""
+    page = data_page
+    fake = FakeLangWatch(now=2_000_000_000_000)
+    # Inside the sample's month (November 2025): a worker may run the Explore tests on this
+    # app server after this one, and their chart's range must stay the sample's.
+    for i in range(5):
+        fake.put(f"browser-pull-{i}", [event(ts=1_763_000_000_000 + i)], 1_763_000_100_000 + i)
+    section = page.get_by_role("heading", name="From LangWatch").locator(
+        "xpath=ancestor::div[@data-testid='stVerticalBlock'][1]"
+    )
+    events = page.locator('[data-testid="stMetric"]').filter(has_text="Events").first
+    before = int(re.sub(r"\D", "", events.inner_text()))
+    with serve_in_thread(asgi_app(fake)) as url:
+        section.get_by_label("Endpoint", exact=True).click()
+        page.get_by_role("option", name="other").click()
+        wait_for_app(page)
+        other = section.get_by_label("Other endpoint")
+        other.fill(url)
+        other.press("Enter")
+        wait_for_app(page)
+        key = section.get_by_label(re.compile("^API key"))
+        key.fill(KEY)
+        key.press("Enter")
+        wait_for_app(page)
+        expect(section).to_contain_text(f"Pulling from {url} with the key typed above.")
+        section.get_by_label("Dataset", exact=True).fill("browser-pulled")
+        section.get_by_label("Dataset", exact=True).press("Enter")
+        wait_for_app(page)
+        section.get_by_role("button", name="Pull now").click()
+        done = section.locator('[data-testid="stAlert"]').filter(has_text="Pulled 5 traces")
+        expect(done).to_contain_text(
+            "into dataset browser-pulled (5 events: 5 added", timeout=60_000
+        )
+        wait_for_app(page)
+    assert fake.requests, "the app's server never asked the stand-in"
+    expect(events).to_contain_text(f"{before + 5:,}")
+    past = section.locator('[data-testid="stDataFrame"]')
+    expect(past).to_be_visible()
+    # The key is in its own password field and nowhere else in the page (text, attributes).
+    elsewhere = page.evaluate(
+        """() => { const copy = document.documentElement.cloneNode(true);
+            copy.querySelectorAll('input[type=password]').forEach(i => i.remove());
+            return copy.outerHTML; }"""
+    )
+    assert KEY in page.content() and KEY not in elsewhere
+    assert page.locator('[data-testid="stException"]').count() == 0
+    section.screenshot(path=str(tmp_path / "pulled.png"))

@@ -1,8 +1,10 @@
-"""The "where to send" widgets shared by Submit and Replay: endpoint, route, key header, key."""
+"""The "where to send" widgets shared by Submit and Replay (endpoint, route, key header, key), and
+the Data page's "where to pull from" (endpoint and key, by the same rules)."""
 
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from eventlens import client, sandbox, settings
 from eventlens.ui.format import md_escape
@@ -42,23 +44,42 @@ def target_for(url: str, typed: str | None, auth: str, path: str) -> client.Targ
     )
 
 
-def target_picker(prefix: str, help_text: str) -> client.Target:
-    """Endpoint, route, key header and a password field; widget keys start with `prefix`."""
+def endpoint_picker(prefix: str, help_text: str, column: DeltaGenerator | None = None) -> str:
+    """The endpoint list (this app's sandbox, a configured one, the cloud, other) and the other
+    endpoint's field; the URL chosen ("" when "other" is chosen and left empty)."""
     configured = settings.ENDPOINT.from_env() or secrets_mapping().get(client.ENDPOINT_ENV)
-    t1, t2, t3 = st.columns([2, 1, 1])
-    choice = t1.selectbox(
+    where = column or st.container()
+    choice = where.selectbox(
         "Endpoint",
         [EMBEDDED, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
         index=1 if configured else 0,
         key=f"{prefix}endpoint_choice",
         help=help_text,
     )
-    other = t1.text_input(
+    other = where.text_input(
         "Other endpoint",
         key=f"{prefix}endpoint_other",
         placeholder="https://...",
         disabled=choice != "other",
     )
+    return {EMBEDDED: embedded_url(), "other": other.strip()}.get(choice, choice)
+
+
+def key_field(prefix: str) -> str | None:
+    """A password field for the key (None when left empty: the environment's, the secrets' or,
+    for the embedded sandbox, its own)."""
+    typed = st.text_input(
+        "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)",
+        type="password",
+        key=f"{prefix}key",
+    )
+    return typed or None
+
+
+def target_picker(prefix: str, help_text: str) -> client.Target:
+    """Endpoint, route, key header and a password field; widget keys start with `prefix`."""
+    t1, t2, t3 = st.columns([2, 1, 1])
+    url = endpoint_picker(prefix, help_text, t1)
     path: str = t2.selectbox("Route", client.PATHS, key=f"{prefix}path")
     auth: str = t3.selectbox(
         "Key header",
@@ -66,12 +87,25 @@ def target_picker(prefix: str, help_text: str) -> client.Target:
         key=f"{prefix}auth",
         format_func=lambda style: AUTH_LABELS[style],
     )
-    typed = st.text_input(
-        "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)",
-        type="password",
-        key=f"{prefix}key",
-    )
-    url = {EMBEDDED: embedded_url(), "other": other.strip()}.get(choice, choice)
-    target = target_for(url, typed or None, auth, path)
+    typed = key_field(prefix)
+    target = target_for(url, typed, auth, path)
     st.caption(f"Sending to {md_escape(target.url)} with {KEY_SOURCE_WORDS[target.key_source]}.")
+    return target
+
+
+def source_picker(prefix: str, help_text: str) -> client.Target:
+    """Where to read from (the pulls' LangWatch): the same endpoints and key rules as the
+    senders', without a route or header choice (the read routes take X-Auth-Token). An
+    "other" endpoint left empty stays empty, for the caller to refuse, rather than falling
+    back to a configured or the cloud's address."""
+    url = endpoint_picker(prefix, help_text)
+    typed = key_field(prefix)
+    if not url:
+        target = client.Target(endpoint="", key=None, key_source="none")
+    else:
+        target = target_for(url, typed, client.AUTH_STYLES[0], client.PATHS[0])
+    st.caption(
+        f"Pulling from {md_escape(target.endpoint or 'nowhere yet')} with "
+        f"{KEY_SOURCE_WORDS[target.key_source]}."
+    )
     return target
