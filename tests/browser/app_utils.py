@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from playwright.sync_api import expect
 
@@ -145,3 +148,20 @@ def open_trace(page, app_url: str, trace_id: str) -> None:
     heading = page.get_by_role("heading", name=f"Trace {trace_id}", exact=True)
     expect(heading).to_be_visible(timeout=90_000)  # a fresh store loads the sample first
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+T = TypeVar("T")
+
+
+def eventually(page, check: Callable[[], T], timeout_s: float = 30.0) -> T:
+    """check()'s value once it stops failing an assertion (the last failure after timeout_s):
+    for what Playwright's expect cannot wait on, such as a grid's cells read back as rows. A
+    rerun the page starts by itself can land after the script state last read notRunning."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(250)

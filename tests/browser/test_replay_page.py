@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from app_utils import no_errors, open_trace, sample_trace_id
+from app_utils import eventually, no_errors, open_trace, sample_trace_id
 from playwright.sync_api import expect
 from sandbox_server import live_sandbox
 
@@ -116,9 +116,14 @@ def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_
     expect(metric(page, "Accepted", -1)).to_have_text("20")
     expect(metric(page, "Dead-lettered", -1)).to_have_text("8")
     expect(metric(page, "Not sent yet", -1)).to_have_text("0")
-    runs = [r for r in grid_rows(frame_after(page, "Runs")) if r.get("run") == run_id]
-    assert len(runs) == 1, runs
-    assert runs[0]["state"] == "finished" and runs[0]["source"] == "bad_lines.jsonl", runs
+
+    def finished_run() -> dict[str, str]:
+        runs = [r for r in grid_rows(frame_after(page, "Runs")) if r.get("run") == run_id]
+        assert len(runs) == 1, runs
+        assert runs[0]["state"] == "finished" and runs[0]["source"] == "bad_lines.jsonl", runs
+        return runs[0]
+
+    runs = [eventually(page, finished_run)]
     assert (runs[0]["events"], runs[0]["accepted"], runs[0]["dead-lettered"]) == ("28", "20", "8")
     expect(page.get_by_role("button", name="Dead letters (8) as JSONL")).to_be_enabled()
     assert sandbox.total_requests() == 20 and sandbox.sandbox.counts["accepted"] == 20
