@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from eventlens import model
+
 if TYPE_CHECKING:
     from eventlens.sandbox import Sandbox
 
@@ -302,16 +304,8 @@ class SearchRequest:
 
 
 def _kind(value: Any) -> str:
-    """zod's name for a JSON value's type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
+    """zod's name for a JSON value's type (the same words as model.py's messages)."""
+    return model.json_type_name(value)
 
 
 def _wrong_type(field: str, expected: str, value: Any) -> dict[str, Any]:
