@@ -254,8 +254,6 @@ def test_ui_serves_the_app(tmp_path):
             str(db),
             "--port",
             str(port),
-            "--server.address",
-            "127.0.0.1",
         ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -279,9 +277,45 @@ def test_ui_serves_the_app(tmp_path):
         assert (ok.status_code, ok.json()) == (200, {"message": "Event tracked"})
         refused = httpx.post(url, json=event, headers={"X-Auth-Token": "wrong"}, timeout=10)
         assert refused.status_code == 401
+        # By default it listens on loopback only, not on every interface (Streamlit's default).
+        assert listening_addresses(port) == {"127.0.0.1"}
     finally:
         proc.terminate()
         proc.wait(timeout=15)
     # The server itself stopped: `eventlens ui` became it rather than leaving it orphaned.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses a TCP socket listens on at `port`, from /proc/net/tcp and tcp6."""
+    found = set()
+    for table, size in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.split(":")
+                if state != "0A" or int(hex_port, 16) != port:  # 0A: LISTEN
+                    continue
+                raw = bytes.fromhex(address)
+                if size == 8:
+                    found.add(".".join(str(b) for b in raw[::-1]))
+                else:
+                    found.add("::" if not any(raw) else raw.hex())
+    return found
+
+
+@pytest.mark.parametrize("command", [["ui"], ["sandbox"]])
+def test_opening_to_the_network_with_the_default_sandbox_key_is_refused(runner, command):
+    result = runner.invoke(main, [*command, "--host", "0.0.0.0"], env={"EVENTLENS_SANDBOX_KEY": ""})
+    assert result.exit_code == 2
+    assert "well-known default 'sandbox-key'" in result.output
+    assert "EVENTLENS_SANDBOX_KEY" in result.output
+
+
+def test_the_sandbox_may_open_to_the_network_with_its_own_key():
+    from eventlens.sandbox import network_problem
+
+    assert network_problem("0.0.0.0", "a-key-of-my-own") is None
+    assert network_problem("127.0.0.1", None) is None
+    assert network_problem("0.0.0.0", None) is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -313,3 +314,35 @@ def test_a_bad_memory_limit_is_a_plain_error(monkeypatch):
     monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "lots")
     with pytest.raises(StoreError, match="EVENTLENS_MEMORY_LIMIT"):
         Store(":memory:")
+
+
+def test_the_apps_store_has_a_budget_the_environment_overrides(monkeypatch):
+    """The app opens its store with a quarter of the machine's memory (at least 1 GB), not
+    DuckDB's 80%; EVENTLENS_MEMORY_LIMIT still wins; commands keep DuckDB's default."""
+    from eventlens.store import app_memory_limit
+
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    budget = app_memory_limit()
+    assert budget == f"{max(1024, total_mb // 4)}MB"
+    monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
+    with Store(":memory:", memory_limit="1GB") as s:
+        assert s.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+    with Store(":memory:") as s:  # a command's store: DuckDB's default, well above a quarter
+        default = s.scalar("SELECT current_setting('memory_limit')")
+    assert default != "953.6 MiB"
+    monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "2GB")
+    with Store(":memory:", memory_limit="1GB") as s:
+        assert s.scalar("SELECT current_setting('memory_limit')") == "1.8 GiB"
+
+
+def test_the_app_opens_its_store_with_the_budget(monkeypatch, tmp_path):
+    from eventlens.ui import state
+
+    monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
+    monkeypatch.setattr(state, "app_memory_limit", lambda: "1GB")
+    monkeypatch.setattr(state, "load_sample", lambda store: None)
+    store = state.open_store.__wrapped__(str(tmp_path / "app.duckdb"))
+    try:
+        assert store.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+    finally:
+        store.close()

@@ -408,8 +408,10 @@ def sandbox(
 ) -> None:
     """Run a local LangWatch-compatible track_event endpoint that stores what it accepts, and
     answers trace reads (POST /api/traces/search, GET /api/traces/{id}) over it."""
-    from eventlens.sandbox import Faults, ReadOptions, serve
+    from eventlens.sandbox import Faults, ReadOptions, network_problem, serve
 
+    if problem := network_problem(host, key):
+        raise click.UsageError(f"--host {host}: {problem}")
     if fail_rate + throttle_rate + drop_rate > 1:
         raise click.BadParameter("the fault rates add up to more than 1", param_hint="--fail-rate")
     faults = Faults(fail_rate, throttle_rate, drop_rate, latency_ms, seed=seed)
@@ -729,16 +731,28 @@ def _report_text(r: Report) -> str:
 @main.command(context_settings={"ignore_unknown_options": True})
 @DB_OPTION
 @click.option("--port", type=int, default=None, help="Port to serve on (default 8501).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 opens the app (and its sandbox) to the network.",
+)
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
-def ui(db: str | None, port: int | None, streamlit_args: tuple[str, ...]) -> None:
+def ui(db: str | None, port: int | None, host: str, streamlit_args: tuple[str, ...]) -> None:
     """Start the eventlens app in the browser (extra arguments go to `streamlit run`)."""
+    from eventlens.sandbox import network_problem
+
+    if problem := network_problem(host, None):
+        raise click.UsageError(f"--host {host}: {problem}")
     app = app_path()
     # The app runs from its own folder so its .streamlit/config.toml applies; the store path is
     # made absolute first so that it still means what it meant where the command was typed.
     env = dict(os.environ, **{DB_ENV: os.path.abspath(resolve_db_path(db))})
     # The launcher serves app.py and, on the same port, the sandbox's track_event routes.
     launcher = Path(__file__).resolve().parent / "ui" / "server.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(launcher)]
+    # Loopback unless asked: the app shows events (prompts, user text in details) and its
+    # sandbox takes writes. Streamlit's own default is every interface.
+    cmd = [sys.executable, "-m", "streamlit", "run", str(launcher), "--server.address", host]
     if port:
         cmd += ["--server.port", str(port)]
     cmd += list(streamlit_args)

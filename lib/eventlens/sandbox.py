@@ -41,6 +41,22 @@ PATHS = ("/api/track_event", "/api/events/track")
 REFRESH_S = 1.0  # the trace summary lags the sandbox's events by at most about this
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def network_problem(host: str, key: str | None) -> str | None:
+    """Why the sandbox must not listen on `host` with this key (None: it may): beyond loopback,
+    the well-known default key would let anyone on the network write into the store."""
+    if host in LOOPBACK_HOSTS or (key or default_key()) != DEFAULT_KEY:
+        return None
+    return (
+        f"listening on {host} opens the sandbox's write route to the network, and its key is the"
+        f" well-known default {DEFAULT_KEY!r}: set {KEY_ENV} to a key of your own (for example"
+        " `export EVENTLENS_SANDBOX_KEY=$(python -c 'import secrets;"
+        " print(secrets.token_urlsafe(24))')`) and start again"
+    )
+
+
 def default_key() -> str:
     """The sandbox's key: $EVENTLENS_SANDBOX_KEY, else 'sandbox-key'."""
     return str(settings.SANDBOX_KEY.value())

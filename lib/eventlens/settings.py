@@ -34,8 +34,9 @@ DB = Setting(
 MEMORY_LIMIT = Setting(
     "EVENTLENS_MEMORY_LIMIT",
     None,
-    "DuckDB's memory_limit, e.g. `4GB` (default: DuckDB's, 80% of RAM; replay plans within "
-    "96 MB unless it is set); past it, a big load spills to disk instead of growing.",
+    "DuckDB's memory_limit, e.g. `4GB` (default: a quarter of the machine's memory, at least "
+    "1 GB, for the app; DuckDB's 80% of RAM for commands; replay plans within 96 MB unless it "
+    "is set); past it, a big load or query spills to disk instead of growing.",
 )
 API_KEY = Setting(
     "LANGWATCH_API_KEY",

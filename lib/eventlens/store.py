@@ -214,6 +214,24 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+APP_MEMORY_SHARE = 4  # the app's store takes at most a quarter of the machine's memory
+APP_MEMORY_FLOOR_MB = 1024
+
+
+def app_memory_limit() -> str:
+    """The app's DuckDB budget: a quarter of the machine's memory, at least 1 GB.
+
+    DuckDB's own default, 80% of RAM, lets one big report take the machine from the browser
+    showing it and from everything else the user runs; the app's process also holds Streamlit,
+    pandas frames and the Plotly figures. Past the budget DuckDB spills to disk and goes on.
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: a fixed 4 GB
+        return "4096MB"
+    return f"{max(APP_MEMORY_FLOOR_MB, total // APP_MEMORY_SHARE // 2**20)}MB"
+
+
 class StoreError(EventlensError):
     """A store problem worded for a person (locked file, unreadable path)."""
 
@@ -228,7 +246,15 @@ def resolve_db_path(path: str | os.PathLike[str] | None = None) -> str:
 class Store:
     """A DuckDB database of events; each call takes its own cursor, so threads may share it."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        memory_limit: str | None = None,
+    ):
+        """`memory_limit` is DuckDB's budget when EVENTLENS_MEMORY_LIMIT is unset (None: DuckDB's
+        own default, 80% of RAM); past it, sorts, joins and aggregations spill to disk."""
         self.path = resolve_db_path(path)
         self.read_only = read_only
         if self.path != ":memory:":
@@ -243,7 +269,7 @@ class Store:
         # serialising loads gives clear counts instead of transaction conflicts.
         self.write_lock = threading.RLock()
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
-        if limit := settings.MEMORY_LIMIT.from_env():
+        if limit := settings.MEMORY_LIMIT.from_env() or memory_limit:
             try:
                 self._con.execute("SET GLOBAL memory_limit = ?", [limit])
             except duckdb.Error:

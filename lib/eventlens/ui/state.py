@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from eventlens.ingest import load_files
-from eventlens.store import Store, resolve_db_path
+from eventlens.store import Store, app_memory_limit, resolve_db_path
 
 log = logging.getLogger("eventlens")
 
@@ -25,7 +25,7 @@ def get_store() -> Store:
 @st.cache_resource(show_spinner=False)
 def open_store(path: str) -> Store:
     # One Store per file and process: DuckDB allows a single writing process per file.
-    store = Store(path)
+    store = Store(path, memory_limit=app_memory_limit())
     if store.is_empty():
         load_sample(store)
     return store
