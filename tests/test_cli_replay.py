@@ -312,6 +312,33 @@ def test_missing_key_exit_2_keeps_the_run_for_a_resume(env, tmp_path, db, monkey
     assert_no_key(resumed.output)
 
 
+def test_resume_with_the_original_command_and_a_difference_named(env, tmp_path, db, monkeypatch):
+    """`eventlens replay SOURCE ... --resume last`: the command that started a run resumes it
+    (an option left out keeps the run's); a SOURCE, filter or transform the plan does not have is
+    refused, naming the difference."""
+    source = write_jsonl(tmp_path / "e.jsonl", make_events(12, traces=4))
+    other = write_jsonl(tmp_path / "other.jsonl", make_events(3, traces=1))
+    monkeypatch.delenv(KEY_ENV)
+    with live_sandbox(key=KEY) as box:
+        command = [source, "--db", db, "--endpoint", box.url, "--trace-ids", "prefix:r-"]
+        first = replay(env, *command)
+        assert first.exit_code == 2, first.output  # no key yet: the run is kept
+        refused = {
+            "SOURCE is": replay(env, other, "--db", db, "--resume", "last"),
+            "--trace-ids fresh": replay(env, *command, "--trace-ids", "fresh", "--resume", "last"),
+            "--timestamps now": replay(env, *command, "--timestamps", "now", "--resume", "last"),
+        }
+        for says, result in refused.items():
+            assert result.exit_code == 2, result.output
+            assert says in result.stderr and "leave out --resume" in result.stderr
+        assert box.counter.track_requests == 0
+        monkeypatch.setenv(KEY_ENV, KEY)
+        resumed = replay(env, *command, "--resume", "last", "--json")
+        assert resumed.exit_code == 0, resumed.output
+        assert last_json(resumed.stdout)["accepted"] == 12
+        assert all(trace.startswith("r-") for trace, _ in box.keys(DATASET)[2])
+
+
 # -- exit 2 -------------------------------------------------------------------------------------
 
 
@@ -319,10 +346,10 @@ def test_missing_key_exit_2_keeps_the_run_for_a_resume(env, tmp_path, db, monkey
     "args, says",
     [
         ([], "give a SOURCE file (or `store`), or --resume RUN_ID"),
-        (["SRC", "--resume", "last"], "--resume continues a run as it was planned"),
-        (["--resume", "last", "--trace-ids", "fresh"], "--resume continues a run"),
-        (["--resume", "last", "--dataset", "x"], "--resume continues a run"),
-        (["--resume", "last", "--timestamps", "now"], "--resume continues a run"),
+        (["SRC", "--resume", "last"], "there is no unfinished run to resume"),
+        (["--resume", "last", "--trace-ids", "fresh"], "there is no unfinished run to resume"),
+        (["--resume", "last", "--dataset", "x"], "filter SOURCE store"),
+        (["--resume", "last", "--timestamps", "now"], "there is no unfinished run to resume"),
         (["--resume", "last"], "there is no unfinished run to resume"),
         (["--resume", "nope"], "no run 'nope' in this store"),
         (["SRC", "--dataset", "x"], "filter SOURCE store"),

@@ -512,12 +512,6 @@ def replay(
     """
     from eventlens import replay as rp
 
-    if resume_id and (
-        source or timestamps or trace_ids or redact or datasets or types or traces or since or until
-    ):
-        raise click.UsageError(
-            "--resume continues a run as it was planned: give no SOURCE, filters or transforms"
-        )
     if not resume_id and not source:
         raise click.UsageError("give a SOURCE file (or `store`), or --resume RUN_ID")
     if source and source != "store" and not os.path.isfile(source):
@@ -538,6 +532,29 @@ def replay(
         }
         if resume_id:
             run = rp.get_run(store, resume_id)
+            # The command that started the run may resume it: its SOURCE, filters and transforms
+            # must be the run's (a resume continues the plan; it does not make another).
+            asked = (
+                _replay_source(store, source, datasets, types, traces, since, until)
+                if source
+                else None
+            )
+            changed = rp.resume_differences(
+                run,
+                asked,
+                rp.given(
+                    run.transforms,
+                    timestamps=timestamps,
+                    trace_ids=trace_ids,
+                    redact=redact or None,
+                ),
+            )
+            if changed:
+                raise click.UsageError(
+                    f"--resume continues run {run.run_id} as it was planned, and this differs: "
+                    + "; ".join(changed)
+                    + " (leave out --resume to plan a new run)"
+                )
             rp.check_resume_endpoint(run, endpoint)
             run.pacing = rp.given(run.pacing, **pacing)
             run.endpoint = rp.given(run.endpoint, key_env=api_key_env)

@@ -46,6 +46,7 @@ from eventlens.replay.runs import (
     given,
     is_live,
     listing,
+    resume_differences,
     same_endpoint,
     shown_state,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "plan",
     "plan_dir",
     "read_plan",
+    "resume_differences",
     "same_endpoint",
     "shown_state",
     "start_background",

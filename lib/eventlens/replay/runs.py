@@ -6,12 +6,22 @@ may start, and the state and counts a run is shown with.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
 
 from eventlens.replay.journal import delete_run, get_run
 from eventlens.replay.sessions import Session
-from eventlens.replay.specs import SENDING, Endpoint, Pacing, ReplayError, Run, RunState, Transforms
+from eventlens.replay.specs import (
+    SENDING,
+    Endpoint,
+    Pacing,
+    ReplayError,
+    Run,
+    RunState,
+    Source,
+    Transforms,
+)
 from eventlens.store import Store
 
 Spec = TypeVar("Spec", Pacing, Transforms, Endpoint)
@@ -106,3 +116,44 @@ def listing(run: Run, session: Session | None) -> Listing:
         return Listing(state, events, None, run.invalid if run.sessions else None, None)
     report = run.report
     return Listing(state, events, report.accepted, report.dead_lettered, report.rate_per_s)
+
+
+def resume_differences(run: Run, source: Source | None, transforms: Transforms) -> list[str]:
+    """How a resume's SOURCE, filters and transforms differ from what the run planned, in words
+    (none: the same command may resume it). `transforms` is the run's with the options given."""
+    out: list[str] = []
+    if source is not None:
+        planned = run.source
+        if _where(source.path) != _where(planned.path):
+            out.append(f"SOURCE is {source.path or 'store'}, the run replays {planned.label}")
+        for name, option in FILTER_OPTIONS.items():
+            given, kept = getattr(source, name), getattr(planned, name)
+            if given != kept:
+                out.append(f"{option} {_shown(given)}, the run has {_shown(kept)}")
+    for name, option in TRANSFORM_OPTIONS.items():
+        given, kept = getattr(transforms, name), getattr(run.transforms, name)
+        if given != kept:
+            out.append(f"{option} {_shown(given)}, the run has {_shown(kept)}")
+    return out
+
+
+FILTER_OPTIONS = {
+    "datasets": "--dataset",
+    "event_types": "--type",
+    "trace_ids": "--trace",
+    "start": "--since",
+    "end": "--until",
+}
+TRANSFORM_OPTIONS = {"timestamps": "--timestamps", "trace_ids": "--trace-ids", "redact": "--redact"}
+
+
+def _where(path: str | None) -> str | None:
+    return os.path.realpath(path) if path else None
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)
