@@ -609,8 +609,10 @@ def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
     exact = statistics.quantiles(latencies, n=100, method="inclusive")
     lat = report.latency_ms
     assert lat.estimated is False
-    assert (lat.p50, lat.p95, lat.p99) == tuple(
-        round(q, 1) for q in (exact[49], exact[94], exact[98])
+    # Exact, to the 0.1 ms the report rounds to: DuckDB's quantile_cont and Python's
+    # interpolation can land on either side of a .x5 (57.15 was 57.2 in one run, 57.1 in Python).
+    assert (lat.p50, lat.p95, lat.p99) == pytest.approx(
+        (exact[49], exact[94], exact[98]), abs=0.05 + 1e-9
     )
     monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
     estimate = rp.build_report(journal, rp.get_run(journal, run.run_id)).latency_ms
