@@ -19,3 +19,9 @@ def test_a_span_reads_in_the_largest_unit_that_keeps_it_at_one_or_more():
     assert span(90) == "1.5 min"
     assert span(45) == "45 s"
     assert span(0.001) == "1 ms"
+
+
+def test_a_bar_fills_its_share_of_the_width():
+    from eventlens.words import bar
+
+    assert bar(0.0, 10) == ".........." and bar(0.55, 10) == "#####....." and bar(1.0, 4) == "####"

@@ -20,7 +20,7 @@ from eventlens.errors import EventlensError
 from eventlens.export import neutralise
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, resolve_db_path
-from eventlens.words import counted
+from eventlens.words import bar, counted
 
 if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
     from eventlens.replay import DryRun, Report, Run
@@ -684,14 +684,12 @@ def _run_replay(store: Store, run: Run, key: str) -> Report:
 
 
 def _progress_line(p: Any, tty: bool) -> None:
-    width = 30
     share = p.done / p.planned if p.planned else 1.0
-    bar = "#" * int(share * width) + "." * (width - int(share * width))
     errors = p.rejected + p.invalid + p.failed + p.unknown
     eta = _duration(p.eta_s) if p.eta_s is not None else "?"
     held = f" | paused {p.paused_for_s:.0f}s (Retry-After)" if p.paused_for_s else ""
     line = (
-        f"[{bar}] {p.done:,}/{p.planned:,} events | {p.rate:,.0f}/s | errors {errors:,}"
+        f"[{bar(share)}] {p.done:,}/{p.planned:,} events | {p.rate:,.0f}/s | errors {errors:,}"
         f" | retries {p.retried:,} | ETA {eta}{held}"
     )
     click.echo(("\r" + line) if tty else line, err=True, nl=not tty)

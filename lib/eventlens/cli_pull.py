@@ -11,7 +11,7 @@ import click
 from eventlens import settings
 from eventlens.store import DB_ENV, Store
 from eventlens.sync import DEFAULT_DATASET, MAX_PAGE_SIZE, Progress, PullError, PullResult, PullSpec
-from eventlens.words import counted
+from eventlens.words import bar, counted
 
 
 def parse_when(text: str | None, name: str) -> int | None:
@@ -34,13 +34,11 @@ def parse_when(text: str | None, name: str) -> int | None:
 
 def progress_line(p: Progress, tty: bool) -> None:
     """Traces out of totalHits, events, pages, rate; on a terminal, one line redrawn."""
-    width = 30
     total = p.total_hits or 0
     share = min(1.0, p.traces / total) if total else (1.0 if p.pages else 0.0)
-    bar = "#" * int(share * width) + "." * (width - int(share * width))
     of = f"/{total:,}" if p.total_hits is not None else ""
     line = (
-        f"[{bar}] {p.traces:,}{of} traces | {p.events:,} events | {counted(p.pages, 'page')}"
+        f"[{bar(share)}] {p.traces:,}{of} traces | {p.events:,} events | {counted(p.pages, 'page')}"
         f" | {p.events_per_s:,.0f} events/s" + (f" | {p.note}" if p.note else "")
     )
     click.echo(("\r" + line) if tty else line, err=True, nl=not tty)

@@ -326,11 +326,11 @@ def _from_reply(reply: httpx.Response, target: Target, started: float) -> SendRe
         response,
         round(latency, 2),
         True,
-        retry_after=_retry_after(reply.headers.get("retry-after")),
+        retry_after=retry_after_s(reply.headers.get("retry-after")),
     )
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header (a number of seconds; HTTP dates are not used here)."""
     try:
         return max(0.0, float(value)) if value is not None else None

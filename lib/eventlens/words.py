@@ -16,3 +16,9 @@ def span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:,.1f} {unit}"
     return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
+
+
+def bar(share: float, width: int = 30) -> str:
+    """A text progress bar: `share` (0..1) of `width` as '#', the rest as '.'."""
+    done = int(share * width)
+    return "#" * done + "." * (width - done)

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from eventlens.client import Target
+from eventlens.client import Target, retry_after_s
 from eventlens.errors import EventlensError
 
 SEARCH_PATH = "/api/traces/search"
@@ -141,12 +141,9 @@ class ReadClient:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (numbers only; capped at 5 minutes)."""
-    value = response.headers.get("retry-after")
-    try:
-        return min(300.0, max(0.0, float(value))) if value is not None else None
-    except ValueError:
-        return None
+    """Retry-After in seconds, as the track_event client reads it, capped at 5 minutes."""
+    wait = retry_after_s(response.headers.get("retry-after"))
+    return None if wait is None else min(300.0, wait)
 
 
 def _server_message(response: httpx.Response) -> str:

@@ -46,6 +46,8 @@ METADATA = pa.schema(
 REJECTS = pa.schema(
     [("trace_id", pa.string()), ("pos", pa.int32()), ("reason", pa.string()), ("raw", pa.string())]
 )
+# The rows of the page's traces in the dataset: bind the dataset, then the trace ids.
+IN_PAGE = "dataset = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
 # A reject's 'file' names where it came from; its location names the trace and the position.
 SOURCE_PREFIX = "langwatch:"
 
@@ -139,18 +141,13 @@ def apply_page(
                 old_rejects = int(
                     fetch_scalar(
                         cur,
-                        "SELECT count(*) FROM rejects WHERE dataset = ?"
-                        " AND trace_id IN (SELECT unnest(?::VARCHAR[]))",
+                        f"SELECT count(*) FROM rejects WHERE {IN_PAGE}",
                         [dataset, ids],
                     )
                 )
                 for table in ("trace_metadata", "rejects"):
                     # Table names are constants from this loop, never user input.
-                    cur.execute(
-                        f"DELETE FROM {table} WHERE dataset = ?"  # noqa: S608
-                        " AND trace_id IN (SELECT unnest(?::VARCHAR[]))",
-                        [dataset, ids],
-                    )
+                    cur.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])  # noqa: S608
                 cur.execute(
                     """
                     INSERT INTO trace_metadata
@@ -213,15 +210,14 @@ def _replace(
     cur: Any, store: Store, dataset: str, source: str, ids: list[str], events: pa.Table
 ) -> tuple[int, int, int]:
     """Swap the traces' events for the page's; (stored, added, removed) by content."""
-    in_page = "dataset = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
     try:
         cur.execute(
-            f"CREATE TEMP TABLE _old AS SELECT {CONTENT} FROM events WHERE {in_page}",
+            f"CREATE TEMP TABLE _old AS SELECT {CONTENT} FROM events WHERE {IN_PAGE}",
             [dataset, ids],
         )
         for table in ("events", "trace_summary", "detail_index"):
             # Table names are constants from this loop, never user input.
-            cur.execute(f"DELETE FROM {table} WHERE {in_page}", [dataset, ids])  # noqa: S608
+            cur.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])  # noqa: S608
         batch = int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
         if events.num_rows:
             cur.execute(

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eventlens.store import Store, fetch_scalar
+from eventlens.store import Store
 
 if TYPE_CHECKING:
     import duckdb
@@ -133,14 +133,3 @@ def past_pulls(store: Store, limit: int = 50) -> pd.DataFrame:
     dead = running & ~frame["pid"].map(lambda p: _alive(None if p != p else int(p)))
     frame.loc[dead, "outcome"] = "interrupted"
     return frame.drop(columns=["pid"])
-
-
-def running_pull(cur: duckdb.DuckDBPyConnection, endpoint: str, dataset: str) -> str | None:
-    """The id of a pull of this endpoint and dataset marked running (maybe dead), if any."""
-    found = fetch_scalar(
-        cur,
-        "SELECT pull_id FROM pulls WHERE endpoint = ? AND dataset = ? AND outcome = 'running'"
-        " ORDER BY started_at DESC LIMIT 1",
-        [endpoint, dataset],
-    )
-    return None if found is None else str(found)
