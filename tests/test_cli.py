@@ -235,6 +235,7 @@ def test_real_subprocess_load_json(tmp_path, bad_lines):
 
 def test_ui_serves_the_app(tmp_path):
     """`eventlens ui`, the README's start command, serves the app (the browser tests drive it)."""
+    from eventlens.handoff import server_file
     import socket
     import time
 
@@ -279,9 +280,12 @@ def test_ui_serves_the_app(tmp_path):
         assert refused.status_code == 401
         # By default it listens on loopback only, not on every interface (Streamlit's default).
         assert listening_addresses(port) == {"127.0.0.1"}
+        # It holds its store from the start and says where other commands can reach it.
+        assert server_file(str(db)).is_file()
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+    assert not server_file(str(db)).exists()  # withdrawn when it stops
     # The server itself stopped: `eventlens ui` became it rather than leaving it orphaned.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

@@ -18,6 +18,7 @@ import click
 from eventlens import analytics, settings
 from eventlens.errors import EventlensError
 from eventlens.export import neutralise
+from eventlens.handoff import hand_off_when_held, in_job, shown
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, resolve_db_path
 from eventlens.words import bar, counted
@@ -57,6 +58,7 @@ def main() -> None:
 @DB_OPTION
 @click.option("--dataset", help="Dataset name (default: the first file's name).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@hand_off_when_held()
 def load(files: tuple[str, ...], db: str | None, dataset: str | None, as_json: bool) -> None:
     """Load event export FILES (JSONL, JSON, CSV, Parquet, gzip) into the store.
 
@@ -65,11 +67,13 @@ def load(files: tuple[str, ...], db: str | None, dataset: str | None, as_json: b
     """
     unreadable = [f for f in files if not os.path.isfile(f) or not os.access(f, os.R_OK)]
     if unreadable:
-        raise click.BadParameter("cannot read " + ", ".join(unreadable), param_hint="FILES")
+        raise click.BadParameter(
+            "cannot read " + ", ".join(map(shown, unreadable)), param_hint="FILES"
+        )
     if dataset is not None and not dataset.strip():
         raise click.BadParameter("must not be empty", param_hint="--dataset")
     with Store(db) as store:
-        result = load_files(store, files, dataset)
+        result = load_files(store, files, dataset, [shown(f) for f in files])
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     else:
@@ -117,6 +121,7 @@ def _file_lines(f: FileResult) -> list[str]:
 @main.command()
 @DB_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@hand_off_when_held()
 def info(db: str | None, as_json: bool) -> None:
     """List the datasets in the store with their counts and time ranges."""
     with Store(db) as store:
@@ -138,9 +143,9 @@ def info(db: str | None, as_json: bool) -> None:
         for r in frame.to_dict("records")
     ]
     if as_json:
-        click.echo(json.dumps({"db": store.path, "events": total, "datasets": rows}))
+        click.echo(json.dumps({"db": shown(store.path), "events": total, "datasets": rows}))
         return
-    click.echo(f"store: {store.path} ({counted(total, 'event', grouped=False)})")
+    click.echo(f"store: {shown(store.path)} ({counted(total, 'event', grouped=False)})")
     if not rows:
         click.echo("no datasets yet: load some with `eventlens load FILE`")
     for r in rows:
@@ -151,6 +156,27 @@ def info(db: str | None, as_json: bool) -> None:
             f" {counted(r['event_types'], 'event type', grouped=False)}, {r['rejects']} rejected, "
             f"{r['first_event'] or '-'} .. {r['last_event'] or '-'}"
         )
+
+
+@main.command()
+@click.argument("dataset")
+@DB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@hand_off_when_held()
+def delete(dataset: str, db: str | None, as_json: bool) -> None:
+    """Delete DATASET: its events, rejects, files and pull cursor (other datasets stay)."""
+    with Store(db) as store:
+        names = store.dataset_names()
+        if dataset not in names:
+            have = ", ".join(names) or "none"
+            raise click.BadParameter(
+                f"no dataset named {dataset!r} (the store has: {have})", param_hint="DATASET"
+            )
+        removed = store.delete_dataset(dataset)
+    if as_json:
+        click.echo(json.dumps({"dataset": dataset, "events_removed": removed}))
+    else:
+        click.echo(f"deleted dataset {dataset}: {counted(removed, 'event')} removed")
 
 
 def _iso(value: object) -> str | None:
@@ -219,6 +245,7 @@ def sample(out: str, n: int, seed: int) -> None:
 @click.option("--start", help="ISO date or date-time; without an offset it is in --tz.")
 @click.option("--end", help="ISO date or date-time (exclusive); without an offset it is in --tz.")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone for the buckets.")
+@hand_off_when_held()
 def series(
     db: str | None,
     metric: str | None,
@@ -477,6 +504,7 @@ def sandbox(
 )
 @click.option("--dead-letter", type=click.Path(dir_okay=False), help="Write dead letters here.")
 @click.option("--json", "as_json", is_flag=True, help="End with the report as one JSON object.")
+@hand_off_when_held(keep={"source": ("store",)})
 def replay(
     source: str | None,
     db: str | None,
@@ -515,13 +543,14 @@ def replay(
     if not resume_id and not source:
         raise click.UsageError("give a SOURCE file (or `store`), or --resume RUN_ID")
     if source and source != "store" and not os.path.isfile(source):
-        raise click.BadParameter(f"{source}: no such file", param_hint="SOURCE")
+        raise click.BadParameter(f"{shown(source)}: no such file", param_hint="SOURCE")
     if source != "store" and (datasets or types or traces or since or until):
         raise click.UsageError(
             "--dataset, --type, --trace, --since and --until filter SOURCE store"
         )
     with Store(db) as store:
-        rp.hold_memory(store)
+        if not in_job():  # in the app's process, the app's budget holds
+            rp.hold_memory(store)
         started = time.monotonic()
         pacing = {
             "rate": rate,
@@ -561,7 +590,9 @@ def replay(
         else:
             if source and source != "store":  # a big file takes minutes to check and sort
                 size = os.path.getsize(source) / 1e6
-                click.echo(f"planning {source} ({size:,.1f} MB): checking every event...", err=True)
+                click.echo(
+                    f"planning {shown(source)} ({size:,.1f} MB): checking every event...", err=True
+                )
             run = rp.plan(
                 store,
                 _replay_source(store, source or "", datasets, types, traces, since, until),
@@ -626,7 +657,9 @@ def _replay_source(
     from eventlens.replay import Source
 
     if source != "store":
-        return Source(path=source)
+        # Kept absolute, so the run resumes from any folder (or inside the app, see handoff);
+        # the journal names it as it was typed.
+        return Source(path=os.path.abspath(source), display_name=shown(source))
     return Source(
         datasets=datasets,
         event_types=types,
@@ -646,33 +679,48 @@ def _run_replay(store: Store, run: Run, key: str) -> Report:
     session = Replay(store, run, key)
     box: dict[str, Any] = {}
 
+    # Waited on through an Event, not Thread.join: a KeyboardInterrupt inside join() can mark
+    # a running thread as stopped (CPython before 3.13), and the store would close under it.
+    done = threading.Event()
+
     def work() -> None:
         try:
             box["report"] = session.execute()
         except BaseException as exc:  # noqa: BLE001 - reported below
             box["error"] = exc
+        finally:
+            done.set()
 
     def stop(signum: int, frame: Any) -> None:
         session.stop("stopped by a signal; resume the run to send the rest")
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # A signal handler can only be set on the main thread; a job the app took over from
+    # another process (eventlens.handoff) is stopped by that process's Ctrl-C or TERM instead.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     thread = threading.Thread(target=work, name="replay", daemon=True)
     thread.start()
     tty = sys.stderr.isatty()
     last_line = 0.0
-    try:
-        while thread.is_alive():
-            try:
-                thread.join(0.5 if tty else 5.0)
-            except KeyboardInterrupt:
-                session.stop("stopped by Ctrl-C; resume the run to send the rest")
-                continue
+
+    def watch() -> None:
+        nonlocal last_line
+        while not done.wait(0.5 if tty else 5.0):
             now = time.monotonic()
-            if thread.is_alive() and (tty or now - last_line >= 5.0):
+            if tty or now - last_line >= 5.0:
                 _progress_line(session.progress(), tty)
                 last_line = now
+
+    try:
+        while True:  # until the session ends: the store must stay open while it writes
+            try:
+                watch()
+                break
+            except KeyboardInterrupt:
+                session.stop("stopped by Ctrl-C; resume the run to send the rest")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         if tty:
             click.echo("", err=True)
     if "error" in box:
@@ -762,7 +810,11 @@ def ui(db: str | None, port: int | None, host: str, streamlit_args: tuple[str, .
     app = app_path()
     # The app runs from its own folder so its .streamlit/config.toml applies; the store path is
     # made absolute first so that it still means what it meant where the command was typed.
-    env = dict(os.environ, **{DB_ENV: os.path.abspath(resolve_db_path(db))})
+    path = resolve_db_path(db)
+    if path != ":memory:":
+        path = os.path.abspath(path)
+        _check_not_held(path)
+    env = dict(os.environ, **{DB_ENV: path})
     # The launcher serves app.py and, on the same port, the sandbox's track_event routes.
     launcher = Path(__file__).resolve().parent / "ui" / "server.py"
     # Loopback unless asked: the app shows events (prompts, user text in details) and its
@@ -777,6 +829,18 @@ def ui(db: str | None, port: int | None, host: str, streamlit_args: tuple[str, .
         os.chdir(app.parent)
         os.execve(sys.executable, cmd, env)
     raise SystemExit(subprocess.call(cmd, env=env, cwd=app.parent))
+
+
+def _check_not_held(path: str) -> None:
+    """Say now, not in the browser later, that another process holds the store."""
+    from eventlens.handoff import find_live
+
+    if held := find_live(path):
+        raise click.UsageError(
+            f"{path} is already open in the eventlens app at {held.app_url or held.url}"
+            f" (pid {held.pid}): use that one, stop it, or choose another store with --db"
+        )
+    Store(path).close()  # a StoreError (held by a load, say) is a usage error: exit 2
 
 
 def app_path() -> Path:

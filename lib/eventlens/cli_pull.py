@@ -9,6 +9,7 @@ import sys
 import click
 
 from eventlens import settings
+from eventlens.handoff import hand_off_when_held
 from eventlens.store import DB_ENV, Store
 from eventlens.sync import DEFAULT_DATASET, MAX_PAGE_SIZE, Progress, PullError, PullResult, PullSpec
 from eventlens.words import bar, counted
@@ -90,6 +91,7 @@ def summary(r: PullResult) -> str:
     help="The environment variable holding the key (never a key on the command line).",
 )
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object.")
+@hand_off_when_held()
 def pull(
     endpoint: str | None,
     db: str | None,

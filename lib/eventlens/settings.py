@@ -4,8 +4,22 @@ os.environ directly; tests/test_docs.py checks that the README documents each on
 
 from __future__ import annotations
 
+import contextvars
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# A command the running app took over from another process reads that process's environment
+# (its keys, its settings), not the server's: eventlens.handoff sets this for the job's thread.
+ENVIRONMENT: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "eventlens_environment", default=None
+)
+
+
+def environ() -> Mapping[str, str]:
+    """The environment this command runs with: its own process's, or a handed-off job's."""
+    job = ENVIRONMENT.get()
+    return os.environ if job is None else job
 
 
 @dataclass(frozen=True)
@@ -18,7 +32,7 @@ class Setting:
 
     def from_env(self) -> str | None:
         """The environment's value, None when unset (an empty value counts as unset)."""
-        return os.environ.get(self.name) or None
+        return environ().get(self.name) or None
 
     def value(self) -> str | None:
         """The environment's value, else the default."""
@@ -62,4 +76,4 @@ def named(name: str) -> str | None:
     """A variable named at run time (replay's `--api-key-env`): a setting's value when it is
     one of the table's, else the environment's, None when unset."""
     known = next((s for s in SETTINGS if s.name == name), None)
-    return known.value() if known else os.environ.get(name) or None
+    return known.value() if known else environ().get(name) or None

@@ -265,9 +265,10 @@ class Store:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             raise StoreError(_open_error(self.path, exc)) from None
-        # A write lock per store: DuckDB allows one writer at a time per table anyway, and
-        # serialising loads gives clear counts instead of transaction conflicts.
-        self.write_lock = threading.RLock()
+        # A write lock per store file and process: DuckDB allows one writer at a time per table
+        # anyway, and serialising loads gives clear counts instead of transaction conflicts. The
+        # app's own Store and a handed-off command's (eventlens.handoff) share it.
+        self.write_lock = _write_lock(self.path)
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
         if limit := settings.MEMORY_LIMIT.from_env() or memory_limit:
             try:
@@ -542,6 +543,17 @@ class Store:
             [dataset, dataset],
         )
         return [r[0] for r in rows]
+
+
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(path: str) -> threading.RLock:
+    if path == ":memory:":  # each connect is a database of its own
+        return threading.RLock()
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(os.path.realpath(path), threading.RLock())
 
 
 def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:

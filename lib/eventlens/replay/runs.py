@@ -125,7 +125,7 @@ def resume_differences(run: Run, source: Source | None, transforms: Transforms) 
     if source is not None:
         planned = run.source
         if _where(source.path) != _where(planned.path):
-            out.append(f"SOURCE is {source.path or 'store'}, the run replays {planned.label}")
+            out.append(f"SOURCE is {source.label}, the run replays {planned.label}")
         for name, option in FILTER_OPTIONS.items():
             given, kept = getattr(source, name), getattr(planned, name)
             if given != kept:

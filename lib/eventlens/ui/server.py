@@ -3,18 +3,27 @@
 `streamlit run` finds the `app` below and serves app.py plus the sandbox's routes
 (POST /api/track_event, /api/events/track, the reads POST /api/traces/search and
 GET /api/traces/{id}, GET /api/sandbox/health), so Submit has a LangWatch-compatible target
-with nothing else to start.
+with nothing else to start. At start it opens the store and serves the hand-off
+(eventlens.handoff) on loopback, so that `eventlens load`, `pull`, `info`, `series`, `replay`
+and `delete` in a terminal run here while the app holds the store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
+from collections.abc import AsyncIterator
 
 import streamlit as st
 
 from eventlens import sandbox
 from eventlens.cli import app_path
-from eventlens.store import resolve_db_path
+from eventlens.handoff.server import HandoffServer
+from eventlens.store import StoreError, resolve_db_path
+
+log = logging.getLogger("eventlens")
 
 _made: list[sandbox.Sandbox] = []
 _lock = threading.Lock()
@@ -30,4 +39,32 @@ def _sandbox() -> sandbox.Sandbox:
         return _made[0]
 
 
-app = st.App(str(app_path()), routes=sandbox.routes(_sandbox))
+def _start_hand_off() -> HandoffServer | None:
+    """Open the app's store now (not at the first page view) and publish the hand-off."""
+    from eventlens.ui.state import open_store
+
+    path = resolve_db_path()
+    if path == ":memory:":
+        return None  # no other process can reach it anyway
+    try:
+        open_store(path)
+    except StoreError as exc:  # the page says it to whoever opens the app
+        log.error("%s", exc)
+        return None
+    address = st.get_option("server.address") or "localhost"
+    server = HandoffServer(path, f"http://{address}:{st.get_option('server.port')}")
+    server.start()
+    return server
+
+
+@contextlib.asynccontextmanager
+async def _hand_off(_app: st.App) -> AsyncIterator[None]:
+    server = await asyncio.to_thread(_start_hand_off)
+    try:
+        yield None
+    finally:
+        if server is not None:
+            server.close()
+
+
+app = st.App(str(app_path()), routes=sandbox.routes(_sandbox), lifespan=_hand_off)
