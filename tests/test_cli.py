@@ -235,11 +235,12 @@ def test_real_subprocess_load_json(tmp_path, bad_lines):
 
 def test_ui_serves_the_app(tmp_path):
     """`eventlens ui`, the README's start command, serves the app (the browser tests drive it)."""
-    from eventlens.handoff import server_file
     import socket
     import time
 
     import httpx
+
+    from eventlens.handoff import server_file
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
