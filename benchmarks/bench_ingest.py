@@ -1,13 +1,16 @@
 """Ingest benchmark: `eventlens load` against bare DuckDB and pandas on one generated export.
 
-    uv run python -m benchmarks.bench_ingest [--events N] [--repeat R] [--workdir DIR] [--keep]
+    uv run python -m benchmarks.bench_ingest [--events N] [--shape generated|real] [--repeat R]
+                                             [--workdir DIR] [--keep]
                                              [--wait-quiet SECONDS] [--retry-noisy K]
                                              [--memory-limit LIMIT] [--only KEYS]
                                              [--delete-data]
 
 1. Generates N LangWatch track_event bodies as JSON lines with DuckDB SQL (no Python loop) into
    WORKDIR/events_<N>.jsonl, reusing the file when it already exists with N lines
-   (benchmarks/data.py).
+   (benchmarks/data.py). --shape real makes WORKDIR/real_<N>.jsonl instead, the shape real
+   exports often have: no event_id, random order, about 4 events a trace, 7 event types with
+   1-3 metrics and 0-2 details, about 165 bytes a line.
 2. Runs each contender in a fresh subprocess, into a fresh DuckDB file, R times (round-robin):
      a. eventlens load   `python -m eventlens.cli load FILE --db DB --json` (the real CLI)
      b. duckdb auto      CREATE TABLE AS SELECT * FROM read_json(FILE)   (types auto-detected)
@@ -51,7 +54,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks import harness
-from benchmarks.data import generate, remove_db, stored_events
+from benchmarks.data import SHAPES, generate, remove_db, stored_events
 from benchmarks.harness import Col, Table, percent, ratio
 
 PANDAS_MAX_EVENTS = 2_000_000
@@ -282,6 +285,12 @@ def print_table(contenders: list[Contender], n: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="generated",
+        help="the export: generated (time order, event ids, long traces) or real (see above)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     harness.add_workdir(parser, "the JSONL and DuckDB files")
     parser.add_argument(
@@ -311,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--events and --repeat must be at least 1")
 
     harness.print_header("ingest", __spec__.name, argv)
-    src = generate(n, workdir)
+    src = generate(n, workdir, args.shape)
     harness.wait_quiet(args.wait_quiet)
     print(startup_overhead())
     contenders = [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -208,13 +209,67 @@ def _events_sql(n: int, traces: int) -> str:
     """
 
 
-def events_path(n: int, workdir: Path) -> Path:
-    return workdir / f"events_{n}.jsonl"
+# The shape real exports often have (issue 16): no event_id (LangWatch makes it optional), not
+# in time order, many short traces (about 4 events each), 7 event types with 1-3 metrics and
+# 0-2 details, about 180 bytes a line.
+_REAL_TYPES = [
+    ("llm_call", ["latency_ms", "tokens", "cost_usd"], ["model", "route"]),
+    ("retrieval", ["latency_ms", "docs"], ["index"]),
+    ("tool_call", ["latency_ms"], ["tool", "status"]),
+    ("feedback", ["score"], ["channel"]),
+    ("guardrail", ["latency_ms", "score"], []),
+    ("page_view", ["duration_ms"], ["page"]),
+    ("error", ["count"], ["kind", "component"]),
+]
 
 
-def generate(n: int, workdir: Path) -> Path:
-    """WORKDIR/events_<n>.jsonl, generated unless it already holds n lines."""
-    path = events_path(n, workdir)
+def _real_events_sql(n: int) -> str:
+    """SELECT producing n track_event bodies of the real shape, in random order."""
+    kind = "(hash(i, 'kind') % 7)::INT"
+    types = "[" + ", ".join(f"'{t}'" for t, _, _ in _REAL_TYPES) + "]"
+
+    def per_type(build: Callable[[tuple[str, list[str], list[str]]], str]) -> str:
+        cases = " ".join(f"WHEN {k} THEN {build(t)}" for k, t in enumerate(_REAL_TYPES))
+        return f"CASE {kind} {cases} END"
+
+    def metrics(t: tuple[str, list[str], list[str]]) -> str:
+        return "MAP {" + ", ".join(f"'{m}': round({_u(m)} * 1000, 2)" for m in t[1]) + "}"
+
+    def details(t: tuple[str, list[str], list[str]]) -> str:
+        if not t[2]:
+            return "NULL::MAP(VARCHAR, VARCHAR)"
+        return (
+            "MAP {"
+            + ", ".join(
+                f"'{d}': {_pick(['a', 'b', 'c', 'd', 'e'], d)} || (hash(i, '{d}') % 50)::VARCHAR"
+                for d in t[2]
+            )
+            + "}"
+        )
+
+    return f"""
+        SELECT 'trace_' || printf('%012x', hash(i // 4, 'trace')) AS trace_id,
+               {types}[1 + {kind}] AS event_type,
+               {per_type(metrics)} AS metrics,
+               {per_type(details)} AS event_details,
+               1762000000000 + (hash(i // 4, 'start') % 2592000000)::BIGINT
+                 + (i % 4) * 1500 AS timestamp
+        FROM range({n}) r(i)
+        ORDER BY hash(i, 'order')
+    """
+
+
+SHAPES = ("generated", "real")
+
+
+def events_path(n: int, workdir: Path, shape: str = "generated") -> Path:
+    return workdir / (f"events_{n}.jsonl" if shape == "generated" else f"{shape}_{n}.jsonl")
+
+
+def generate(n: int, workdir: Path, shape: str = "generated") -> Path:
+    """WORKDIR/events_<n>.jsonl (or <shape>_<n>.jsonl), generated unless it already holds n
+    lines."""
+    path = events_path(n, workdir, shape)
     if path.is_file():
         lines = count_lines(path)
         if lines == n:
@@ -225,6 +280,14 @@ def generate(n: int, workdir: Path) -> Path:
     started = time.perf_counter()
     tmp = path.with_suffix(".jsonl.part")
     con = duckdb.connect()
+    if shape == "real":
+        try:
+            con.execute(f"COPY ({_real_events_sql(n)}) TO '{tmp}' (FORMAT json)")
+        finally:
+            con.close()
+        tmp.replace(path)
+        print(f"generated {path} ({n:,} events, {path.stat().st_size / 1e6:,.0f} MB)")
+        return path
     try:
         # Enough traces (1-40 events each, 20.5 on average) to cover n events.
         traces = n // 15 + 64
