@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from eventlens import client
 from eventlens.client import Outcome
@@ -309,10 +308,9 @@ class Replay:
         limits = httpx.Limits(
             max_connections=pacing.concurrency, max_keepalive_connections=pacing.concurrency
         )
-        transport = self._transport or AiohttpTransport(limits=limits)
         timeout = httpx.Timeout(pacing.timeout_s, connect=min(5.0, pacing.timeout_s))
-        sender = client.AsyncSender(self.target, transport, timeout)
-        async with transport:
+        sender = client.AsyncSender(self.target, timeout, limits=limits, transport=self._transport)
+        async with sender:
             work: asyncio.Queue[Planned | None] = asyncio.Queue()
             # Events handed out but unfinished. Wide, so that an export whose traces come in
             # long runs (events queued behind their trace) still keeps every worker busy.
