@@ -7,6 +7,7 @@ message or a repr (Target hides it), and any text that echoes it back is scrubbe
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import threading
@@ -75,17 +76,18 @@ class Target:
 
     def scrub(self, text: str) -> str:
         """Text with the key (as written, or as Python would escape it) replaced by a mask."""
-        if not self.key:
-            return text
-        for form in {
-            self.key,
-            self.key.strip(),
-            repr(self.key)[1:-1],
-            repr(self.key.encode())[2:-1],
-        }:
-            if form:
-                text = text.replace(form, mask(self.key))
+        for form, masked in self._key_forms:
+            text = text.replace(form, masked)
         return text
+
+    @functools.cached_property
+    def _key_forms(self) -> tuple[tuple[str, str], ...]:
+        """(form, mask) for each way the key may be written; made once (replay scrubs every
+        answer)."""
+        if not self.key:
+            return ()
+        forms = {self.key, self.key.strip(), repr(self.key)[1:-1], repr(self.key.encode())[2:-1]}
+        return tuple((form, mask(self.key)) for form in forms if form)
 
 
 def mask(key: str | None) -> str:
