@@ -4,9 +4,10 @@ Each event carries an event_id that is stable for the run, so the server drops a
 resend as a repeat. Every outcome is journalled (`replay_outcomes`) in small batches; a resume
 sends only the events without a final outcome (accepted, rejected, invalid).
 
-asyncio on httpx's aiohttp transport, not threads: at 64 in flight on this 2-core machine it
-sent 3.3-3.8x the events/s of httpx's sync client in 64 threads, and ~10x httpx's AsyncClient
-on its default transport (docs/BENCHMARKS.md).
+asyncio on aiohttp, not threads: at 64 in flight on this 2-core machine it sent 3.3-3.8x the
+events/s of httpx's sync client in 64 threads, and ~10x httpx's AsyncClient on its default
+transport; posting through aiohttp's session without httpx's request and response objects took
+it from 0.36x to 0.6x a bare aiohttp loop (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -195,9 +196,10 @@ class Replay:
     """One session of a run: send what has no final outcome, journal it, report.
 
     The engine is one asyncio loop (in the thread that calls execute) with `concurrency` worker
-    coroutines posting straight through httpx's aiohttp transport (client.AsyncSender): measured
-    fastest here (docs/BENCHMARKS.md). The journal is written by a thread, so DuckDB never
-    blocks sending. Pacing, pauses and sending time follow `clock` (virtual in tests).
+    coroutines posting through client.AsyncSender (an aiohttp session; a given httpx transport
+    in tests): measured fastest here (docs/BENCHMARKS.md). The journal is written by a thread,
+    so DuckDB never blocks sending. Pacing, pauses and sending time follow `clock` (virtual in
+    tests).
     """
 
     def __init__(
