@@ -55,8 +55,9 @@
    without, it sends the whole file (about an hour for 10M). The store and plan are deleted.
 3. Prints the command, the machine, a table per endpoint (median seconds and events/s, ratio
    against raw aiohttp, client CPU per 1,000 events, the server's CPU share) and the memory
-   samples. The issue's targets: against raw aiohttp at the same concurrency, eventlens >= 0.85x
-   on the slow endpoint and >= 0.3x on the instant one; under 300 MB RSS replaying 10M events.
+   samples. The targets (issue 16): against raw aiohttp at the same concurrency, eventlens (a
+   and a2) >= 0.95x on the slow endpoint and >= 0.5x on the instant one; under 300 MB RSS
+   replaying 10M events.
 
 The machine is shared: each timed window reads /proc/stat and prints the CPU other processes
 used meanwhile (above 10% the run is noisy). --wait-quiet waits for a quiet machine before each
@@ -93,7 +94,7 @@ from benchmarks.harness import ROOT, Col, Table, percent, ratio
 from benchmarks.replay_contenders import KEY
 
 SLOW_DELAY_S = 0.05
-SLOW_TARGET, INSTANT_TARGET = 0.85, 0.30
+SLOW_TARGET, INSTANT_TARGET = 0.95, 0.50  # issue 16 (issue 9 asked 0.85 and 0.30)
 RSS_TARGET_MB = 300
 SAMPLE_S = 0.5
 
@@ -616,14 +617,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, target in (("slow", SLOW_TARGET), ("instant", INSTANT_TARGET)):
             rates = summary.get(name, {})
             raw = [k for k in (BASELINE, "c2") if k in rates]
-            if "a" in rates and raw:
-                best = max(raw, key=rates.__getitem__)  # the faster raw aiohttp shape
-                ratio = rates["a"] / rates[best]
+            if not raw:
+                continue
+            best = max(raw, key=rates.__getitem__)  # the faster raw aiohttp shape
+            for key in (k for k in ("a", "a2") if k in rates):
+                ratio = rates[key] / rates[best]
                 met = "met" if ratio >= target else "NOT MET"
                 print(
-                    f"target ({name}): eventlens >= {target:.2f}x raw aiohttp: {ratio:.2f}x "
-                    f"({rates['a']:,.0f} vs {rates[best]:,.0f} events/s, {best}: the faster raw "
-                    f"aiohttp shape), {met}"
+                    f"target ({name}, {key}): eventlens >= {target:.2f}x raw aiohttp: "
+                    f"{ratio:.2f}x ({rates[key]:,.0f} vs {rates[best]:,.0f} events/s, {best}: "
+                    f"the faster raw aiohttp shape), {met}"
                 )
     if not args.skip_memory:
         memory_run(args, args.workdir)

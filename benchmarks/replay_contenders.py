@@ -128,14 +128,10 @@ def _child_http(kind: str, url: str, bodies: list[dict[str, Any]], conc: int) ->
             return await _pool(n, conc, send)
 
     async def main_g() -> int:
-        from httpx_aiohttp import AiohttpTransport
-
         from eventlens import client
 
         target = client.Target(url, KEY, "typed")
-        transport = AiohttpTransport(limits=limits)
-        sender = client.AsyncSender(target, transport, timeout)
-        async with transport:
+        async with client.AsyncSender(target, timeout, limits=limits) as sender:
 
             async def send(i: int) -> int:
                 result = await sender.send(bodies[i])

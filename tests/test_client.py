@@ -3,6 +3,7 @@ paths and auth styles, dedupe, what lands in the store, and that the key never s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -652,3 +653,105 @@ def test_send_event_never_raises(case):
     result = send_event(new_body(), target)
     assert result.outcome in client.OUTCOMES and not result.ok
     assert_result_has_no_key(result)
+
+
+# -- AsyncSender (replay): the aiohttp session answers as httpx-aiohttp's transport does ----------
+
+
+def send_both_ways(
+    target: Target, body: Any, timeout: httpx.Timeout = client.DEFAULT_TIMEOUT
+) -> list[client.SendResult]:
+    """One send through each AsyncSender path: straight through its aiohttp session (what replay
+    uses), then through httpx-aiohttp's transport (what it used before)."""
+    from httpx_aiohttp import AiohttpTransport
+
+    async def both() -> list[client.SendResult]:
+        results = []
+        for transport in (None, AiohttpTransport()):
+            async with client.AsyncSender(
+                target, timeout, limits=httpx.Limits(), transport=transport
+            ) as sender:
+                results.append(await sender.send(body))
+        return results
+
+    return asyncio.run(both())
+
+
+def assert_same_answer(results: list[client.SendResult]) -> client.SendResult:
+    """Every field alike but the latency; returns the session path's result."""
+    session, transport = (dict(r.as_dict(), latency_ms=None) for r in results)
+    assert session == transport
+    return results[0]
+
+
+@pytest.mark.parametrize(
+    "fault, outcome, status",
+    [
+        ({}, client.Outcome.ACCEPTED, 200),
+        ({"fail_rate": 1.0}, client.Outcome.RETRYABLE, 500),
+        ({"throttle_rate": 1.0, "retry_after_s": 3}, client.Outcome.RETRYABLE, 429),
+        ({"drop_rate": 1.0}, client.Outcome.UNKNOWN, None),
+        ({"latency_ms": 1000}, client.Outcome.RETRYABLE, None),
+    ],
+    ids=["accepted", "500", "429", "dropped", "timeout"],
+)
+def test_async_sender_session_answers_as_the_transport_did(live, fault, outcome, status):
+    for name, value in fault.items():
+        setattr(live.sandbox.faults, name, value)
+    timeout = httpx.Timeout(0.3, connect=2) if "latency_ms" in fault else client.DEFAULT_TIMEOUT
+    results = send_both_ways(live.target(), new_body(), timeout)
+    result = assert_same_answer(results)
+    assert (result.outcome, result.status) == (outcome, status)
+    assert result.retry_after == (3.0 if status == 429 else None)
+    assert_result_has_no_key(result)
+
+
+def test_async_sender_refusals_alike(live):
+    refused_port = Target(endpoint=f"http://127.0.0.1:{free_port()}", key=KEY)
+    cases = [
+        (live.target(key=WRONG_KEY), new_body(), client.Outcome.UNAUTHORIZED),
+        (live.target(), new_body(metrics={"amount": "17.5"}), client.Outcome.INVALID),
+        (refused_port, new_body(), client.Outcome.RETRYABLE),
+    ]
+    for target, body, outcome in cases:
+        result = assert_same_answer(send_both_ways(target, body))
+        assert result.outcome == outcome
+        assert_result_has_no_key(result)
+
+
+def test_async_sender_reads_text_and_json_answers_alike():
+    with serve_in_thread(stub_app(502, lambda h: f"proxy error for {h['x-auth-token']}")) as url:
+        text = assert_same_answer(send_both_ways(Target(endpoint=url, key=KEY), new_body()))
+    assert text.response == f"proxy error for {mask(KEY)}"
+    answer = {"error": 'Validation error: Expected number, received string at "metrics.a"'}
+    with serve_in_thread(stub_app(400, answer)) as url:
+        rejected = assert_same_answer(send_both_ways(Target(endpoint=url, key=KEY), new_body()))
+    assert (rejected.outcome, rejected.response) == (client.Outcome.REJECTED, answer)
+
+
+def test_async_sender_sends_the_same_bytes_both_ways():
+    """Request line, head and body as a socket server reads them, alike on both paths."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        received.append(head + await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    async def serve_and_send() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        body = new_body(event_details={"city": "Zürich"}, event_id="evt-1")
+        for auth in client.AUTH_STYLES:
+            target = Target(endpoint=url, key=KEY, auth=auth)
+            await asyncio.to_thread(send_both_ways, target, body)
+        server.close()
+
+    asyncio.run(serve_and_send())
+    assert len(received) == 4
+    assert received[0] == received[1] and received[2] == received[3]
+    assert b"x-auth-token: " + KEY.encode() in received[0]
+    assert b"authorization: Bearer " + KEY.encode() in received[2]

@@ -1156,3 +1156,31 @@ def test_two_invalid_events_on_one_line_are_both_dead_letters(journal, tmp_path)
         report = rp.Replay(journal, run, KEY).execute()
     assert report.accepted + report.dead_lettered == report.events
     assert len(list(rp.dead_letters(journal, run.run_id))) == 2
+
+
+def test_ready_traces_go_longest_first_one_event_of_a_trace_out_at_a_time():
+    """The engine's scheduler alone, with one worker: the trace with the most events still to
+    send goes first (plan order breaks ties), and a trace's events go in plan order."""
+
+    def planned(seq: int, trace: str) -> rp.Planned:
+        return rp.Planned(seq, trace, None, trace, f"e{seq}", "x", None, "{}", None, seq)
+
+    plan = [planned(1, "a"), planned(2, "b"), planned(3, "b"), planned(4, "b"), planned(5, "a")]
+
+    async def one_worker() -> list[int]:
+        traces = rp_engine._Traces()
+        for p in plan:
+            traces.expect(p.trace_id)
+        for p in plan:
+            traces.hand_out(p)
+        sent = []
+        for _ in plan:
+            assert traces.ready.qsize() <= 2  # one event per trace out, the rest behind it
+            _, _, p = await traces.ready.get()
+            assert p is not None
+            sent.append(p.seq)
+            traces.finished(p)
+        await traces.ready.join()
+        return sent
+
+    assert asyncio.run(one_worker()) == [2, 1, 3, 4, 5]

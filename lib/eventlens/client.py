@@ -7,17 +7,22 @@ message or a repr (Target hides it), and any text that echoes it back is scrubbe
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from eventlens import model, settings
+
+if TYPE_CHECKING:
+    import aiohttp
+    from multidict import CIMultiDictProxy
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +76,18 @@ class Target:
 
     def scrub(self, text: str) -> str:
         """Text with the key (as written, or as Python would escape it) replaced by a mask."""
-        if not self.key:
-            return text
-        for form in {
-            self.key,
-            self.key.strip(),
-            repr(self.key)[1:-1],
-            repr(self.key.encode())[2:-1],
-        }:
-            if form:
-                text = text.replace(form, mask(self.key))
+        for form, masked in self._key_forms:
+            text = text.replace(form, masked)
         return text
+
+    @functools.cached_property
+    def _key_forms(self) -> tuple[tuple[str, str], ...]:
+        """(form, mask) for each way the key may be written; made once (replay scrubs every
+        answer)."""
+        if not self.key:
+            return ()
+        forms = {self.key, self.key.strip(), repr(self.key)[1:-1], repr(self.key.encode())[2:-1]}
+        return tuple((form, mask(self.key)) for form in forms if form)
 
 
 def mask(key: str | None) -> str:
@@ -225,42 +231,124 @@ def send_event(
 
 
 class AsyncSender:
-    """Sends bodies straight through an httpx async transport, as send_event does.
+    """Posts replay's bodies, checked and classified as send_event does, as an async context.
 
-    It skips AsyncClient's per-request work (URL merging, auth, cookies, redirects, hooks),
-    which on the aiohttp transport took half the CPU of a request (docs/BENCHMARKS.md).
+    By default straight through an aiohttp session, the one httpx-aiohttp's transport would
+    make: the httpx request and response objects around each request took a third of the
+    replay's CPU (docs/BENCHMARKS.md). Through `transport` when one is given (a test's, which
+    holds a virtual clock while a request is answered). Both send the same headers and body and
+    map aiohttp's errors to httpx's the same way, so one classification serves both.
     """
 
-    def __init__(self, target: Target, transport: httpx.AsyncBaseTransport, timeout: httpx.Timeout):
+    def __init__(
+        self,
+        target: Target,
+        timeout: httpx.Timeout,
+        *,
+        limits: httpx.Limits,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        from aiohttp import ClientTimeout  # here: sending one event needs no aiohttp
+        from yarl import URL
+
         if problem := check_target(target):
             raise ValueError(problem)
         self.target = target
         self.transport = transport
+        self.limits = limits
         self.url = httpx.URL(target.url)
-        self.headers = httpx.Headers(target.headers())
+        # What httpx puts in a request's head (host first, content-length per body), in its
+        # lowercase names, as the transport hands them to aiohttp.
+        headers = httpx.Request("POST", self.url, headers=target.headers()).headers
+        self.headers = {k: v for k, v in headers.items() if k != "content-length"}
         self.extensions = {"timeout": timeout.as_dict()}
+        self._aiohttp_url = URL(str(self.url))  # parsed once, not by aiohttp for every request
+        self.timeout = ClientTimeout(  # as the transport turns httpx's timeout into one
+            sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncSender:
+        if self.transport is None:
+            from httpx_aiohttp import AiohttpTransport
+
+            self._session = AiohttpTransport(limits=self.limits).get_client()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.transport is not None:
+            await self.transport.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def send(self, body: Any) -> SendResult:
         """Check, then POST one body; never raises for a failed send."""
         if problems := model.validate_body(body):  # the target was checked once, up front
             return SendResult(Outcome.INVALID, "not sent: " + model.reason(problems))
-        request = httpx.Request(
-            "POST",
-            self.url,
-            headers=self.headers,
-            content=json.dumps(body).encode(),
-            extensions=self.extensions,
-        )
+        content = json.dumps(body).encode()
         started = time.perf_counter()
         try:
-            reply = await self.transport.handle_async_request(request)
-            try:
-                await reply.aread()
-            finally:
-                await reply.aclose()
+            if self._session is None:
+                reply = await self._post_through_transport(content)
+            else:
+                status, raw, headers = await self._post(self._session, content)
         except Exception as exc:  # noqa: BLE001 - a send must report, not raise
-            return _from_exception(exc, self.target, started)
-        return _from_reply(reply, self.target, started)
+            return _from_exception(_as_httpx_error(exc), self.target, started)
+        if self._session is None:
+            return _from_reply(reply, self.target, started)
+        return _from_answer(
+            status,
+            raw,
+            _joined(headers.getall("retry-after", [])),
+            lambda: httpx.Response(status, headers=list(headers.items()), content=raw).text,
+            self.target,
+            started,
+        )
+
+    async def _post(
+        self, session: aiohttp.ClientSession, content: bytes
+    ) -> tuple[int, bytes, CIMultiDictProxy[str]]:
+        """What AiohttpTransport.handle_async_request does (its errors are mapped in send)."""
+        async with session.request(
+            "POST",
+            self._aiohttp_url,
+            headers=self.headers | {"content-length": str(len(content))},
+            data=content,
+            allow_redirects=False,
+            auto_decompress=False,
+            compress=False,
+            timeout=self.timeout,
+        ) as reply:
+            return reply.status, await reply.read(), reply.headers
+
+    async def _post_through_transport(self, content: bytes) -> httpx.Response:
+        request = httpx.Request(
+            "POST", self.url, headers=self.headers, content=content, extensions=self.extensions
+        )
+        assert self.transport is not None
+        reply = await self.transport.handle_async_request(request)
+        try:
+            await reply.aread()
+        finally:
+            await reply.aclose()
+        return reply
+
+
+def _as_httpx_error(exc: Exception) -> Exception:
+    """The error httpx-aiohttp's transport raises for this one (an httpx error caused by
+    aiohttp's, or the same error when it maps none), so both paths classify alike."""
+    from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+    try:
+        with map_aiohttp_exceptions():
+            raise exc
+    except Exception as mapped:  # noqa: BLE001 - handed back, not handled
+        return mapped
+
+
+def _joined(values: list[str]) -> str | None:
+    """A header's values as httpx.Headers.get gives them: joined by commas, None if absent."""
+    return ", ".join(values) if values else None
 
 
 def _refusal(body: Any, target: Target) -> SendResult | None:
@@ -312,21 +400,40 @@ def _dropped(exc: Exception) -> bool:
 
 
 def _from_reply(reply: httpx.Response, target: Target, started: float) -> SendResult:
+    return _from_answer(
+        reply.status_code,
+        reply.content,
+        reply.headers.get("retry-after"),
+        lambda: reply.text,
+        target,
+        started,
+    )
+
+
+def _from_answer(
+    status: int,
+    content: bytes,
+    retry_after: str | None,
+    text: Callable[[], str],
+    target: Target,
+    started: float,
+) -> SendResult:
+    """An HTTP answer classed: its body parsed as JSON (else its text), the key scrubbed."""
     latency = (time.perf_counter() - started) * 1000
     try:
-        response: Any = reply.json()
+        response: Any = json.loads(content)  # what httpx.Response.json() does
     except ValueError:
-        response = reply.text[:2000]
+        response = text()[:2000]
     response = _scrub_value(response, target)  # before classify cuts any text short
-    outcome, message = classify(reply.status_code, response)
+    outcome, message = classify(status, response)
     return SendResult(
         outcome,
         target.scrub(message),
-        reply.status_code,
+        status,
         response,
         round(latency, 2),
         True,
-        retry_after=retry_after_s(reply.headers.get("retry-after")),
+        retry_after=retry_after_s(retry_after),
     )
 
 

@@ -4,9 +4,10 @@ Each event carries an event_id that is stable for the run, so the server drops a
 resend as a repeat. Every outcome is journalled (`replay_outcomes`) in small batches; a resume
 sends only the events without a final outcome (accepted, rejected, invalid).
 
-asyncio on httpx's aiohttp transport, not threads: at 64 in flight on this 2-core machine it
-sent 3.3-3.8x the events/s of httpx's sync client in 64 threads, and ~10x httpx's AsyncClient
-on its default transport (docs/BENCHMARKS.md).
+asyncio on aiohttp, not threads: at 64 in flight on this 2-core machine it sent 3.3-3.8x the
+events/s of httpx's sync client in 64 threads, and ~10x httpx's AsyncClient on its default
+transport; posting through aiohttp's session without httpx's request and response objects took
+it from 0.36x to 0.6x a bare aiohttp loop (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from eventlens import client
 from eventlens.client import Outcome
@@ -142,13 +142,64 @@ class _RateLimit:
         return slot - now
 
 
+class _Traces:
+    """Per-trace order and which trace goes next.
+
+    One event of a trace is out at a time (ready or sending); the trace's next event waits
+    behind it. Ready events go longest trace first: most events still to send among those read
+    from the plan, then plan order. Served first come first, the traces with many events were
+    left running alone at the end of a run; on an export with ~42 traces live in 512 events,
+    64 in flight against a 50 ms endpoint kept 91% of the ideal rate, and 99% this way
+    (docs/BENCHMARKS.md).
+    """
+
+    def __init__(self) -> None:
+        self.ready: asyncio.PriorityQueue[tuple[int, int, Planned | None]] = asyncio.PriorityQueue()
+        self._behind: dict[str, collections.deque[Planned]] = {}  # waiting for the one out
+        self._left = collections.Counter[str]()  # read from the plan, not finished yet
+
+    def expect(self, trace_id: str) -> None:
+        """An event of this trace was read from the plan and will be handed out."""
+        self._left[trace_id] += 1
+
+    def hand_out(self, p: Planned) -> None:
+        behind = self._behind.get(p.trace_id)
+        if behind is not None:
+            behind.append(p)  # its trace has an event out: sent after it
+            return
+        self._behind[p.trace_id] = collections.deque()
+        self._put(p)
+
+    def finished(self, p: Planned) -> None:
+        """p is done with (sent or not): its trace's next event becomes ready."""
+        left = self._left[p.trace_id] - 1
+        if left > 0:
+            self._left[p.trace_id] = left
+        else:
+            del self._left[p.trace_id]
+        behind = self._behind[p.trace_id]
+        if behind:
+            self._put(behind.popleft())
+        else:
+            del self._behind[p.trace_id]
+        self.ready.task_done()
+
+    def stop_workers(self, workers: int) -> None:
+        for n in range(workers):
+            self.ready.put_nowait((0, -1 - n, None))
+
+    def _put(self, p: Planned) -> None:
+        self.ready.put_nowait((-self._left[p.trace_id], p.seq, p))
+
+
 class Replay:
     """One session of a run: send what has no final outcome, journal it, report.
 
     The engine is one asyncio loop (in the thread that calls execute) with `concurrency` worker
-    coroutines posting straight through httpx's aiohttp transport (client.AsyncSender): measured
-    fastest here (docs/BENCHMARKS.md). The journal is written by a thread, so DuckDB never
-    blocks sending. Pacing, pauses and sending time follow `clock` (virtual in tests).
+    coroutines posting through client.AsyncSender (an aiohttp session; a given httpx transport
+    in tests): measured fastest here (docs/BENCHMARKS.md). The journal is written by a thread,
+    so DuckDB never blocks sending. Pacing, pauses and sending time follow `clock` (virtual in
+    tests).
     """
 
     def __init__(
@@ -182,7 +233,6 @@ class Replay:
         self.state = RunState.RUNNING
         self._rows: list[dict[str, Any]] = []
         self._rows_lock = threading.Lock()
-        self._busy: dict[str, collections.deque[Planned]] = {}
         self.finished = threading.Event()
 
     # controls (any thread)
@@ -309,29 +359,25 @@ class Replay:
         limits = httpx.Limits(
             max_connections=pacing.concurrency, max_keepalive_connections=pacing.concurrency
         )
-        transport = self._transport or AiohttpTransport(limits=limits)
         timeout = httpx.Timeout(pacing.timeout_s, connect=min(5.0, pacing.timeout_s))
-        sender = client.AsyncSender(self.target, transport, timeout)
-        async with transport:
-            work: asyncio.Queue[Planned | None] = asyncio.Queue()
+        sender = client.AsyncSender(self.target, timeout, limits=limits, transport=self._transport)
+        async with sender:
+            traces = _Traces()
             # Events handed out but unfinished. Wide, so that an export whose traces come in
             # long runs (events queued behind their trace) still keeps every worker busy.
             window = asyncio.Semaphore(max(1024, pacing.concurrency * 64))
             workers = [
-                asyncio.create_task(self._worker(work, window, sender))
+                asyncio.create_task(self._worker(traces, window, sender))
                 for _ in range(pacing.concurrency)
             ]
             try:
-                await self._dispatch(work, window)
-                await work.join()
+                await self._dispatch(traces, window)
+                await traces.ready.join()
             finally:
-                for _ in workers:
-                    work.put_nowait(None)
+                traces.stop_workers(len(workers))
                 await asyncio.gather(*workers, return_exceptions=True)
 
-    async def _dispatch(
-        self, work: asyncio.Queue[Planned | None], window: asyncio.Semaphore
-    ) -> None:
+    async def _dispatch(self, traces: _Traces, window: asyncio.Semaphore) -> None:
         """Feed the workers in plan order: traces in parallel, one trace's events in order."""
         pacing = self.run.pacing
         timed = pacing.speed is not None
@@ -347,6 +393,9 @@ class Replay:
             skip = await asyncio.to_thread(
                 final_seqs, self.store, self.run.run_id, chunk[0].seq - 1, chunk[-1].seq
             )
+            for p in chunk:
+                if p.seq not in skip:
+                    traces.expect(p.trace_id)
             for p in chunk:
                 if timed and p.ts is not None:
                     if prev_ts is not None:
@@ -369,12 +418,7 @@ class Replay:
                 if self.gate.stopping:
                     window.release()
                     return
-                queue = self._busy.get(p.trace_id)
-                if queue is not None:
-                    queue.append(p)  # its trace is in flight: sent after the one before it
-                    continue
-                self._busy[p.trace_id] = collections.deque()
-                work.put_nowait(p)
+                traces.hand_out(p)
 
     async def _acquire(self, window: asyncio.Semaphore) -> bool:
         """Take a window slot, giving up every tick to look at the stop flag."""
@@ -385,32 +429,21 @@ class Replay:
             return False
 
     async def _worker(
-        self,
-        work: asyncio.Queue[Planned | None],
-        window: asyncio.Semaphore,
-        sender: client.AsyncSender,
+        self, traces: _Traces, window: asyncio.Semaphore, sender: client.AsyncSender
     ) -> None:
         while True:
-            item = await work.get()
+            _, _, item = await traces.ready.get()
+            if item is None:
+                return
             try:
-                if item is None:
-                    return
-                while item is not None:  # this trace's queued events, in order
-                    if not self.gate.stopping:
-                        try:
-                            await self._send(item, sender)
-                        except Exception as exc:  # noqa: BLE001 - a bug must not hang the run
-                            log.exception("replay: sending seq %s failed", item.seq)
-                            failure = type(exc).__name__
-                            self._record(item, Outcome.FAILED, None, 0, None, failure)
-                    window.release()
-                    queue = self._busy[item.trace_id]
-                    nxt = queue.popleft() if queue else None
-                    if nxt is None:
-                        del self._busy[item.trace_id]
-                    item = nxt
+                if not self.gate.stopping:
+                    await self._send(item, sender)
+            except Exception as exc:  # noqa: BLE001 - a bug must not hang the run
+                log.exception("replay: sending seq %s failed", item.seq)
+                self._record(item, Outcome.FAILED, None, 0, None, type(exc).__name__)
             finally:
-                work.task_done()
+                window.release()
+                traces.finished(item)
 
     async def _send(self, p: Planned, sender: client.AsyncSender) -> None:
         """Send one event until it has an outcome, or the run stops (then it stays unsent)."""

@@ -126,19 +126,35 @@ def delete_run(store: Store, run_id: str) -> None:
     Path(run.plan_path).unlink(missing_ok=True)
 
 
+# replay_outcomes' columns as the engine's rows name them, with their types.
+OUTCOME_COLUMNS = (
+    ("run_id", "VARCHAR"),
+    ("session", "INTEGER"),
+    ("seq", "BIGINT"),
+    ("event_type", "VARCHAR"),
+    ("outcome", "VARCHAR"),
+    ("status", "INTEGER"),
+    ("attempts", "INTEGER"),
+    ("latency_ms", "DOUBLE"),
+    ("message", "VARCHAR"),
+    ("record", "VARCHAR"),
+    ("line", "BIGINT"),
+    ("logged_at", "TIMESTAMPTZ"),
+)
+# One list per column, unnested side by side: DuckDB converts lists of plain values about 2.5x
+# faster than a list of structs, and the journal thread holds the GIL while it converts.
+_APPEND_SQL = "INSERT INTO replay_outcomes BY NAME SELECT " + ", ".join(
+    f"unnest(?::{kind}[]) AS {name}" for name, kind in OUTCOME_COLUMNS
+)
+
+
 def append_outcomes(store: Store, rows: list[dict[str, Any]]) -> None:
     """Append outcome rows in one statement."""
     if not rows:
         return
+    columns = [[row[name] for row in rows] for name, _ in OUTCOME_COLUMNS]
     with store.cursor() as cur:
-        cur.execute(
-            "INSERT INTO replay_outcomes BY NAME SELECT unnest(?::STRUCT(run_id VARCHAR,"
-            " session INTEGER, seq BIGINT, event_type VARCHAR, outcome VARCHAR, status INTEGER,"
-            " attempts INTEGER, latency_ms DOUBLE, message VARCHAR, record VARCHAR, line BIGINT,"
-            " logged_at TIMESTAMPTZ)[],"
-            " recursive := true)",
-            [rows],
-        )
+        cur.execute(_APPEND_SQL, columns)
 
 
 def final_seqs(store: Store, run_id: str, lo: int, hi: int) -> set[int]:
