@@ -283,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     harness.add_noise_options(parser)
     args = parser.parse_args(argv)
 
-    harness.print_header("sandbox throughput", __spec__.name, argv, "aiohttp", "uvicorn")
+    harness.print_header(
+        "sandbox throughput", __spec__.name, argv, "aiohttp", "uvicorn", "httptools"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="bench_sandbox_", dir=args.workdir))
     n, flight = args.events, args.concurrency
     sandbox = Contender("a. eventlens sandbox", lambda seed: run_sandbox(workdir, n, flight, seed))
