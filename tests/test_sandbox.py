@@ -71,3 +71,24 @@ def test_a_restarted_sandbox_still_drops_repeats_and_forgets_a_deleted_dataset(t
         assert again.insert(sent[:10]) == [False] * 10
         store.delete_dataset("sandbox")
         assert again.insert(sent[:10]) == [True] * 10
+
+
+def test_the_event_key_is_the_one_ingest_computes_in_sql(tmp_path) -> None:
+    identities = [("t1", "e1"), ("trace é 😀", "id\x00with nul"), ("", ""), ("a" * 300, "b")]
+    with Store(tmp_path / "k.duckdb") as store:
+        for trace_id, event_id in identities:
+            in_sql = store.scalar(
+                "SELECT md5_number('id' || chr(0) || ? || chr(0) || ?)", [trace_id, event_id]
+            )
+            assert sandbox.event_key(trace_id, event_id) == in_sql
+
+
+def test_metrics_and_details_are_stored_as_sent(tmp_path) -> None:
+    metrics = {"a": 0.1, "b": 1e-300, "c": 2**70, "d": -0.0, "e": 1.7976931348623157e308, "f": 3}
+    details = {"x": 'héllo 😀 "q" \\ \n', "y": None, "z": ""}
+    body = {"trace_id": "t", "event_type": "k", "metrics": metrics, "event_details": details}
+    with Store(tmp_path / "m.duckdb") as store:
+        assert sandbox.Sandbox(store, "k").insert([body]) == [True]
+        got_metrics, got_details = store.rows("SELECT metrics, event_details FROM events")[0]
+    assert got_metrics == {k: float(v) for k, v in metrics.items()}
+    assert got_details == details

@@ -11,6 +11,8 @@ the traces it holds, which it tracks in `sandbox_traces` as it stores their even
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import hashlib
 import json
 import logging
 import queue
@@ -205,25 +207,15 @@ class Sandbox:
 
     def store_event(self, body: dict[str, Any]) -> bool:
         """Store one valid body in dataset 'sandbox'; False when (trace_id, event_id) exists."""
-        done = threading.Event()
-        box: list[bool] = []
-
-        def stored(inserted: bool) -> None:
-            box.append(inserted)
-            done.set()
-
-        self.writer.put(body, stored)
-        done.wait()
-        return box[0]
+        waiter: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        self.writer.put(body, waiter)
+        return waiter.result()
 
     async def store_async(self, body: dict[str, Any]) -> bool:
         """store_event for the web route: waits for the group commit without holding a thread."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self.writer.put(
-            body, lambda inserted: loop.call_soon_threadsafe(future.set_result, inserted)
-        )
-        return await future
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.writer.put(body, waiter)
+        return await waiter
 
     @property
     def writer(self) -> _Writer:
@@ -261,102 +253,122 @@ class Sandbox:
         are dropped as LangWatch drops them.
         """
         now = self.now_ms()
-        rows, keys = [], []
-        for i, body in enumerate(bodies):
+        identities = []
+        firsts: dict[str, dict[str, Any]] = {}  # event key -> its row, the first in the batch
+        for body in bodies:
             event_id = body.get("event_id") or f"event_{uuid.uuid4().hex}"  # as the server does
-            timestamp = body.get("timestamp")
-            rows.append(
-                {
-                    "i": i,
-                    "event_id": event_id,
-                    "trace_id": body["trace_id"],
-                    "event_type": body["event_type"],
-                    "ts": float(now if timestamp is None else timestamp),
-                    "metrics": [{"key": k, "value": float(v)} for k, v in body["metrics"].items()],
-                    "details": [
-                        {"key": k, "value": v} for k, v in (body.get("event_details") or {}).items()
-                    ],
-                }
-            )
-            keys.append((body["trace_id"], event_id))
-        row_type = (
-            "STRUCT(i INTEGER, event_id VARCHAR, trace_id VARCHAR, event_type VARCHAR, ts DOUBLE,"
-            " metrics STRUCT(key VARCHAR, value DOUBLE)[], details STRUCT(key VARCHAR,"
-            " value VARCHAR)[])[]"
-        )
+            identity = (body["trace_id"], event_id)
+            identities.append(identity)
+            key = str(event_key(*identity))
+            if key not in firsts:
+                firsts[key] = event_row(key, body, event_id, now)
         with self.store.write_lock:
-            before = self.store.last_batch()
+            # The summary merges from the batch before the first one it has not seen.
+            before = self.store.last_batch() if self._unsummarised is None else 0
             with self.store.cursor() as cur:
                 cur.execute("BEGIN TRANSACTION")
                 try:
-                    # The keys index answers "seen before?" without scanning the events.
-                    fresh = cur.execute(
-                        "INSERT INTO sandbox_keys SELECT DISTINCT md5_number('id' || chr(0)"
-                        " || r.trace_id || chr(0) || r.event_id)"
-                        f" FROM (SELECT unnest(?::{row_type}) AS r)"
-                        # As text: a list of Python ints would be bound as DOUBLEs.
-                        " ON CONFLICT DO NOTHING RETURNING event_key::VARCHAR",
-                        [rows],
-                    ).fetchall()
-                    inserted = []
-                    if fresh:
-                        inserted = cur.execute(
-                            f"""
-                            WITH batch AS (
-                                SELECT r.*, md5_number('id' || chr(0) || r.trace_id || chr(0)
-                                                       || r.event_id) AS event_key
-                                FROM (SELECT unnest(?::{row_type}) AS r)
-                            ), fresh AS (
-                                SELECT * FROM batch
-                                WHERE list_contains(?::VARCHAR[], event_key::VARCHAR)
-                                QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY i) = 1
-                            ), batch_id AS (SELECT nextval('event_batches') AS id)
-                            INSERT INTO events (event_key, event_id, trace_id, event_type,
-                                                timestamp, metrics, event_details, dataset,
-                                                source_file, source_line, batch_id)
-                            SELECT event_key, event_id, trace_id, event_type,
-                                   epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,
-                                   map_from_entries(metrics), map_from_entries(details), ?,
-                                   'sandbox', NULL, (SELECT id FROM batch_id)
-                            FROM fresh ORDER BY i
-                            RETURNING trace_id, event_id, epoch_ms(timestamp)
-                            """,
-                            [rows, [k for (k,) in fresh], DATASET],
-                        ).fetchall()
-                    if inserted:
-                        # A new event moves its trace's updated_at, however old the trace.
-                        cur.execute(
-                            "INSERT INTO sandbox_traces SELECT r.t, ?, ?, min(r.ts), '{}'"
-                            " FROM (SELECT unnest(?::STRUCT(t VARCHAR, ts BIGINT)[]) AS r)"
-                            " GROUP BY r.t ON CONFLICT (trace_id) DO UPDATE SET updated_at ="
-                            " excluded.updated_at, started_at = least(sandbox_traces.started_at,"
-                            " excluded.started_at)",
-                            [now, now, [{"t": t, "ts": ts} for t, _, ts in inserted]],
-                        )
-                        cur.execute(
-                            # Counted up: a count(*) per batch would grow with the store.
-                            # Test data: what QA and replays send stays out of analysis.
-                            "INSERT INTO datasets (name, files, content_hash, loaded_at, events,"
-                            " rejects, duplicates, test)"
-                            " VALUES (?, ['sandbox'], 'sandbox', now(), ?, 0, 0, true)"
-                            " ON CONFLICT (name) DO UPDATE SET events = datasets.events + ?,"
-                            " loaded_at = now()",
-                            [DATASET, len(inserted), len(inserted)],
-                        )
+                    rows = self._insert_fresh(cur, firsts, now)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
                     raise
-            if inserted:
+            if rows:
                 self._refresh_traces(before)
-        new = {(trace_id, event_id) for trace_id, event_id, _ in inserted}
+        new = {(row["trace_id"], row["event_id"]) for row in rows}
         result = []
-        for key in keys:  # the first of repeats in one batch is the one inserted
-            result.append(key in new)
-            new.discard(key)
+        for identity in identities:  # the first of repeats in one batch is the one inserted
+            result.append(identity in new)
+            new.discard(identity)
         self._count("accepted", sum(result))
         self._count("duplicate", len(result) - sum(result))
         return result
+
+    def _insert_fresh(
+        self, cur: duckdb.DuckDBPyConnection, firsts: dict[str, dict[str, Any]], now: int
+    ) -> list[dict[str, Any]]:
+        """Insert the rows whose keys the sandbox has not seen, with their traces and the
+        dataset's count, inside the caller's transaction; the rows inserted."""
+        # The keys index answers "seen before?" without scanning the events.
+        fresh = cur.execute(
+            "INSERT INTO sandbox_keys SELECT unnest(?::VARCHAR[])::UHUGEINT"
+            " ON CONFLICT DO NOTHING RETURNING event_key::VARCHAR",
+            [list(firsts)],  # as text: a Python int this large does not bind as UHUGEINT
+        ).fetchall()
+        fresh_keys = {key for (key,) in fresh}
+        rows = [row for key, row in firsts.items() if key in fresh_keys]  # in the batch's order
+        if not rows:
+            return rows
+        # Bound as flat columns, the maps as JSON text: a list of nested structs costs DuckDB
+        # more to take in than the insert itself.
+        columns = [list(column) for column in zip(*(row.values() for row in rows), strict=True)]
+        cur.execute(
+            "WITH batch AS (SELECT nextval('event_batches') AS id)"
+            " INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,"
+            " event_details, dataset, source_file, source_line, batch_id)"
+            " SELECT key::UHUGEINT, event_id, trace_id, event_type,"
+            " epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,"
+            " json_transform(metrics, '\"MAP(VARCHAR, DOUBLE)\"'),"
+            " json_transform(details, '\"MAP(VARCHAR, VARCHAR)\"'), ?, 'sandbox', NULL,"
+            " (SELECT id FROM batch)"
+            " FROM (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS event_id,"
+            " unnest(?::VARCHAR[]) AS trace_id, unnest(?::VARCHAR[]) AS event_type,"
+            " unnest(?::DOUBLE[]) AS ts, unnest(?::VARCHAR[]) AS metrics,"
+            " unnest(?::VARCHAR[]) AS details)",
+            [DATASET, *columns],
+        )
+        # A new event moves its trace's updated_at, however old the trace.
+        cur.execute(
+            "INSERT INTO sandbox_traces SELECT trace_id, ?, ?, min(round(ts)::BIGINT), '{}'"
+            " FROM (SELECT unnest(?::VARCHAR[]) AS trace_id, unnest(?::DOUBLE[]) AS ts)"
+            " GROUP BY trace_id ON CONFLICT (trace_id) DO UPDATE SET updated_at ="
+            " excluded.updated_at, started_at = least(sandbox_traces.started_at,"
+            " excluded.started_at)",
+            [now, now, columns[2], columns[4]],
+        )
+        # Counted up: a count(*) per batch would grow with the store. An UPDATE costs half
+        # the upsert, which is needed only for the first event (or after a delete).
+        counted = cur.execute(
+            "UPDATE datasets SET events = events + ?, loaded_at = now() WHERE name = ?"
+            " RETURNING name",
+            [len(rows), DATASET],
+        ).fetchall()
+        if not counted:
+            cur.execute(
+                # Test data: what QA and replays send stays out of analysis.
+                "INSERT INTO datasets (name, files, content_hash, loaded_at, events,"
+                " rejects, duplicates, test)"
+                " VALUES (?, ['sandbox'], 'sandbox', now(), ?, 0, 0, true)"
+                " ON CONFLICT (name) DO UPDATE SET events = datasets.events + ?,"
+                " loaded_at = now()",
+                [DATASET, len(rows), len(rows)],
+            )
+        return rows
+
+
+def event_key(trace_id: str, event_id: str) -> int:
+    """The store's identity of an event, md5_number('id' || chr(0) || trace_id || chr(0) ||
+    event_id) as ingest computes it in SQL (DuckDB reads the digest little-endian)."""
+    digest = hashlib.md5(f"id\0{trace_id}\0{event_id}".encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest, "little")
+
+
+def event_row(key: str, body: dict[str, Any], event_id: str, now: int) -> dict[str, Any]:
+    """A valid body as the columns the insert binds, in its order; no timestamp: the sandbox's
+    now. Metrics as JSON numbers read as DOUBLE (validation let only finite numbers through)."""
+    timestamp = body.get("timestamp")
+    return {
+        "key": key,
+        "event_id": event_id,
+        "trace_id": body["trace_id"],
+        "event_type": body["event_type"],
+        "ts": float(now if timestamp is None else timestamp),
+        "metrics": json.dumps(body["metrics"], ensure_ascii=False),
+        "details": json.dumps(body.get("event_details") or {}, ensure_ascii=False),
+    }
+
+
+Waiter = asyncio.Future[bool] | concurrent.futures.Future[bool]
 
 
 class _Writer:
@@ -367,12 +379,12 @@ class _Writer:
 
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
-        self.queue: queue.SimpleQueue[tuple[dict[str, Any], Any]] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[dict[str, Any], Waiter]] = queue.SimpleQueue()
         threading.Thread(target=self._run, name="sandbox-writer", daemon=True).start()
 
-    def put(self, body: dict[str, Any], done: Any) -> None:
-        """Queue a body; `done(inserted)` is called once it is committed."""
-        self.queue.put((body, done))
+    def put(self, body: dict[str, Any], waiter: Waiter) -> None:
+        """Queue a body; `waiter` gets whether it was new once it is committed."""
+        self.queue.put((body, waiter))
 
     def _run(self) -> None:
         while True:
@@ -390,19 +402,44 @@ class _Writer:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
+            answer(
+                [waiter for _, waiter in batch],
+                self._insert([body for body, _ in batch]),
+            )
+
+    def _insert(self, bodies: list[dict[str, Any]]) -> list[bool]:
+        """Whether each body was new; when the batch fails, each body alone (False if it fails)."""
+        try:
+            return self.sandbox.insert(bodies)
+        except Exception:  # noqa: BLE001 - answer every waiter, one at a time
+            log.exception("sandbox batch insert failed; inserting one by one")
+        results = []
+        for body in bodies:
             try:
-                results = self.sandbox.insert([body for body, _ in batch])
-            except Exception:  # noqa: BLE001 - answer every waiter, one at a time
-                log.exception("sandbox batch insert failed; inserting one by one")
-                results = []
-                for body, _ in batch:
-                    try:
-                        results.extend(self.sandbox.insert([body]))
-                    except Exception:  # noqa: BLE001
-                        log.exception("sandbox insert failed")
-                        results.append(False)
-            for (_, done), inserted in zip(batch, results, strict=True):
-                done(inserted)
+                results.extend(self.sandbox.insert([body]))
+            except Exception:  # noqa: BLE001
+                log.exception("sandbox insert failed")
+                results.append(False)
+        return results
+
+
+def answer(waiters: list[Waiter], results: list[bool]) -> None:
+    """Resolve the waiters of a batch: threads at once, and each event loop's futures in one
+    call on that loop (a wake-up per event would cost the loop a pipe write per request)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
+    for waiter, inserted in zip(waiters, results, strict=True):
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, inserted))
+        else:
+            waiter.set_result(inserted)
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(_resolve, pairs)
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]]) -> None:
+    for future, inserted in pairs:
+        if not future.done():  # the request may have been cancelled (client gone)
+            future.set_result(inserted)
 
 
 def routes(get_sandbox: Any) -> list[Route]:
