@@ -12,7 +12,7 @@
                                              [--workdir DIR]
 
 1. Throughput. Starts two local endpoints, each a minimal asyncio HTTP/1.1 keep-alive server
-   (`asyncio.start_server`, one process, one core, no framework; the code is _SERVER below)
+   (`asyncio.start_server`, one process, one core, no framework: benchmarks/bare_endpoint.py)
    answering every POST 200 `{"message": "Event tracked"}`:
      instant   answers at once: what the client costs per request decides the rate
      slow      answers after 50 ms (asyncio.sleep): the ideal at 64 in flight is 64 / 0.05 =
@@ -98,36 +98,6 @@ SLOW_TARGET, INSTANT_TARGET = 0.95, 0.50  # issue 16 (issue 9 asked 0.85 and 0.3
 RSS_TARGET_MB = 300
 SAMPLE_S = 0.5
 
-# A minimal HTTP/1.1 keep-alive endpoint: reads a request (head + Content-Length body), waits
-# DELAY seconds, answers 200 with LangWatch's body. One asyncio loop, one process.
-_SERVER = r"""
-import asyncio, sys
-RESP = (b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 28\r\n\r\n'
-        b'{"message": "Event tracked"}')
-DELAY = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            n = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    n = int(line.split(b":")[1])
-            if n:
-                await reader.readexactly(n)
-            if DELAY:
-                await asyncio.sleep(DELAY)
-            writer.write(RESP)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=1024)
-    async with srv:
-        await srv.serve_forever()
-asyncio.run(main())
-"""
 
 CONTENDERS = {
     "a": "eventlens replay",
@@ -158,7 +128,7 @@ class Endpoint:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Endpoint:
-        cmd = [sys.executable, "-c", _SERVER, str(self.port), str(self.delay_s)]
+        cmd = [sys.executable, "-m", "benchmarks.bare_endpoint", str(self.port), str(self.delay_s)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -26,35 +26,9 @@ import time
 import uuid
 from typing import Any
 
+from benchmarks.bare_endpoint import serve
+
 STARTED = time.perf_counter()  # as early as this module runs: the interpreter's start is close
-
-ANSWER = (
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 28\r\n\r\n"
-    b'{"message": "Event tracked"}'
-)
-
-
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            json.loads(await reader.readexactly(length))
-            writer.write(ANSWER)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
-async def endpoint(port: int) -> None:
-    server = await asyncio.start_server(_answer, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
-
 
 TYPES = ("thumbs_up_down", "waited_to_finish", "add_to_cart", "llm_call")
 
@@ -140,7 +114,7 @@ def profiled_sandbox(db: str, port: int, out: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "endpoint":
-        asyncio.run(endpoint(int(sys.argv[2])))
+        asyncio.run(serve(int(sys.argv[2]), parse=True))
     elif sys.argv[1] == "profiled-sandbox":
         profiled_sandbox(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
