@@ -94,7 +94,10 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, sample_store_file: Path) -
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: between its calls Playwright's sync API marks its event loop as
+# running in this thread, so a later test's asyncio.run() on the same xdist worker would fail.
+# The package (hence tests/browser/__init__.py) ends it when the worker moves on to other tests.
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -107,16 +110,16 @@ def browser():
 VIEWPORT = {"width": 1400, "height": 2400}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def context(browser):
-    """One browser context for the session: its cache keeps Streamlit's and Plotly's scripts,
+    """One browser context for the browser tests: its cache keeps Streamlit's and Plotly's scripts,
     which each new context would fetch and compile again."""
     context = browser.new_context(viewport=VIEWPORT)
     yield context
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _tab(context):
     page = context.new_page()
     yield page

@@ -7,7 +7,9 @@ import datetime as dt
 import re
 
 import pytest
-from app_utils import (
+from playwright.sync_api import expect
+
+from browser.app_utils import (
     CLIPPED_TEXT,
     box_select,
     click_point,
@@ -16,7 +18,6 @@ from app_utils import (
     the_chart,
     traces_caption,
 )
-from playwright.sync_api import expect
 
 TRACES_HEADING = "Traces behind the selection"
 BOARD_HEADING = "Top detail values"

@@ -14,9 +14,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from app_utils import eventually, no_errors, open_trace, sample_trace_id
 from playwright.sync_api import expect
 from sandbox_server import live_sandbox
+
+from browser.app_utils import eventually, no_errors, open_trace, sample_trace_id
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ROOT / "sample_data" / "formats"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlparse
 
-from app_utils import (
+from playwright.sync_api import expect
+
+from browser.app_utils import (
     click_first_row,
     click_point,
     dataframe_after,
@@ -20,7 +22,6 @@ from app_utils import (
     sample_trace_id,
     traces_caption,
 )
-from playwright.sync_api import expect
 
 NAV = ["Explore", "Traces", "Submit", "Replay", "Data"]
 TRACE_HEADING = re.compile(r"^Trace trace_[0-9a-f]+$")
