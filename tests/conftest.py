@@ -22,25 +22,31 @@ FORMATS_DIR = ROOT / "sample_data" / "formats"
 EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_details"
 
 
-# The browser tests wait on a real app far more than they compute, so they run as two halves of
-# about a minute and a half each, one per worker (each with its own app server and Chromium),
-# started first: either half alone would be the longest path of the whole run.
-BROWSER_HALVES = {
-    "test_explore_page.py": "browser-1",
-    "test_replay_page.py": "browser-1",
-    "test_traces_page.py": "browser-2",
-    "test_data_page.py": "browser-2",
-}
+# The test files that take longest, longest first (per-file totals of `--durations=0`). The
+# suite runs a file per xdist worker at a time (`--dist loadfile`), handing out files in
+# collection order (`--no-loadscope-reorder`): the long ones go out first, so that no worker is
+# left alone at the end with one. xdist's own order (by number of tests) sent the browser files,
+# few tests but the longest, last. The rest follow in file order.
+LONGEST_FIRST = (
+    "browser/test_data_page.py",
+    "browser/test_explore_page.py",
+    "test_series.py",
+    "test_app_data.py",
+    "test_replay.py",
+    "test_app_replay.py",
+    "browser/test_traces_page.py",
+    "test_ingest.py",
+    "test_handoff.py",
+    "browser/test_replay_page.py",
+    "test_app_explore.py",
+    "test_app_data_pull.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run each test module on one xdist worker, in file order (`--dist loadgroup`): some
-    modules' tests build on a shared store."""
-    for item in items:
-        name = Path(item.fspath).name
-        in_browser = Path(item.fspath).parent.name == "browser"
-        group = BROWSER_HALVES.get(name, "browser-1") if in_browser else name
-        item.add_marker(pytest.mark.xdist_group(group))
+    """The longest test files first, each file's tests in their own order."""
+    rank = {ROOT / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(item.fspath), len(rank)))  # a stable sort
 
 
 @pytest.fixture(scope="session")
