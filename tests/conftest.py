@@ -23,30 +23,45 @@ EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_detai
 
 
 # The test files that take longest, longest first (per-file totals of `--durations=0`). The
-# suite runs a file per xdist worker at a time (`--dist loadfile`), handing out files in
-# collection order (`--no-loadscope-reorder`): the long ones go out first, so that no worker is
-# left alone at the end with one. xdist's own order (by number of tests) sent the browser files,
-# few tests but the longest, last. The rest follow in file order.
+# suite runs a file per xdist worker at a time, handing out files in collection order
+# (`--no-loadscope-reorder`): the long ones go out first, so that no worker is left alone at the
+# end with one. xdist's own order (by number of tests) sent the browser files, few tests but the
+# longest, last. The rest follow in file order.
 LONGEST_FIRST = (
-    "browser/test_data_page.py",
-    "browser/test_explore_page.py",
+    "browser",
     "test_series.py",
     "test_app_data.py",
     "test_replay.py",
     "test_app_replay.py",
-    "browser/test_traces_page.py",
     "test_ingest.py",
     "test_handoff.py",
-    "browser/test_replay_page.py",
     "test_app_explore.py",
     "test_app_data_pull.py",
 )
 
 
+def work_unit(nodeid: str) -> str:
+    """What runs on one worker: a test file, or all the browser tests (one app server and one
+    Chromium, started once, rather than one per worker)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/browser" if path.startswith("tests/browser/") else path
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest test files first, each file's tests in their own order."""
-    rank = {ROOT / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(Path(item.fspath), len(rank)))  # a stable sort
+    """The longest work units first, each one's tests in their own order."""
+    rank = {"tests/" + name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # a stable sort
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, but with the browser tests as one unit (see work_unit)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="session")
