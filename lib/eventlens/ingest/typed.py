@@ -42,7 +42,8 @@ INTEGER_TYPES = frozenset(
 )
 NUMBER_TYPES = INTEGER_TYPES | {"FLOAT", "DOUBLE"}
 ROW = "file_row_number"  # read_parquet's number of a row in its file, from 0
-_P = "__el_"  # the typed fields' prefix, beside the file's own columns
+PREFIX = "__el_"  # the typed fields' prefix, beside the file's own columns
+_P = PREFIX
 # The rows the typed insert left, staged as JSON text with their row in the file.
 LEFT_LINES = LineNumbers("_row + 1")
 
@@ -193,11 +194,21 @@ def valid_sql() -> str:
     )
 
 
-def _chunk(typed: TypedRows, start: int, stop: int) -> str:
+def chunk_sql(typed: TypedRows, start: int, stop: int) -> str:
     """Rows start..stop of the file with their typed fields (binds typed.params, then the path)."""
     return (
         f"SELECT *, {typed.fields} FROM read_parquet(?, file_row_number=true)"
         f" WHERE {ROW} >= {int(start)} AND {ROW} < {int(stop)}"
+    )
+
+
+def event_key_sql(typed: TypedRows) -> str:
+    """A row's event key, as sql.columns_sql makes it: md5 of 'id', trace_id and event_id, or,
+    only for a row without event_id, of the JSON texts of its fields (typed.content)."""
+    return (
+        f"CASE WHEN {_P}event_id IS NOT NULL"
+        f" THEN md5_number('id' || chr(0) || {_P}trace_id || chr(0) || {_P}event_id)"
+        f" ELSE md5_number({typed.content}) END"
     )
 
 
@@ -219,10 +230,8 @@ def insert_typed(typed: TypedRows, start: int, stop: int, source: Source, batch:
                epoch_ms(round({_P}timestamp)::BIGINT)::TIMESTAMPTZ AS timestamp,
                {_P}metrics AS metrics,
                coalesce({_P}details, MAP()::MAP(VARCHAR, VARCHAR)) AS event_details,
-               CASE WHEN {_P}event_id IS NOT NULL
-                    THEN md5_number('id' || chr(0) || {_P}trace_id || chr(0) || {_P}event_id)
-                    ELSE md5_number({typed.content}) END AS event_key
-        FROM ({_chunk(typed, start, stop)})
+               {event_key_sql(typed)} AS event_key
+        FROM ({chunk_sql(typed, start, stop)})
         WHERE coalesce({valid_sql()}, false)
     ) v
     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_key = v.event_key)
