@@ -298,3 +298,42 @@ def test_struct_field_names_are_quoted_and_bound(tmp_path):
     query = typed_sql.insert_typed(typed, 0, 1, sql.Source("d", "f", "h"), 1)
     assert "DROP TABLE" not in query.text
     assert query.params[-1] == typed.path
+
+
+def _rows_file(path: Path, rows: list[tuple[Any, ...]]) -> Path:
+    return (
+        map_file(path, rows)
+        if rows
+        else write_parquet(
+            path,
+            {
+                "trace_id": (pa.string(), []),
+                "event_type": (pa.string(), []),
+                "timestamp": (pa.int64(), []),
+                "event_id": (pa.string(), []),
+                "metrics": (MAP_NUM, []),
+                "event_details": (MAP_STR, []),
+            },
+        )
+    )
+
+
+NOTHING = (None, None, None, None, None, None)
+GOOD_ROW = ("t", "x", TS, None, {"a": 1.0}, None)
+
+
+@pytest.mark.parametrize(
+    ("rows", "chunk"),
+    [
+        ([], 1_000_000),  # no rows at all
+        ([NOTHING] * 3, 1_000_000),  # no row holds an event: not an export
+        ([NOTHING, NOTHING, GOOD_ROW, GOOD_ROW], 2),  # the first chunk holds no event
+        ([GOOD_ROW, NOTHING, NOTHING, NOTHING], 2),  # a later chunk holds no event
+        ([(None, "x", TS, None, {"a": 1.0}, None)] * 2 + [GOOD_ROW], 2),  # chunk 1 all rejects
+    ],
+)
+def test_files_with_no_events_or_chunks_without_any_match_the_json_path(tmp_path, rows, chunk):
+    """Whether a file is an export, and what a chunk without a clean row reports, as before."""
+    path = _rows_file(tmp_path / "e.parquet", rows)
+    both = load_both_ways([path, path], chunk)
+    assert both[True] == both[False]
