@@ -236,16 +236,17 @@ def _insert_chunks(
         else:
             clean = _Added()
         total += clean
-        if clean.loaded == stop - start:
+        if clean.loaded + clean.duplicates == stop - start:
             continue
         # The records the fast path left: rejects, duplicates, containers, oddities.
-        if staged.typed is not None:  # they are all of _src, made by _insert_typed
-            rest = Staged(staged.unit, stop - start - clean.loaded, typed_sql.LEFT_LINES)
+        if staged.typed is not None:  # its rejects, all of _src, made by _insert_typed
+            left = stop - start - clean.loaded - clean.duplicates
+            rest = Staged(staged.unit, left, typed_sql.LEFT_LINES)
             _normalise(cur, rest, 0, sql.ALL_ROWIDS, only_left=False)
         else:
             rest = staged
             _normalise(cur, staged, start, stop, only_left=clean.loaded > 0)
-        if start == 0 and clean.loaded == 0:
+        if start == 0 and clean.loaded == 0 and clean.duplicates == 0:
             _check_is_export(cur, rest)
         explained = _write_rejects(cur, source, staged.unit, explained)
         total += _insert_checked(cur, source)
@@ -297,17 +298,25 @@ def _drop_repeats(cur: duckdb.DuckDBPyConnection, batch: int) -> int:
 def _insert_typed(
     cur: duckdb.DuckDBPyConnection, source: Source, typed: TypedRows, start: int, stop: int
 ) -> _Added:
-    """Insert the valid, new events of Parquet rows start..stop from their typed columns; stage
-    the rest as JSON text in _src for the full path (typed.py)."""
+    """Insert the valid, new events of Parquet rows start..stop from their typed columns (typed.py).
+
+    The valid rows it did not insert are duplicates, counted by type here; the rows that fail
+    the typed check are staged as JSON text in _src for the full path to reject.
+    """
     batch = _next_batch(cur)
     inserted = int(fetch_scalar(cur, *typed_sql.insert_typed(typed, start, stop, source, batch)))
     by_type: tuple[tuple[Any, int, Any, Any], ...] = ()
     if inserted:
         inserted -= _drop_repeats(cur, batch)
         by_type = tuple(cur.execute(*sql.batch_summary(batch)).fetchall())
+    duplicates = 0
     if inserted < stop - start:
-        cur.execute(*typed_sql.stage_left(typed, start, stop, batch))
-    return _Added(inserted, 0, by_type)
+        dups = cur.execute(*typed_sql.duplicates_by_type(typed, start, stop, batch)).fetchall()
+        duplicates = sum(int(n) for _, n, _, _ in dups)
+        by_type += tuple(dups)
+        if inserted + duplicates < stop - start:
+            cur.execute(*typed_sql.stage_rejected(typed, start, stop))
+    return _Added(inserted, duplicates, by_type)
 
 
 # -- the full path --------------------------------------------------------------------------------

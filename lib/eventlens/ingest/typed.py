@@ -6,9 +6,12 @@ a STRUCT of numbers; event_details a MAP(VARCHAR, VARCHAR) or a STRUCT of VARCHA
 number (epoch ms), TIMESTAMP or DATE. Each chunk of rows is read straight from the file, numbered
 by read_parquet's file_row_number (row n is file_row_number + 1, as the JSON path's rowid + 1),
 and the rows that pass model.sql_typed_valid are inserted with the columns the JSON path would
-have stored for them, the event key included. The rows left over (rejects, duplicates, repeats)
-are turned into JSON text exactly as the JSON path stages them (sql.columns_json_sql), only those,
-and take the full path, so their rejects and duplicate counts read as before.
+have stored for them, the event key included. The valid rows it did not insert are duplicates
+(their key was stored, by an earlier load or an earlier row), counted by type from the typed
+columns. The rows that fail the check are turned into JSON text exactly as the JSON path stages
+them (sql.columns_json_sql), only those, and take the full path, so their rejects read as before.
+The typed check passes exactly the events the JSON rules pass (tests/test_model.py), so no row
+the full path would insert is left to it.
 
 The key of an event without event_id hashes the JSON texts of its fields as the JSON path has
 them (sql.columns_sql); the typed path builds those texts with the same SQL, and only for such
@@ -46,6 +49,8 @@ PREFIX = "__el_"  # the typed fields' prefix, beside the file's own columns
 _P = PREFIX
 # The rows the typed insert left, staged as JSON text with their row in the file.
 LEFT_LINES = LineNumbers("_row + 1")
+# The stored timestamp, rounded to the millisecond as the JSON path stores it.
+TIMESTAMP = f"epoch_ms(round({_P}timestamp)::BIGINT)::TIMESTAMPTZ"
 
 
 class FileColumn(NamedTuple):
@@ -227,7 +232,7 @@ def insert_typed(typed: TypedRows, start: int, stop: int, source: Source, batch:
     FROM (
         SELECT {ROW} + 1 AS rec, {_P}trace_id AS trace_id, {_P}event_id AS event_id,
                {_P}event_type AS event_type,
-               epoch_ms(round({_P}timestamp)::BIGINT)::TIMESTAMPTZ AS timestamp,
+               {TIMESTAMP} AS timestamp,
                {_P}metrics AS metrics,
                coalesce({_P}details, MAP()::MAP(VARCHAR, VARCHAR)) AS event_details,
                {event_key_sql(typed)} AS event_key
@@ -240,17 +245,29 @@ def insert_typed(typed: TypedRows, start: int, stop: int, source: Source, batch:
     )
 
 
-def stage_left(typed: TypedRows, start: int, stop: int, batch: int) -> Query:
-    """Create _src(_row, raw): rows start..stop that batch did not insert, as JSON text, in order.
+def duplicates_by_type(typed: TypedRows, start: int, stop: int, batch: int) -> Query:
+    """The valid rows start..stop that batch did not insert, by type: (event_type, count, first
+    timestamp, last timestamp). Each is a duplicate: its key was stored, by an earlier load or
+    as an earlier row of the chunk (the typed insert inserts every valid row it can)."""
+    return Query(
+        f"SELECT {_P}event_type, count(*), min({TIMESTAMP}), max({TIMESTAMP})"
+        f" FROM ({chunk_sql(typed, start, stop)}) s WHERE coalesce({valid_sql()}, false)"
+        " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.batch_id = ?"
+        f" AND e.source_line = s.{ROW} + 1) GROUP BY {_P}event_type",
+        [*typed.params, typed.path, batch],
+    )
+
+
+def stage_rejected(typed: TypedRows, start: int, stop: int) -> Query:
+    """Create _src(_row, raw): rows start..stop that fail the typed check, as JSON text, in order,
+    for the full path to reject with its reasons.
 
     _src is made inside the load's transaction, so its rowids do not start at 0: the rows' own
     numbers are in _row (LEFT_LINES).
     """
     return Query(
         f"CREATE TEMP TABLE _src AS SELECT {ROW} AS _row, {typed.json} AS raw"
-        f" FROM read_parquet(?, file_row_number=true) s"
-        f" WHERE {ROW} >= {int(start)} AND {ROW} < {int(stop)}"
-        " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.batch_id = ?"
-        f" AND e.source_line = s.{ROW} + 1) ORDER BY {ROW}",
-        [*typed.json_params, typed.path, batch],
+        f" FROM ({chunk_sql(typed, start, stop)})"
+        f" WHERE NOT coalesce({valid_sql()}, false) ORDER BY {ROW}",
+        [*typed.json_params, *typed.params, typed.path],
     )
