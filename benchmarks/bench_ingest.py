@@ -4,6 +4,7 @@
                                              [--workdir DIR] [--keep]
                                              [--wait-quiet SECONDS] [--retry-noisy K]
                                              [--memory-limit LIMIT] [--only KEYS]
+                                             [--parquet map|struct] [--profile]
                                              [--delete-data]
 
 1. Generates N LangWatch track_event bodies as JSON lines with DuckDB SQL (no Python loop) into
@@ -19,8 +20,14 @@
      d. pandas           pandas.read_json(FILE, lines=True) (skipped above 2,000,000 events)
      e. (--memory-limit) eventlens's load_files via the Python API after
                          SET memory_limit = LIMIT (DuckDB's default is 80% of RAM)
-3. Prints the median wall seconds, the max peak RSS, events/s and ratios against b and c, and
-   checks the row counts.
+     p. (--parquet)      `eventlens load` of the same export written as Parquet, with MAP
+                         columns (eventlens's types) or the STRUCT columns read_json detects
+                         (benchmarks/data.py, parquet_export; WORKDIR/<stem>_<kind>.parquet)
+     q. (--parquet)      bare CREATE TABLE AS SELECT * FROM read_parquet(FILE) of that file
+3. Prints the median wall seconds, the max peak RSS, events/s and ratios against b and c (and
+   p against q, issue 16's target 2: at most 1.5x), and checks the row counts. --profile then
+   loads the Parquet file once more in this process and prints where the time goes
+   (benchmarks/ingest_profile.py).
 
 Peak RSS: each contender is started by a tiny launcher (`python -S`, nothing imported; in
 benchmarks/harness.py) that forks it, execs it and reaps it with os.wait4(pid), which returns
@@ -53,11 +60,19 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from benchmarks import harness
-from benchmarks.data import SHAPES, generate, remove_db, stored_events
+from benchmarks import harness, ingest_profile
+from benchmarks.data import (
+    PARQUET_KINDS,
+    SHAPES,
+    generate,
+    parquet_export,
+    remove_db,
+    stored_events,
+)
 from benchmarks.harness import Col, Table, percent, ratio
 
 PANDAS_MAX_EVENTS = 2_000_000
+PARQUET_TARGET = 1.5  # issue 16, target 2: eventlens load of Parquet against a bare CTAS
 
 MAP_COLUMNS = (
     "{trace_id: 'VARCHAR', event_type: 'VARCHAR', metrics: 'MAP(VARCHAR, DOUBLE)', "
@@ -74,6 +89,16 @@ src, db, columns = sys.argv[1], sys.argv[2], sys.argv[3]
 con = duckdb.connect(db)
 opts = f", columns={columns}" if columns else ""
 con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{src}'{opts})")
+rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+con.close()
+print(json.dumps({"rows": rows}))
+"""
+
+_BARE_PARQUET = """
+import json, sys, duckdb
+src, db = sys.argv[1], sys.argv[2]
+con = duckdb.connect(db)
+con.execute("CREATE TABLE events AS SELECT * FROM read_parquet(?)", [src])
 rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
 con.close()
 print(json.dumps({"rows": rows}))
@@ -109,10 +134,12 @@ class Contender:
     runs: list[Run] = field(default_factory=list)
     skipped: str | None = None
     discarded: int = 0  # runs thrown away by --retry-noisy
+    source: Path | None = None  # the file it reads, when not the JSONL (p and q: the Parquet)
 
     def command(self, src: Path, db: Path) -> list[str]:
         py = sys.executable
-        if self.key == "a":
+        src = self.source or src
+        if self.key in ("a", "p"):
             return [py, "-m", "eventlens.cli", "load", str(src), "--db", str(db), "--json"]
         if self.key == "b":
             return [py, "-c", _BARE, str(src), str(db), ""]
@@ -120,6 +147,8 @@ class Contender:
             return [py, "-c", _BARE, str(src), str(db), MAP_COLUMNS]
         if self.key == "e":
             return [py, "-c", _EVENTLENS_LIMITED, str(src), str(db), str(self.memory_limit)]
+        if self.key == "q":
+            return [py, "-c", _BARE_PARQUET, str(src), str(db)]
         return [py, "-c", _PANDAS, str(src)]
 
 
@@ -151,7 +180,7 @@ def run_once(c: Contender, src: Path, workdir: Path, n: int) -> Run:
     result = harness.child_output(code, stdout, stderr)
     if isinstance(result, str):
         detail = result
-    elif c.key in ("a", "e"):
+    elif c.key in ("a", "e", "p"):
         rows = result["loaded"]
         f = result["files"][0] if result["files"] else {}
         detail = (
@@ -274,7 +303,24 @@ def print_table(contenders: list[Contender], n: int) -> bool:
     noisy = sum(1 for c in contenders for r in c.runs if harness.is_noisy(r.others))
     if noisy:
         print("\n" + harness.noise_warning(f"in {noisy} run(s)"))
+    _print_parquet_verdict({c.key: c for c in contenders}, medians)
     return all_ok
+
+
+def _print_parquet_verdict(by_key: dict[str, Contender], medians: dict[str, float | None]) -> None:
+    """p against q: the ratio of their median seconds and of their peak RSS, and the target."""
+    p, q = by_key.get("p"), by_key.get("q")
+    if not p or not q or p.skipped or q.skipped:
+        return
+    med_p, med_q = medians.get("p"), medians.get("q")
+    met = med_p is not None and med_q is not None and med_p <= PARQUET_TARGET * med_q
+    rss_p, rss_q = (max(r.peak_rss_mib for r in c.runs) for c in (p, q))
+    print(
+        "\nParquet: eventlens load "
+        f"{med_p or 0:.2f} s vs bare read_parquet CTAS {med_q or 0:.2f} s = "
+        f"{ratio(med_p, med_q)} (target <= {PARQUET_TARGET}x: {'met' if met else 'NOT MET'}); "
+        f"peak RSS {rss_p:,.0f} vs {rss_q:,.0f} MiB = {ratio(rss_p, rss_q)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +358,18 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these contenders, e.g. 'ae' (default: all)",
     )
     parser.add_argument(
+        "--parquet",
+        choices=PARQUET_KINDS,
+        help="also write the export as Parquet with MAP (eventlens's types) or STRUCT columns and "
+        "run p (eventlens load of it) and q (bare CREATE TABLE AS SELECT * FROM read_parquet)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --parquet: after the runs, load the Parquet file once in this process and "
+        "print each statement's time, the typed insert's operators and the key's share",
+    )
+    parser.add_argument(
         "--delete-data", action="store_true", help="delete the generated JSONL at the end too"
     )
     args = parser.parse_args(argv)
@@ -319,8 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     if n < 1 or args.repeat < 1:
         parser.error("--events and --repeat must be at least 1")
 
+    if args.profile and not args.parquet:
+        parser.error("--profile needs --parquet")
+
     harness.print_header("ingest", __spec__.name, argv)
     src = generate(n, workdir, args.shape)
+    parquet = parquet_export(src, args.parquet) if args.parquet else None
     harness.wait_quiet(args.wait_quiet)
     print(startup_overhead())
     contenders = [
@@ -333,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         contenders.append(
             Contender("e", f"eventlens {args.memory_limit} lim", memory_limit=args.memory_limit)
         )
+    if parquet:
+        contenders += [
+            Contender("p", "eventlens parquet", source=parquet),
+            Contender("q", "duckdb read_parquet", source=parquet),
+        ]
     if n > PANDAS_MAX_EVENTS:
         contenders[3].skipped = (
             f"pandas is skipped above {PANDAS_MAX_EVENTS:,} events (about 12 s and 3 GiB per "
@@ -369,8 +436,13 @@ def main(argv: list[str] | None = None) -> int:
                 remove_db(workdir / f"bench_{c.key}_{n}.duckdb")
     print()
     all_ok = print_table(contenders, n)
+    if parquet and args.profile:
+        harness.wait_quiet(args.wait_quiet)
+        ingest_profile.print_profile(parquet, workdir / f"profile_{n}.duckdb")
     if args.delete_data:
         src.unlink(missing_ok=True)
+        if parquet:
+            parquet.unlink(missing_ok=True)
     return 0 if all_ok else 1
 
 

@@ -309,6 +309,46 @@ def generate(n: int, workdir: Path, shape: str = "generated") -> Path:
     return path
 
 
+PARQUET_KINDS = ("map", "struct")
+
+
+def parquet_export(src: Path, kind: str) -> Path:
+    """The JSONL export `src` as Parquet beside it, <stem>_<kind>.parquet, reused when it exists
+    and holds as many rows as src has lines. `map`: metrics MAP(VARCHAR, DOUBLE) and
+    event_details MAP(VARCHAR, VARCHAR) (eventlens's own types); `struct`: the STRUCT columns
+    DuckDB's read_json detects. A column the export never has (event_id in the real shape) is
+    left out."""
+    path = src.with_name(f"{src.stem}_{kind}.parquet")
+    n = count_lines(src)
+    con = duckdb.connect()
+    try:
+        if path.is_file():
+            rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()
+            if rows and rows[0] == n:
+                print(f"reusing {path} ({n:,} rows, {path.stat().st_size / 1e6:,.0f} MB)")
+                return path
+        started = time.perf_counter()
+        has_id = '"event_id"' in src.open(encoding="utf-8").readline()
+        columns = (
+            "{trace_id: 'VARCHAR', event_type: 'VARCHAR', timestamp: 'BIGINT',"
+            + (" event_id: 'VARCHAR'," if has_id else "")
+            + " metrics: 'MAP(VARCHAR, DOUBLE)', event_details: 'MAP(VARCHAR, VARCHAR)'}"
+        )
+        options = f", columns={columns}" if kind == "map" else ""
+        tmp = path.with_suffix(".parquet.part")
+        con.execute(
+            f"COPY (SELECT * FROM read_json(?{options})) TO '{tmp}' (FORMAT parquet)", [str(src)]
+        )
+        tmp.replace(path)
+    finally:
+        con.close()
+    print(
+        f"wrote {path} ({n:,} rows, {path.stat().st_size / 1e6:,.0f} MB) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return path
+
+
 def count_lines(path: Path) -> int:
     count = 0
     with open(path, "rb") as fh:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from ingest_helpers import load_both_ways
 
 from eventlens import ingest, model
 from eventlens.ingest import Detected, LoadResult, NotAnExport, detect, load_files
@@ -784,32 +785,11 @@ def test_a_blank_dataset_name_falls_back_to_the_file_name(store, formats_dir):
 # -- the fast path (one-pass insert of clean events) against the full path ------------------------
 
 
-def _load_both_ways(paths: list[Path], chunk: int = 1_000_000) -> dict[bool, tuple]:
-    """Load `paths` with the fast path on and off; what each way stored and reported."""
-    out = {}
-    for fast in (True, False):
-        with Store(":memory:") as s:
-            files = load_files(s, paths, "d", chunk_records=chunk, fast_path=fast).files
-            for f in files:
-                f.seconds = 0.0
-            events = s.rows(
-                "SELECT event_key, event_id, trace_id, event_type, timestamp, metrics,"
-                " event_details, dataset, source_file, source_line FROM events"
-                " ORDER BY source_file, source_line, event_key"
-            )
-            rejects = s.rows(
-                "SELECT file, line, location, reason, raw FROM rejects"
-                " ORDER BY file, line, location"
-            )
-        out[fast] = ([f.as_dict() for f in files], events, rejects)
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(ALL_FORMAT_KINDS))
 def test_fast_path_stores_what_the_full_path_stores(formats_dir, name):
     """Each sample format, loaded twice (so the second load is all duplicates)."""
     path = formats_dir / name
-    both = _load_both_ways([path, path])
+    both = load_both_ways([path, path])
     assert both[True] == both[False]
     assert both[True][0][0]["loaded"] > 0
 
@@ -830,7 +810,7 @@ def test_fast_path_matches_in_small_chunks_with_repeats(write_lines):
     ]
     path = write_lines(lines)
     for chunk in (3, 4, 100):
-        both = _load_both_ways([path], chunk)
+        both = load_both_ways([path], chunk)
         assert both[True] == both[False]
         (summary,) = both[True][0]
         assert (summary["loaded"], summary["rejected"], summary["duplicates"]) == (5, 2, 3)

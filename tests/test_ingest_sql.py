@@ -9,7 +9,9 @@ import pytest
 
 from eventlens import model
 from eventlens.ingest import sql
+from eventlens.ingest import typed as typed_sql
 from eventlens.ingest.sql import LineNumbers, Query, Source
+from eventlens.ingest.typed import FileColumn, typed_rows
 from eventlens.store import Store
 
 # A file whose dataset, name and hash would break any statement they were spliced into.
@@ -17,6 +19,18 @@ HOSTILE = Source("d'; DROP TABLE events; --", 'it\'s "here" ?.jsonl', "0' OR '1'
 # CSV numbering after a malformed line: it binds the skipped lines' thresholds.
 CSV_LINES = LineNumbers("rowid + 2 + len(list_filter(?::BIGINT[], lambda t: t <= rowid))", ([1],))
 BATCH = 42
+# A Parquet file with STRUCT columns (field names bound as map keys) at a hostile path.
+TYPED = typed_rows(
+    "f'; DROP TABLE events; --.parquet",
+    10,
+    [
+        FileColumn("trace_id", "VARCHAR"),
+        FileColumn("type", "VARCHAR"),
+        FileColumn("metrics", 'STRUCT("x ""y""" DOUBLE)', (('x "y"', "DOUBLE"),)),
+        FileColumn("details", "STRUCT(k VARCHAR)", (("k", "VARCHAR"),)),
+    ],
+)
+assert TYPED is not None
 
 STATEMENTS: dict[str, Query] = {
     "insert_clean": sql.insert_clean(CSV_LINES, 0, 10, HOSTILE, BATCH),
@@ -27,6 +41,9 @@ STATEMENTS: dict[str, Query] = {
     "normalise": sql.normalise(CSV_LINES, "line", 0, 10, only_left=True),
     "expand_containers": sql.expand_containers("element"),
     "insert_checked": sql.insert_checked(HOSTILE, BATCH, first_copy_only=True),
+    "insert_typed": typed_sql.insert_typed(TYPED, 0, 10, HOSTILE, BATCH),
+    "duplicates_by_type": typed_sql.duplicates_by_type(TYPED, 0, 10, BATCH),
+    "stage_rejected": typed_sql.stage_rejected(TYPED, 0, 10),
     "reject_failures": sql.reject_failures("line", HOSTILE),
     "first_malformed": sql.first_malformed(1000),
     "reject_malformed_after": sql.reject_malformed_after("line", HOSTILE, 12),
@@ -47,9 +64,9 @@ def test_a_statement_binds_one_value_per_placeholder(name):
 @pytest.mark.parametrize("name", sorted(STATEMENTS))
 def test_user_values_are_bound_never_spliced(name):
     text, params = STATEMENTS[name]
-    for value in HOSTILE:
+    for value in (*HOSTILE, TYPED.path):
         assert value not in text
-    if name in ("insert_clean", "insert_checked"):
+    if name in ("insert_clean", "insert_checked", "insert_typed"):
         assert params[:3] == [HOSTILE.dataset, HOSTILE.file, BATCH]
     if name.startswith("reject"):
         assert params[:3] == list(HOSTILE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -670,3 +671,101 @@ def test_fast_and_full_paths_store_the_same_events(generated, tmp_path):
             )
     assert stored[True] == stored[False]
     assert len(stored[True]) >= 50
+
+
+# -- the typed rendering (Parquet's typed path) and the JSON one agree -----------------------------
+
+NAN, INF = math.nan, math.inf
+# (trace_id, event_type, metrics, timestamp) as a typed file holds them: a None metric entry is
+# absent, metrics None is no metrics, a None timestamp is none.
+TYPED_CASES: list[tuple[Any, Any, Any, Any]] = [
+    ("t", "x", {"a": 1.0}, None),
+    ("", "x", {}, 0.0),  # the empty trace_id is a string
+    (None, "x", {}, None),
+    ("t", None, {}, None),
+    ("t", "x", None, None),
+    (None, None, None, None),
+    ("t", "x", {"a": NAN}, None),
+    ("t", "x", {"a": INF}, None),
+    ("t", "x", {"a": 1.0, "b": -INF}, None),
+    ("t", "x", {"a": None}, None),  # absent, so valid
+    ("t", "x", {"a": None, "b": NAN}, None),
+    ("t", "x", {"a": 1e308, "b": 1e308}, None),  # finite, though their sum is not
+    ("t", "x", {"a": -0.0, "b": 5e-324, "c": 2.0**64}, None),
+    *[
+        ("t", "x", {}, ts)
+        for ts in (
+            MIN_TIMESTAMP_MS,
+            MAX_TIMESTAMP_MS,
+            MIN_TIMESTAMP_MS - 1,
+            MAX_TIMESTAMP_MS + 1,
+            MAX_TIMESTAMP_MS + 0.5,
+            -1.0,
+            1.5,
+            -1e300,
+            1e300,
+            NAN,
+            INF,
+            -INF,
+        )
+    ],
+    *[
+        ("t", rule.event_type, metrics, None)
+        for rule in model.PREDEFINED_RULES.values()
+        for metrics in (
+            {rule.metric: rule.example},
+            {rule.metric: float(rule.low)},
+            {rule.metric: float(rule.high) if rule.high is not None else 1e300},
+            {rule.metric: float(rule.low) - 0.5},
+            {rule.metric: (rule.high or 0) + 0.5},
+            {rule.metric: None},
+            {rule.metric: NAN},
+            {"other": 1.0},
+            {},
+        )
+    ],
+]
+
+
+def _typed_body(case: tuple[Any, Any, Any, Any]) -> dict[str, Any]:
+    """A typed case as the body LangWatch would get: absent fields and entries left out."""
+    trace_id, event_type, metrics, ts = case
+    out = {"trace_id": trace_id, "event_type": event_type, "timestamp": ts}
+    if metrics is not None:
+        out["metrics"] = {k: v for k, v in metrics.items() if v is not None}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def test_the_typed_check_agrees_with_validate_body_and_the_json_check(tmp_path):
+    """model.sql_typed_valid over typed values passes exactly the events validate_body passes,
+    and the JSON path (the same file with the fast path off) rejects exactly the others."""
+    import pyarrow as pa
+    from ingest_helpers import write_parquet
+
+    from eventlens.ingest.sql import present_entries
+
+    trace, etype, metrics, ts = (list(col) for col in zip(*TYPED_CASES, strict=True))
+    path = write_parquet(
+        tmp_path / "typed.parquet",
+        {
+            "trace_id": (pa.string(), trace),
+            "event_type": (pa.string(), etype),
+            "metrics": (pa.map_(pa.string(), pa.float64()), metrics),
+            "timestamp": (pa.float64(), ts),
+        },
+    )
+    check = model.sql_typed_valid(
+        trace_id="trace_id", event_type="event_type", metrics="m", timestamp="timestamp"
+    )
+    with Store(":memory:") as s:
+        typed = s.rows(
+            f"SELECT coalesce({check}, false) FROM (SELECT *, {present_entries('metrics')} AS m"  # noqa: S608
+            " FROM read_parquet(?, file_row_number=true) ORDER BY file_row_number)",
+            [str(path)],
+        )
+        load_files(s, [path], fast_path=False)
+        rejected = {int(line) for (line,) in s.rows("SELECT line FROM rejects")}
+    by_model = [not validate_body(_typed_body(case)) for case in TYPED_CASES]
+    by_json = [row not in rejected for row in range(1, len(TYPED_CASES) + 1)]
+    assert [ok for (ok,) in typed] == by_model == by_json
+    assert 10 < sum(by_model) < len(TYPED_CASES) - 10

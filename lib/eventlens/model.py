@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -385,16 +386,62 @@ def sql_quick_valid() -> str:
 
 def _sql_quick_predefined() -> str:
     """True when the event is not a predefined type, or its required metric is in range."""
+    return _sql_predefined_in_range(
+        "j_event_type::VARCHAR",
+        lambda rule: _sql_str(_json_quote(rule.event_type)),
+        lambda rule: (
+            f"TRY_CAST(json_extract_string(j_metrics, {_sql_str('$.' + rule.metric)}) AS DOUBLE)"
+        ),
+    )
+
+
+def _sql_predefined_in_range(
+    event_type: str,
+    type_sql: Callable[[MetricRule], str],
+    value_sql: Callable[[MetricRule], str],
+) -> str:
+    """SQL true unless `event_type` is a predefined type whose metric (value_sql, a DOUBLE or
+    NULL when absent) is absent or out of its range; type_sql is how a type's name compares."""
     whens = []
     for rule in PREDEFINED_RULES.values():
-        v = f"TRY_CAST(json_extract_string(j_metrics, {_sql_str('$.' + rule.metric)}) AS DOUBLE)"
+        v = value_sql(rule)
         check = f"{v} {'>=' if rule.low_inclusive else '>'} {rule.low}"
         if rule.high is not None:
             check += f" AND {v} <= {rule.high}"
-        whens.append(f"WHEN {_sql_str(_json_quote(rule.event_type))} THEN coalesce({check}, false)")
-    return f"(CASE j_event_type::VARCHAR {' '.join(whens)} ELSE true END)"
+        whens.append(f"WHEN {type_sql(rule)} THEN coalesce({check}, false)")
+    return f"(CASE {event_type} {' '.join(whens)} ELSE true END)"
 
 
 def _json_quote(text: str) -> str:
     """A plain string as the JSON text json_transform hands back for it."""
     return json.dumps(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same rules over typed values (ingest/typed.py: a Parquet file's own column types), where a
+# type already settles what the JSON rendering checks value by value:
+#   trace_id, event_type (and event_id): VARCHAR, NULL when absent; event_details: a map of
+#   strings, which breaks no rule; metrics: MAP(VARCHAR, DOUBLE) holding only the entries
+#   present (a null entry is absent), NULL when absent; timestamp: epoch ms as DOUBLE or NULL.
+# ---------------------------------------------------------------------------------------------
+
+
+def sql_typed_valid(*, trace_id: str, event_type: str, metrics: str, timestamp: str) -> str:
+    """A DuckDB predicate over typed values: true exactly when validate_body passes the event
+    they hold (NULL counts as false). The arguments are column names or expressions."""
+    # REQUIRED_FIELDS: a typed field is either present with the right type or NULL.
+    required = dict(zip(REQUIRED_FIELDS, (trace_id, event_type, metrics), strict=True))
+    parts = [f"{col} IS NOT NULL" for col in required.values()]
+    # A metric must be a finite number: a typed DOUBLE only fails when it is NaN or infinite.
+    parts.append(f"len(list_filter(map_values({metrics}), lambda v: NOT isfinite(v))) = 0")
+    parts.append(
+        f"({timestamp} IS NULL OR {timestamp} BETWEEN {MIN_TIMESTAMP_MS} AND {MAX_TIMESTAMP_MS})"
+    )
+    parts.append(
+        _sql_predefined_in_range(
+            event_type,
+            lambda rule: _sql_str(rule.event_type),
+            lambda rule: f"{metrics}[{_sql_str(rule.metric)}]",
+        )
+    )
+    return "(" + " AND ".join(parts) + ")"

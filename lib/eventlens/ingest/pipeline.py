@@ -21,11 +21,13 @@ from typing import Any
 import duckdb
 
 from eventlens.ingest import sql
+from eventlens.ingest import typed as typed_sql
 from eventlens.ingest.detect import Detected, NotAnExport, detect
 from eventlens.ingest.options import CHUNK_RECORDS, MAX_LINE_BYTES, LoadOptions
 from eventlens.ingest.readers import DOCUMENT_TOO_LARGE, READERS, Staged
 from eventlens.ingest.results import FileResult, LoadResult
 from eventlens.ingest.sql import Source
+from eventlens.ingest.typed import TypedRows
 from eventlens.store import Store, fetch_scalar
 
 DETAILED_JSON_ERRORS = 1_000  # malformed lines explained by Python's parser, the rest generically
@@ -227,18 +229,31 @@ def _insert_chunks(
     chunk = options.chunk_records
     for start in range(0, max(staged.records, 1), chunk):
         stop = min(start + chunk, staged.records)
-        clean = _insert_clean(cur, source, staged, start, stop) if options.fast_path else _Added()
+        if staged.typed is not None:
+            clean = _insert_typed(cur, source, staged.typed, start, stop)
+        elif options.fast_path:
+            clean = _insert_clean(cur, source, staged, start, stop)
+        else:
+            clean = _Added()
         total += clean
-        if clean.loaded == stop - start:
+        if clean.loaded + clean.duplicates == stop - start:
             continue
         # The records the fast path left: rejects, duplicates, containers, oddities.
-        _normalise(cur, staged, start, stop, only_left=clean.loaded > 0)
-        if start == 0 and clean.loaded == 0:
-            _check_is_export(cur, staged)
+        if staged.typed is not None:  # its rejects, all of _src, made by _insert_typed
+            left = stop - start - clean.loaded - clean.duplicates
+            rest = Staged(staged.unit, left, typed_sql.LEFT_LINES)
+            _normalise(cur, rest, 0, sql.ALL_ROWIDS, only_left=False)
+        else:
+            rest = staged
+            _normalise(cur, staged, start, stop, only_left=clean.loaded > 0)
+        if start == 0 and clean.loaded == 0 and clean.duplicates == 0:
+            _check_is_export(cur, rest)
         explained = _write_rejects(cur, source, staged.unit, explained)
         total += _insert_checked(cur, source)
         cur.execute("DROP TABLE _norm")
         cur.execute("DROP TABLE IF EXISTS _left")
+        if staged.typed is not None:
+            cur.execute("DROP TABLE _src")
     return total
 
 
@@ -278,6 +293,30 @@ def _drop_repeats(cur: duckdb.DuckDBPyConnection, batch: int) -> int:
     if repeats:
         cur.execute(*sql.delete_repeats(batch))
     return int(repeats)
+
+
+def _insert_typed(
+    cur: duckdb.DuckDBPyConnection, source: Source, typed: TypedRows, start: int, stop: int
+) -> _Added:
+    """Insert the valid, new events of Parquet rows start..stop from their typed columns (typed.py).
+
+    The valid rows it did not insert are duplicates, counted by type here; the rows that fail
+    the typed check are staged as JSON text in _src for the full path to reject.
+    """
+    batch = _next_batch(cur)
+    inserted = int(fetch_scalar(cur, *typed_sql.insert_typed(typed, start, stop, source, batch)))
+    by_type: tuple[tuple[Any, int, Any, Any], ...] = ()
+    if inserted:
+        inserted -= _drop_repeats(cur, batch)
+        by_type = tuple(cur.execute(*sql.batch_summary(batch)).fetchall())
+    duplicates = 0
+    if inserted < stop - start:
+        dups = cur.execute(*typed_sql.duplicates_by_type(typed, start, stop, batch)).fetchall()
+        duplicates = sum(int(n) for _, n, _, _ in dups)
+        by_type += tuple(dups)
+        if inserted + duplicates < stop - start:
+            cur.execute(*typed_sql.stage_rejected(typed, start, stop))
+    return _Added(inserted, duplicates, by_type)
 
 
 # -- the full path --------------------------------------------------------------------------------

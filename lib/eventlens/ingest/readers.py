@@ -1,4 +1,5 @@
-"""One reader per record layout, in a registry: each stages a file as JSON text, a row a record.
+"""One reader per record layout, in a registry: each stages a file as JSON text, a row a record
+(or, for a Parquet file whose types allow it, leaves its rows to the typed path: typed.py).
 
 Modelled on datasette's output renderers (datasette/app.py, _register_renderers): each format
 registers once, with what the rest of a load needs to know about it, and the load looks its
@@ -16,6 +17,7 @@ import duckdb
 from eventlens.ingest.detect import ACCEPTED_FORMATS, Detected, Kind, NotAnExport
 from eventlens.ingest.options import LoadOptions
 from eventlens.ingest.sql import LineNumbers, columns_json_sql
+from eventlens.ingest.typed import TypedRows, file_columns, typed_rows
 from eventlens.store import fetch_scalar
 
 MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024  # the largest single JSON document (trace, search)
@@ -32,6 +34,8 @@ class Staged:
     lines: LineNumbers = LineNumbers()
     # Records the reader itself refused, as (line, reason, raw): CSV lines that did not split.
     rejects: tuple[tuple[int, str, str], ...] = ()
+    # Set, nothing is staged: the records are the file's rows, read by the typed path.
+    typed: TypedRows | None = None
 
 
 Stage = Callable[[duckdb.DuckDBPyConnection, str, Detected, LoadOptions], Staged]
@@ -184,6 +188,13 @@ def _csv_error_words(kind: str, message: str) -> str:
 def _parquet(
     cur: duckdb.DuckDBPyConnection, path: str, detected: Detected, options: LoadOptions
 ) -> Staged:
+    described = cur.execute("SELECT * FROM read_parquet(?) LIMIT 0", [path]).description
+    columns = file_columns(described or [])
+    if options.fast_path:
+        rows = int(fetch_scalar(cur, "SELECT count(*) FROM read_parquet(?)", [path]))
+        typed = typed_rows(path, rows, columns)
+        if typed is not None:
+            return Staged("row", rows, typed=typed)
     cur.execute("CREATE TEMP TABLE _cells AS SELECT * FROM read_parquet(?)", [path])
     _columns_to_json(cur, "_cells", text_cells=False)
     return Staged("row", _count(cur))

@@ -32,7 +32,7 @@ _FIELDS = (
     "traces",
 )
 SPEC = json.dumps({name: "JSON" for name in _FIELDS})
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, dataset,"
     " source_file, source_line, batch_id"
 )
@@ -47,6 +47,11 @@ class LineNumbers(NamedTuple):
 
     sql: str = "rowid + 1"
     params: tuple[Any, ...] = ()
+
+
+# A rowid range holding every row: a table made inside a transaction numbers its rows from
+# DuckDB's MAX_ROW_ID, not 0 (typed.py's rows left for the full path).
+ALL_ROWIDS = 2**63 - 1
 
 
 # A record holding events rather than being one: a trace document, a search row or response.
@@ -153,8 +158,61 @@ def entries_map_sql(col: str, value: str) -> str:
     )
 
 
+Column = tuple[str, str]  # a table's column: its name in the file and its DuckDB type
+
+
+class ColumnRoles(NamedTuple):
+    """Which columns of a CSV or Parquet table hold each event field (None: no such column).
+
+    Names match case-insensitively; the first alias found wins (KEY_COLUMNS, TIMESTAMP_COLUMNS,
+    OBJECT_COLUMNS). A whole metrics/details column (JSON text, MAP or STRUCT) is used before
+    flat `metrics.<key>` columns, which are listed as (key, column).
+    """
+
+    trace_id: Column | None
+    event_type: Column | None
+    event_id: Column | None
+    timestamp: Column | None
+    metrics: Column | None
+    event_details: Column | None
+    flat_metrics: tuple[tuple[str, Column], ...]
+    flat_details: tuple[tuple[str, Column], ...]
+
+
+TIMESTAMP_COLUMNS = ("timestamp", "timestamps.started_at", "started_at")
+OBJECT_COLUMNS = {"metrics": ("metrics",), "event_details": ("event_details", "details")}
+
+
+def column_roles(columns: Sequence[Column]) -> ColumnRoles:
+    """The columns that hold each event field; columns_json_sql and the typed path share it."""
+    by_name = {name.lower(): (name, dtype) for name, dtype in columns}
+
+    def col(*names: str) -> Column | None:
+        return next((by_name[n] for n in names if n in by_name), None)
+
+    def flat(names: tuple[str, ...]) -> tuple[tuple[str, Column], ...]:
+        prefixes = tuple(n + "." for n in names)
+        return tuple(
+            (name[len(p) :], (name, dtype))
+            for name, dtype in columns
+            for p in prefixes
+            if name.lower().startswith(p) and len(name) > len(p)
+        )
+
+    return ColumnRoles(
+        trace_id=col(*KEY_COLUMNS["trace_id"]),
+        event_type=col(*KEY_COLUMNS["event_type"]),
+        event_id=col("event_id"),
+        timestamp=col(*TIMESTAMP_COLUMNS),
+        metrics=col(*OBJECT_COLUMNS["metrics"]),
+        event_details=col(*OBJECT_COLUMNS["event_details"]),
+        flat_metrics=flat(OBJECT_COLUMNS["metrics"]),
+        flat_details=flat(OBJECT_COLUMNS["event_details"]),
+    )
+
+
 def columns_json_sql(
-    columns: Sequence[tuple[str, str]], *, text_cells: bool
+    columns: Sequence[Column], *, text_cells: bool
 ) -> tuple[str | None, list[Any]]:
     """SQL building one JSON event per row from CSV or Parquet columns (None: no event columns).
 
@@ -162,36 +220,26 @@ def columns_json_sql(
     bound as parameters. CSV cells are text: a numeric cell becomes a number, an empty cell is
     absent. Parquet cells keep their types, so a string metric is rejected as LangWatch would.
     """
-    by_name = {name.lower(): (name, dtype) for name, dtype in columns}
+    roles = column_roles(columns)
+    if roles.trace_id is None and roles.event_type is None:
+        return None, []
     parts: list[str] = []
     params: list[Any] = []
-
-    def col(*names: str) -> tuple[str, str] | None:
-        return next((by_name[n] for n in names if n in by_name), None)
-
-    for key, names in (*KEY_COLUMNS.items(), ("event_id", ("event_id",))):
-        found = col(*names)
+    for key in ("trace_id", "event_type", "event_id"):
+        found = getattr(roles, key)
         if found:
-            parts.append(f"'{key}', {_scalar_json(found, text_cells, numeric=False)}")
-    ts = col("timestamp", "timestamps.started_at", "started_at")
-    if ts:
-        parts.append(f"'timestamp', {_timestamp_json(ts, text_cells)}")
-    for key, names, prefixes, numeric in (
-        ("metrics", ("metrics",), ("metrics.",), True),
-        ("event_details", ("event_details", "details"), ("event_details.", "details."), False),
+            parts.append(f"'{key}', {scalar_json(found, text_cells, numeric=False)}")
+    if roles.timestamp:
+        parts.append(f"'timestamp', {timestamp_json(roles.timestamp, text_cells)}")
+    for key, whole, flat, numeric in (
+        ("metrics", roles.metrics, roles.flat_metrics, True),
+        ("event_details", roles.event_details, roles.flat_details, False),
     ):
-        whole = col(*names)
-        flat = [
-            (name[len(p) :], (name, dtype))
-            for name, dtype in columns
-            for p in prefixes
-            if name.lower().startswith(p) and len(name) > len(p)
-        ]
         if whole:
-            parts.append(f"'{key}', {_object_json(whole)}")
+            parts.append(f"'{key}', {object_json(whole)}")
         elif flat:
             entries = ", ".join(
-                f"{{'key': ?, 'value': {_scalar_json(c, text_cells, numeric=numeric)}}}"
+                f"{{'key': ?, 'value': {scalar_json(c, text_cells, numeric=numeric)}}}"
                 for _, c in flat
             )
             params.extend(k for k, _ in flat)
@@ -202,19 +250,18 @@ def columns_json_sql(
         elif key == "metrics":
             # A flat file without metric columns has no metrics: {} rather than missing.
             parts.append("'metrics', '{}'::JSON")
-    if not any(p.startswith(("'trace_id'", "'event_type'")) for p in parts):
-        return None, []
     return "json_object(" + ", ".join(parts) + ")::VARCHAR", params
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     """A column name from a file, quoted as a SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _scalar_json(column: tuple[str, str], text_cells: bool, *, numeric: bool) -> str:
+def scalar_json(column: Column, text_cells: bool, *, numeric: bool) -> str:
+    """A scalar cell as JSON (NULL: absent); a CSV cell that reads as a number, as a number."""
     name, dtype = column
-    c = _ident(name)
+    c = ident(name)
     if not text_cells:
         return f"to_json({c})"
     blank = f"nullif(trim({c}), '') IS NULL"
@@ -227,11 +274,12 @@ def _scalar_json(column: tuple[str, str], text_cells: bool, *, numeric: bool) ->
     return f"CASE WHEN {blank} THEN NULL ELSE to_json({c}) END"
 
 
-def _timestamp_json(column: tuple[str, str], text_cells: bool) -> str:
+def timestamp_json(column: Column, text_cells: bool) -> str:
+    """A timestamp cell as JSON: epoch ms for a TIMESTAMP or DATE (or a CSV date text)."""
     name, dtype = column
-    c = _ident(name)
+    c = ident(name)
     if dtype.upper().startswith(("TIMESTAMP", "DATE")):
-        return f"to_json(epoch_ms({c}::TIMESTAMPTZ))"
+        return f"to_json({timestamp_ms(c)})"
     if not text_cells or dtype.upper() != "VARCHAR":
         return f"to_json({c})"
     t = f"trim({c})"
@@ -243,18 +291,31 @@ def _timestamp_json(column: tuple[str, str], text_cells: bool) -> str:
     )
 
 
-def _object_json(column: tuple[str, str]) -> str:
+def timestamp_ms(col: str) -> str:
+    """A TIMESTAMP or DATE column's epoch milliseconds (NULL for infinity)."""
+    return f"epoch_ms({col}::TIMESTAMPTZ)"
+
+
+def present_entries(map_col: str) -> str:
+    """A MAP without its null entries (they mean absent); the map itself when it has none."""
+    return (
+        f"CASE WHEN list_count(map_values({map_col})) = cardinality({map_col}) THEN {map_col}"
+        f" ELSE map_from_entries(list_filter(map_entries({map_col}),"
+        " lambda e: e.value IS NOT NULL)) END"
+    )
+
+
+def object_json(column: Column) -> str:
     """A metrics/details column: JSON text, or a MAP/STRUCT whose null entries mean absent."""
     name, dtype = column
-    c = _ident(name)
+    c = ident(name)
     if dtype.upper() in ("VARCHAR", "JSON"):
         return (
             f"CASE WHEN nullif(trim({c}), '') IS NULL THEN NULL "
             f"WHEN json_valid({c}) THEN {c}::JSON ELSE to_json({c}) END"
         )
     if dtype.upper().startswith("MAP"):
-        present = f"list_filter(map_entries({c}), lambda e: e.value IS NOT NULL)"
-        return f"to_json(map_from_entries({present}))"
+        return f"to_json({present_entries(c)})"
     if dtype.upper().startswith("STRUCT"):
         return (
             f"to_json(map_from_entries(list_filter(map_entries(TRY_CAST(to_json({c}) AS"
@@ -349,7 +410,7 @@ def insert_events(rows: str, source: Source, batch: int, rows_params: Sequence[A
     """An INSERT of `rows`' events (a parenthesised query or a table) with their maps."""
     return Query(
         f"""
-    INSERT INTO events ({_EVENT_COLUMNS})
+    INSERT INTO events ({EVENT_COLUMNS})
     SELECT event_key, event_id, trace_id, event_type, timestamp, metrics, event_details, ?, ?,
            rec, ?
     FROM ({maps_sql(rows)})

@@ -9,43 +9,61 @@ exactly what the server holds.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from eventlens import model
 from eventlens.store import Store, fetch_scalar
 from eventlens.sync import journal
 from eventlens.sync.mapping import PulledTrace
 
-# A page reaches DuckDB as Arrow tables built column by column: binding 10,000 events as a list
-# of structs took about a second, the Arrow table about 40 ms.
-EVENTS = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("pos", pa.int32()),
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("ts", pa.float64()),
-        ("metrics", pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64())]))),
-        ("details", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
-    ]
-)
-METADATA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("user_id", pa.string()),
-        ("thread_id", pa.string()),
-        ("customer_id", pa.string()),
-        ("labels", pa.list_(pa.string())),
-        ("updated_at", pa.float64()),
-    ]
-)
-REJECTS = pa.schema(
-    [("trace_id", pa.string()), ("pos", pa.int32()), ("reason", pa.string()), ("raw", pa.string())]
-)
+if TYPE_CHECKING:  # pyarrow (and numpy) load with a pull's first page: `eventlens load` and
+    import pyarrow as pa  # the other commands do not wait 0.3 s for them at start
+
+
+@functools.cache
+def _schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema]:
+    """The event, metadata and reject tables' schemas.
+
+    A page reaches DuckDB as Arrow tables built column by column: binding 10,000 events as a
+    list of structs took about a second, the Arrow table about 40 ms.
+    """
+    import pyarrow as pa
+
+    events = pa.schema(
+        [
+            ("trace_id", pa.string()),
+            ("pos", pa.int32()),
+            ("event_id", pa.string()),
+            ("event_type", pa.string()),
+            ("ts", pa.float64()),
+            ("metrics", pa.list_(pa.struct([("key", pa.string()), ("value", pa.float64())]))),
+            ("details", pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))),
+        ]
+    )
+    metadata = pa.schema(
+        [
+            ("trace_id", pa.string()),
+            ("user_id", pa.string()),
+            ("thread_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("labels", pa.list_(pa.string())),
+            ("updated_at", pa.float64()),
+        ]
+    )
+    rejects = pa.schema(
+        [
+            ("trace_id", pa.string()),
+            ("pos", pa.int32()),
+            ("reason", pa.string()),
+            ("raw", pa.string()),
+        ]
+    )
+    return events, metadata, rejects
+
+
 # The rows of the page's traces in the dataset: bind the dataset, then the trace ids.
 IN_PAGE = "dataset = ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
 # A reject's 'file' names where it came from; its location names the trace and the position.
@@ -73,9 +91,12 @@ class CursorUpdate:
 
 def split(traces: list[PulledTrace]) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Event, metadata and reject tables of a page; each body judged by model.py."""
-    events: dict[str, list[Any]] = {name: [] for name in EVENTS.names}
-    metas: dict[str, list[Any]] = {name: [] for name in METADATA.names}
-    rejects: dict[str, list[Any]] = {name: [] for name in REJECTS.names}
+    import pyarrow as pa
+
+    schemas = _schemas()
+    events: dict[str, list[Any]] = {name: [] for name in schemas[0].names}
+    metas: dict[str, list[Any]] = {name: [] for name in schemas[1].names}
+    rejects: dict[str, list[Any]] = {name: [] for name in schemas[2].names}
     for trace in traces:
         meta = trace.metadata
         metas["trace_id"].append(trace.trace_id)
@@ -109,9 +130,9 @@ def split(traces: list[PulledTrace]) -> tuple[pa.Table, pa.Table, pa.Table]:
                 ]
             )
     return (
-        pa.table(events, schema=EVENTS),
-        pa.table(metas, schema=METADATA),
-        pa.table(rejects, schema=REJECTS),
+        pa.table(events, schema=schemas[0]),
+        pa.table(metas, schema=schemas[1]),
+        pa.table(rejects, schema=schemas[2]),
     )
 
 
