@@ -819,25 +819,20 @@ def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
         SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
     )
     with store.cursor() as cur:
-        cur.execute("BEGIN TRANSACTION")  # the marker and the catalogue of one moment
-        try:
-            through = store.keys_through(cur)
-            if through is None:  # no catalogue (a store made before it, opened read-only)
-                summary, newer = "", ["TRUE"]
-            else:  # the marker is bound, not a subquery, so the scan skips older row groups
-                keep = _and(["map = ?", *conds])
-                summary = f"SELECT key, events AS n FROM key_summary WHERE {keep} UNION ALL "
-                newer = ["batch_id > ?"]
-            sql = (
-                f"SELECT key, sum(n) AS n FROM ({summary}"
-                f"SELECT unnest(map_keys({column})) AS key, 1 AS n FROM events"
-                f" WHERE {_and(['timestamp IS NOT NULL', *newer, *conds])})"
-                " GROUP BY key ORDER BY n DESC, key"
-            )
-            bound = [] if through is None else [column, *params, through]
-            rows = cur.execute(sql, [*bound, *params]).fetchall()
-        finally:
-            cur.execute("ROLLBACK")  # it only read
+        built = store.keys_through(cur) is not None
+    if built:  # one statement: the marker and the catalogue of one moment
+        keep = _and(["map = ?", *conds])
+        summary = f"SELECT key, events AS n FROM key_summary WHERE {keep} UNION ALL "
+        newer = ["batch_id > (SELECT max(batch) FROM key_summary_batch)"]
+    else:  # no catalogue (a store made before it, opened read-only): every event
+        summary, newer = "", []
+    rows = store.rows(
+        f"SELECT key, sum(n) AS n FROM ({summary}"
+        f"SELECT unnest(map_keys({column})) AS key, 1 AS n FROM events"
+        f" WHERE {_and(['timestamp IS NOT NULL', *newer, *conds])})"
+        " GROUP BY key ORDER BY n DESC, key",
+        [*([column, *params] if built else []), *params],
+    )
     return [r[0] for r in rows]
 
 
