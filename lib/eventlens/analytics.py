@@ -319,15 +319,10 @@ def checked(store: Store, q: SeriesQuery) -> SeriesQuery:
     )
 
 
-def _where(
-    q: SeriesQuery,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
-    *,
-    with_metric: bool = True,
-) -> tuple[str, list[Any]]:
-    """The WHERE clause for a query's filters; every value is a bound parameter."""
-    conds: list[str] = ["timestamp IS NOT NULL"]
+def _scope_conds(q: SeriesQuery) -> tuple[list[str], list[Any]]:
+    """The conditions on dataset and event_type (columns of events and of key_summary) that
+    a query's datasets, include_test and event types make, with their bound parameters."""
+    conds: list[str] = []
     params: list[Any] = []
     if q.datasets:
         conds.append("list_contains(?, dataset)")
@@ -337,6 +332,19 @@ def _where(
     if q.event_types:
         conds.append("list_contains(?, event_type)")
         params.append(list(q.event_types))
+    return conds, params
+
+
+def _where(
+    q: SeriesQuery,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    *,
+    with_metric: bool = True,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause for a query's filters; every value is a bound parameter."""
+    conds, params = _scope_conds(q)
+    conds.insert(0, "timestamp IS NOT NULL")
     if start is not None:
         conds.append("timestamp >= ?")
         params.append(start)
@@ -798,15 +806,38 @@ def traces_for(
 
 
 def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
-    """The keys of a MAP column (a constant name) in the query's datasets and event types."""
-    scope = SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
-    where, params = _where(scope)
+    """The keys of a MAP column (a constant name) in the query's datasets and event types, most
+    common first: from the key catalogue (key_summary), not from every event's map.
+
+    The catalogue counts the events of the batches up to its marker (Store.keys_through); the
+    few events after it are counted here from events. The sandbox merges about once a second
+    and Explore caches this list by the store's version, which a merge does not change: without
+    them a list read between an insert and its merge would miss the insert's new keys until the
+    next write. So the list is the one a scan of every event's keys gives, at any moment.
+    """
+    conds, params = _scope_conds(
+        SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
+    )
+    with store.cursor() as cur:
+        built = store.keys_through(cur) is not None
+    if built:  # one statement: the marker and the catalogue of one moment
+        keep = _and(["map = ?", *conds])
+        summary = f"SELECT key, events AS n FROM key_summary WHERE {keep} UNION ALL "
+        newer = ["batch_id > (SELECT max(batch) FROM key_summary_batch)"]
+    else:  # no catalogue (a store made before it, opened read-only): every event
+        summary, newer = "", []
     rows = store.rows(
-        f"SELECT k, count(*) AS n FROM (SELECT unnest(map_keys({column})) AS k FROM events"
-        f" WHERE {where}) GROUP BY k ORDER BY n DESC, k",
-        params,
+        f"SELECT key, sum(n) AS n FROM ({summary}"
+        f"SELECT unnest(map_keys({column})) AS key, 1 AS n FROM events"
+        f" WHERE {_and(['timestamp IS NOT NULL', *newer, *conds])})"
+        " GROUP BY key ORDER BY n DESC, key",
+        [*([column, *params] if built else []), *params],
     )
     return [r[0] for r in rows]
+
+
+def _and(conds: list[str]) -> str:
+    return " AND ".join(conds)
 
 
 def metric_keys(store: Store, q: SeriesQuery) -> list[str]:

@@ -236,6 +236,7 @@ def _replace(
             f"CREATE TEMP TABLE _old AS SELECT {CONTENT} FROM events WHERE {IN_PAGE}",
             [dataset, ids],
         )
+        store.forget_keys(cur, IN_PAGE, [dataset, ids])  # the key counts of the events replaced
         for table in ("events", "trace_summary", "detail_index"):
             # Table names are constants from this loop, never user input.
             cur.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])  # noqa: S608
