@@ -35,6 +35,7 @@ LONGEST_FIRST = (
     "test_app_replay.py",
     "test_ingest.py",
     "test_handoff.py",
+    "test_ingest_typed.py",
     "test_app_explore.py",
     "test_app_data_pull.py",
 )
