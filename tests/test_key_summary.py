@@ -1,6 +1,7 @@
 """The key catalogue (key_summary): Explore's metric and detail key lists read from it are the
 lists a scan of every event's maps gives, after every kind of write: loads, deletes, a store
-made before it, pulls, and the sandbox before and after its summary catches up."""
+made before it, pulls, and the sandbox before and after its summary catches up. The trace
+summary follows the same marker: a load while the sandbox's summary waits counts once."""
 
 from __future__ import annotations
 
@@ -164,3 +165,37 @@ def test_the_sandbox_lists_are_right_before_and_after_its_summary_catches_up(
     store.delete_dataset("sandbox")
     assert_lists_match(store)
     store.close()
+
+
+def hold_sandbox_summary(box: sandbox.Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's summary waits, as it does for up to REFRESH_S while its queue is busy."""
+
+    def later(before: int) -> None:
+        if box._unsummarised is None:
+            box._unsummarised = before
+
+    monkeypatch.setattr(box, "_refresh_traces", later)
+
+
+def test_a_load_while_the_sandbox_summary_waits_counts_every_trace_once(
+    store, monkeypatch, write_bodies
+):
+    """Before the marker, the load merged the sandbox's waiting batch and the sandbox's flush
+    then merged it (and the load's) again: every such trace counted twice."""
+    box = sandbox.Sandbox(store, "k")
+    hold_sandbox_summary(box, monkeypatch)
+    assert all(box.insert(bodies(6, 7)))
+    load_files(store, [write_bodies(bodies(20, 8))], "a")
+    assert all(box.insert(bodies(5, 9)))
+    monkeypatch.undo()
+    box.flush()
+    expected = store.rows(
+        "SELECT dataset, trace_id, count(*), min(timestamp), max(timestamp),"
+        " list_sort(list(DISTINCT event_type)) FROM events GROUP BY ALL ORDER BY ALL"
+    )
+    summary = store.rows(
+        "SELECT dataset, trace_id, events, first_time, last_time, event_types"
+        " FROM trace_summary ORDER BY ALL"
+    )
+    assert summary == expected
+    assert_lists_match(store)

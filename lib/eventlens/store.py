@@ -384,8 +384,18 @@ class Store:
                 raise
 
     def merge_summary(self, cur: duckdb.DuckDBPyConnection, after_batch: int | None) -> None:
-        """Merge the events of the batches after `after_batch` (all: None) into the trace summary
-        and the detail index, on the caller's cursor and inside its transaction."""
+        """Merge the events of the batches not merged yet into the trace summary, the detail
+        index and the key catalogue, on the caller's cursor and inside its transaction (None:
+        every event, a rebuild).
+
+        Not merged yet means after the summaries' marker (key_summary_batch), not after the
+        caller's after_batch, which is used only where no marker exists: a load or a pull
+        merging while the sandbox has batches waiting (it merges at most every REFRESH_S) would
+        otherwise merge those, and the sandbox merge the load's again, counting both twice.
+        """
+        if after_batch is not None:
+            through = self.keys_through(cur)
+            after_batch = after_batch if through is None else through
         new = (
             "SELECT dataset, trace_id, count(*) AS events, min(timestamp) AS first_time,"
             " max(timestamp) AS last_time, list(DISTINCT event_type) AS event_types"
