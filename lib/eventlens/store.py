@@ -398,7 +398,7 @@ class Store:
             after_batch = after_batch if through is None else through
         new = (
             "SELECT dataset, trace_id, count(*) AS events, min(timestamp) AS first_time,"
-            " max(timestamp) AS last_time, list(DISTINCT event_type) AS event_types"
+            " max(timestamp) AS last_time, list(event_type) AS event_types"
             " FROM events"
             + ("" if after_batch is None else " WHERE batch_id > ?")
             + " GROUP BY dataset, trace_id"
