@@ -199,3 +199,19 @@ def test_a_load_while_the_sandbox_summary_waits_counts_every_trace_once(
     )
     assert summary == expected
     assert_lists_match(store)
+
+
+def test_the_store_version_moves_when_the_sandbox_summary_catches_up(
+    store, monkeypatch, write_bodies
+):
+    """Cached trace lists (keyed by the version) are read again once the summary has the
+    sandbox's inserts, not only at the next write."""
+    load_files(store, [write_bodies(bodies(10, 3))], "a")
+    box = sandbox.Sandbox(store, "k")
+    hold_sandbox_summary(box, monkeypatch)
+    assert all(box.insert(bodies(4, 4)))
+    stored = store.version()
+    monkeypatch.undo()
+    box.flush()
+    assert store.version() != stored
+    assert store.version() == store.version()  # and stays put while nothing changes

@@ -526,14 +526,18 @@ class Store:
             params,
         )
 
-    def version(self) -> tuple[int, int, tuple[str, ...]]:
-        """A token that changes whenever events are added or removed, or a dataset is marked as
-        test data or not (for caches)."""
-        count, batch, test = self.rows(
-            "SELECT count(*), coalesce(max(batch_id), 0),"
-            " (SELECT list(name ORDER BY name) FROM datasets WHERE test) FROM events"
-        )[0]
-        return int(count), int(batch), tuple(test or ())
+    def version(self) -> tuple[int, int, tuple[str, ...], int | None]:
+        """A token that changes whenever events are added or removed, a dataset is marked as
+        test data or not, or the summaries catch up with the events (for caches): the sandbox
+        merges its inserts into the trace summary up to a second after storing them, and a
+        trace list read in between would otherwise stay cached without them."""
+        with self.cursor() as cur:
+            count, batch, test = cur.execute(
+                "SELECT count(*), coalesce(max(batch_id), 0),"
+                " (SELECT list(name ORDER BY name) FROM datasets WHERE test) FROM events"
+            ).fetchall()[0]
+            summarised = self.keys_through(cur)
+        return int(count), int(batch), tuple(test or ()), summarised
 
     def test_datasets(self) -> list[str]:
         """The datasets marked as test data, sorted."""

@@ -13,7 +13,7 @@ from eventlens.ui.state import get_store
 
 # Keyed by (store path, store version, arguments); a few hundred entries are a few MB.
 cached = st.cache_data(max_entries=256, show_spinner=False)
-Version = tuple[str, tuple[int, int, tuple[str, ...]]]
+Version = tuple[str, tuple[int, int, tuple[str, ...], int | None]]
 
 
 def version() -> Version:
