@@ -70,3 +70,17 @@ def test_the_cli_imports_without_pandas():
     code = "import sys, eventlens.cli; print('pandas' in sys.modules, 'plotly' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_info_runs_without_pandas(tmp_path):
+    """`eventlens info` reads the datasets as rows, not a DataFrame: pandas stays unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; from eventlens.cli import main;"
+        f" r = CliRunner().invoke(main, ['info', '--db', {str(tmp_path / 'i.duckdb')!r}]);"
+        " print(r.exit_code, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr

@@ -125,7 +125,7 @@ def _file_lines(f: FileResult) -> list[str]:
 def info(db: str | None, as_json: bool) -> None:
     """List the datasets in the store with their counts and time ranges."""
     with Store(db) as store:
-        frame = store.datasets()
+        records = store.dataset_records()
         total = store.event_count()
     rows: list[dict[str, Any]] = [
         {
@@ -140,7 +140,7 @@ def info(db: str | None, as_json: bool) -> None:
             "last_event": _iso(r["last_event"]),
             "files": list(r["files"]),
         }
-        for r in frame.to_dict("records")
+        for r in records
     ]
     if as_json:
         click.echo(json.dumps({"db": shown(store.path), "events": total, "datasets": rows}))

@@ -245,6 +245,23 @@ def app_memory_limit() -> str:
     return f"{max(APP_MEMORY_FLOOR_MB, total // APP_MEMORY_SHARE // 2**20)}MB"
 
 
+# The datasets with their files, counts and time range, newest first (Store.datasets).
+DATASETS_SQL = """
+    SELECT d.name AS dataset, d.test, coalesce(e.events, 0) AS events, d.rejects,
+           d.duplicates, coalesce(e.traces, 0) AS traces,
+           coalesce(e.event_types, 0) AS event_types, e.first_event, e.last_event,
+           d.files, d.loaded_at, d.content_hash
+    FROM datasets d
+    LEFT JOIN (
+        SELECT dataset, count(*) AS events, count(DISTINCT trace_id) AS traces,
+               count(DISTINCT event_type) AS event_types,
+               min(timestamp) AS first_event, max(timestamp) AS last_event
+        FROM events GROUP BY dataset
+    ) e ON e.dataset = d.name
+    ORDER BY d.loaded_at DESC, d.name
+"""
+
+
 class StoreError(EventlensError):
     """A store problem worded for a person (locked file, unreadable path)."""
 
@@ -570,22 +587,15 @@ class Store:
 
     def datasets(self) -> pd.DataFrame:
         """Datasets with their files, counts and time range, newest first."""
-        return self.df(
-            """
-            SELECT d.name AS dataset, d.test, coalesce(e.events, 0) AS events, d.rejects,
-                   d.duplicates, coalesce(e.traces, 0) AS traces,
-                   coalesce(e.event_types, 0) AS event_types, e.first_event, e.last_event,
-                   d.files, d.loaded_at, d.content_hash
-            FROM datasets d
-            LEFT JOIN (
-                SELECT dataset, count(*) AS events, count(DISTINCT trace_id) AS traces,
-                       count(DISTINCT event_type) AS event_types,
-                       min(timestamp) AS first_event, max(timestamp) AS last_event
-                FROM events GROUP BY dataset
-            ) e ON e.dataset = d.name
-            ORDER BY d.loaded_at DESC, d.name
-            """
-        )
+        return self.df(DATASETS_SQL)
+
+    def dataset_records(self) -> list[dict[str, Any]]:
+        """datasets() as one dict per dataset, without pandas: `eventlens info` then does not
+        import it (about 1.3 s of a 2.7 s command on the development machine)."""
+        with self.cursor() as cur:
+            cur.execute(DATASETS_SQL)
+            names = [column[0] for column in cur.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def delete_dataset(self, name: str) -> int:
         """Delete a dataset's events, rejects and catalogue rows; returns the events removed."""
