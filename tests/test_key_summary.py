@@ -129,6 +129,16 @@ def test_pulls_that_replace_traces_keep_the_counts(store, write_bodies):
     assert counts == {"latency_ms": 3, "up": 3, "cost": 1, "tokens": 1}
 
 
+def hold_sandbox_summary(box: sandbox.Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's summary waits, as it does for up to REFRESH_S while its queue is busy."""
+
+    def later(before: int) -> None:
+        if box._unsummarised is None:
+            box._unsummarised = before
+
+    monkeypatch.setattr(box, "_refresh_traces", later)
+
+
 @pytest.mark.parametrize("path", [":memory:", "file"])
 def test_the_sandbox_lists_are_right_before_and_after_its_summary_catches_up(
     tmp_path, monkeypatch, write_bodies, path
@@ -138,14 +148,7 @@ def test_the_sandbox_lists_are_right_before_and_after_its_summary_catches_up(
     box = sandbox.Sandbox(store, "k")
     assert all(box.insert(bodies(12, 5)))  # idle: summarised at once
     assert_lists_match(store)
-    # Busy: the summary waits (as it does for up to REFRESH_S while the queue is not empty).
-    waiting = box._refresh_traces
-
-    def later(before: int) -> None:
-        if box._unsummarised is None:
-            box._unsummarised = before
-
-    monkeypatch.setattr(box, "_refresh_traces", later)
+    hold_sandbox_summary(box, monkeypatch)
     fresh = bodies(9, 6)
     for body in fresh:
         body["event_id"] = uuid.uuid4().hex
@@ -158,23 +161,13 @@ def test_the_sandbox_lists_are_right_before_and_after_its_summary_catches_up(
     assert marked is not None and marked < store.last_batch()  # the catalogue is behind
     assert "only_in_the_sandbox" in analytics.metric_keys(store, SeriesQuery(include_test=True))
     assert_lists_match(store)
-    monkeypatch.setattr(box, "_refresh_traces", waiting)
+    monkeypatch.undo()
     box.flush()
     assert Store.keys_through(store.cursor()) == store.last_batch()
     assert_lists_match(store)
     store.delete_dataset("sandbox")
     assert_lists_match(store)
     store.close()
-
-
-def hold_sandbox_summary(box: sandbox.Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sandbox's summary waits, as it does for up to REFRESH_S while its queue is busy."""
-
-    def later(before: int) -> None:
-        if box._unsummarised is None:
-            box._unsummarised = before
-
-    monkeypatch.setattr(box, "_refresh_traces", later)
 
 
 def test_a_load_while_the_sandbox_summary_waits_counts_every_trace_once(

@@ -810,10 +810,10 @@ def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
     common first: from the key catalogue (key_summary), not from every event's map.
 
     The catalogue counts the events of the batches up to its marker (Store.keys_through); the
-    few events after it are counted here from events. The sandbox merges about once a second
-    and Explore caches this list by the store's version, which a merge does not change: without
-    them a list read between an insert and its merge would miss the insert's new keys until the
-    next write. So the list is the one a scan of every event's keys gives, at any moment.
+    few events after it are counted here from events. The sandbox merges up to a second after
+    an insert, and the insert already changes the store's version that Explore caches this list
+    by: without them a list read in that second would miss the insert's new keys. So the list
+    is the one a scan of every event's keys gives, at any moment.
     """
     conds, params = _scope_conds(
         SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
