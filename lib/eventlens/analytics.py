@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventlens.errors import EventlensError
 from eventlens.store import OPTIONAL_DATASET as _DATASET
@@ -16,7 +17,18 @@ if TYPE_CHECKING:  # pandas loads on first use: `eventlens load` does not need i
     import pandas as pd
 
 
-def overview(store: Store, dataset: str | None = None) -> dict[str, object]:
+class Queryable(Protocol):
+    """What these questions need of a store, DuckDB's (Store) or ClickHouse's: queries with
+    `?` placeholders, and optionally a `dialect` (see Dialect)."""
+
+    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]: ...
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any: ...
+
+    def df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame: ...
+
+
+def overview(store: Queryable, dataset: str | None = None) -> dict[str, object]:
     """Totals for the store or one dataset: events, traces, event types, time range, rejects."""
     events, traces, types, first, last = store.rows(
         "SELECT count(*), count(DISTINCT trace_id), count(DISTINCT event_type),"
@@ -34,7 +46,7 @@ def overview(store: Store, dataset: str | None = None) -> dict[str, object]:
     }
 
 
-def event_type_profile(store: Store, dataset: str | None = None) -> pd.DataFrame:
+def event_type_profile(store: Queryable, dataset: str | None = None) -> pd.DataFrame:
     """One row per event_type: events, traces, first and last time, metric and detail keys."""
     return store.df(
         f"""
@@ -49,7 +61,7 @@ def event_type_profile(store: Store, dataset: str | None = None) -> pd.DataFrame
     )
 
 
-def metric_profile(store: Store, event_type: str, dataset: str | None = None) -> pd.DataFrame:
+def metric_profile(store: Queryable, event_type: str, dataset: str | None = None) -> pd.DataFrame:
     """One row per metric key of an event type: how many events carry it, min/median/max/mean."""
     return store.df(
         f"""
@@ -64,7 +76,7 @@ def metric_profile(store: Store, event_type: str, dataset: str | None = None) ->
 
 
 def detail_profile(
-    store: Store, event_type: str, dataset: str | None = None, top: int = 5
+    store: Queryable, event_type: str, dataset: str | None = None, top: int = 5
 ) -> pd.DataFrame:
     """One row per detail key of an event type: events, distinct values and the top values."""
     frame = _detail_values(store, event_type, dataset, top)
@@ -77,7 +89,9 @@ def detail_profile(
     return frame.drop(columns=["top_counts"])
 
 
-def _detail_values(store: Store, event_type: str, dataset: str | None, top: int) -> pd.DataFrame:
+def _detail_values(
+    store: Queryable, event_type: str, dataset: str | None, top: int
+) -> pd.DataFrame:
     """detail_profile's rows with the top values (None for null) and their counts as lists."""
     return store.df(
         f"""
@@ -97,7 +111,7 @@ def _detail_values(store: Store, event_type: str, dataset: str | None, top: int)
 
 
 def typical_fields(
-    store: Store, event_type: str, min_share: float = 0.5, limit: int = 8
+    store: Queryable, event_type: str, min_share: float = 0.5, limit: int = 8
 ) -> tuple[dict[str, float], dict[str, str | None]]:
     """The metric and detail keys that at least `min_share` of an event type's events carry,
     most common first (up to `limit` of each), with a typical value: the metric's median
@@ -168,6 +182,29 @@ _AGG_SQL = {
     "p95": "quantile_cont({v}, 0.95)",
     "p99": "quantile_cont({v}, 0.99)",
 }
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The SQL of Explore's queries that differs between engines; everything else is shared.
+
+    DuckDB's is DUCKDB below; ClickHouse's is eventlens.clickhouse.explore_sql.CLICKHOUSE. A
+    store names its own (`store.dialect`); pages and the CLI never see which one it is.
+    """
+
+    name: str
+    in_list: str  # a bound list holds column {}
+    analysed_datasets: str  # dataset is not test data
+    detail_differs: str  # event_details[?] differs from ? (an event without the key does)
+    time_zones: str  # every IANA zone name the engine knows, sorted
+    # (store, q, bucket, start, end, top) -> the bucketed frame, and the cumulative traces' firsts
+    bucketed: Callable[..., pd.DataFrame]
+    new_traces: Callable[..., pd.DataFrame]
+
+
+def dialect(store: Any) -> Dialect:
+    """The SQL dialect of a store's engine (DuckDB unless the store says otherwise)."""
+    return getattr(store, "dialect", None) or DUCKDB
 
 
 def _agg_sql(agg: str, value: str = "v") -> str:
@@ -252,24 +289,24 @@ class SeriesResult:
         return self.frame.empty
 
 
-_ZONES: list[str] = []  # DuckDB's zone list is fixed for the process: read it once
+# An engine's zone list is fixed for the process: read it once per engine.
+_ZONES: dict[str, list[str]] = {}
 
 
-def time_zones(store: Store) -> list[str]:
-    """The IANA time zone names DuckDB knows, sorted."""
-    if not _ZONES:
-        _ZONES.extend(r[0] for r in store.rows("SELECT name FROM pg_timezone_names() ORDER BY 1"))
-    return list(_ZONES)
+def time_zones(store: Queryable) -> list[str]:
+    """The IANA time zone names the store's engine knows, sorted."""
+    sql = dialect(store)
+    if sql.name not in _ZONES:
+        _ZONES[sql.name] = [r[0] for r in store.rows(sql.time_zones)]
+    return list(_ZONES[sql.name])
 
 
-def is_time_zone(store: Store, name: str) -> bool:
-    """Whether DuckDB knows this IANA time zone name."""
-    if not _ZONES:
-        time_zones(store)
-    return name in _ZONES
+def is_time_zone(store: Queryable, name: str) -> bool:
+    """Whether the store's engine knows this IANA time zone name."""
+    return name in time_zones(store)
 
 
-def check_query(store: Store, q: SeriesQuery) -> None:
+def check_query(store: Queryable, q: SeriesQuery) -> None:
     """Raise QueryError when the query cannot run; the message names the part that is wrong."""
     if q.agg not in AGGREGATIONS:
         raise QueryError(f"unknown aggregation {q.agg!r}; use one of {', '.join(AGGREGATIONS)}")
@@ -309,7 +346,7 @@ def _utc(when: dt.datetime) -> dt.datetime:
     return when.astimezone(dt.UTC)
 
 
-def checked(store: Store, q: SeriesQuery) -> SeriesQuery:
+def checked(store: Queryable, q: SeriesQuery) -> SeriesQuery:
     """The query after check_query, its start and end in UTC so that range arithmetic is exact."""
     check_query(store, q)
     return dataclasses.replace(
@@ -319,18 +356,19 @@ def checked(store: Store, q: SeriesQuery) -> SeriesQuery:
     )
 
 
-def _scope_conds(q: SeriesQuery) -> tuple[list[str], list[Any]]:
+def _scope_conds(q: SeriesQuery, sql: Dialect | None = None) -> tuple[list[str], list[Any]]:
     """The conditions on dataset and event_type (columns of events and of key_summary) that
     a query's datasets, include_test and event types make, with their bound parameters."""
+    sql = sql or DUCKDB
     conds: list[str] = []
     params: list[Any] = []
     if q.datasets:
-        conds.append("list_contains(?, dataset)")
+        conds.append(sql.in_list.format("dataset"))
         params.append(list(q.datasets))
     elif not q.include_test:
-        conds.append(analysed_datasets_sql())
+        conds.append(sql.analysed_datasets)
     if q.event_types:
-        conds.append("list_contains(?, event_type)")
+        conds.append(sql.in_list.format("event_type"))
         params.append(list(q.event_types))
     return conds, params
 
@@ -341,9 +379,10 @@ def _where(
     end: dt.datetime | None = None,
     *,
     with_metric: bool = True,
+    sql: Dialect | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause for a query's filters; every value is a bound parameter."""
-    conds, params = _scope_conds(q)
+    conds, params = _scope_conds(q, sql)
     conds.insert(0, "timestamp IS NOT NULL")
     if start is not None:
         conds.append("timestamp >= ?")
@@ -353,9 +392,7 @@ def _where(
         params.append(end)
     for f in q.details:
         # The operator comes from DETAIL_OPS (checked), never from the user's text.
-        conds.append(
-            "event_details[?] = ?" if f.op == "=" else "event_details[?] IS DISTINCT FROM ?"
-        )
+        conds.append("event_details[?] = ?" if f.op == "=" else (sql or DUCKDB).detail_differs)
         params += [f.key, f.value]
     for t in q.thresholds:
         conds.append(f"metrics[?] {THRESHOLD_OPS[THRESHOLD_OPS.index(t.op)]} ?")
@@ -366,20 +403,22 @@ def _where(
     return " AND ".join(conds), params
 
 
-def time_bounds(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
+def time_bounds(store: Queryable, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The first and last timestamp among the events the query's filters (not range) keep.
 
     With a metric, only the events that carry it count: a range of "all" spans the metric's
     data, without empty buckets before and after it (headline() counts what that leaves out).
     """
-    where, params = _where(q)
+    where, params = _where(q, sql=dialect(store))
     first, last = store.rows(
         f"SELECT min(timestamp), max(timestamp) FROM events WHERE {where}", params
     )[0]
     return first, last
 
 
-def resolve_range(store: Store, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
+def resolve_range(
+    store: Queryable, q: SeriesQuery
+) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The query's [start, end): as given, else from the first to just after the last event."""
     start, end = q.start, q.end
     if start is None or end is None:
@@ -499,12 +538,12 @@ def _series_label_sql(q: SeriesQuery) -> tuple[str, list[Any]]:
 
 
 def top_values(
-    store: Store, q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None
+    store: Queryable, q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None
 ) -> list[str]:
     """The split's top detail values by events in the selection (missing counts as a value)."""
     if not q.detail_key:
         return []
-    where, params = _where(q, start, end)
+    where, params = _where(q, start, end, sql=dialect(store))
     label, label_params = _series_label_sql(q)
     rows = store.rows(
         f"SELECT {label} AS v, count(*) AS n FROM events WHERE {where}"
@@ -534,14 +573,31 @@ def _selection_sql(
 
 
 def _bucketed(
-    store: Store,
+    store: Queryable,
     q: SeriesQuery,
     bucket: str,
     start: dt.datetime | None,
     end: dt.datetime | None,
     top: list[str],
 ) -> pd.DataFrame:
-    """One row per (bucket, series) over [start, end), with empty buckets, in bucket order.
+    """One row per (bucket, series) over [start, end), with empty buckets, in bucket order,
+    from the store's engine; cumulative values summed up here, the same for every engine."""
+    frame = dialect(store).bucketed(store, q, bucket, start, end, top)
+    if q.cumulative:
+        frame = _cumulative(store, q, frame, bucket, start, end, top)
+    return frame
+
+
+def _bucketed_duckdb(
+    store: Queryable,
+    q: SeriesQuery,
+    bucket: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    top: list[str],
+) -> pd.DataFrame:
+    """_bucketed on DuckDB: columns bucket, bucket_end, series, value, events, total,
+    measured, low, high, range_start, range_end.
 
     With no start and end, over the whole selection: its first and last event come out of the
     same scan (columns range_start and range_end) instead of a scan of their own before it.
@@ -574,13 +630,11 @@ def _bucketed(
         """,
         [*params, *([q.tz] if whole else [start, end, q.tz])],
     )
-    if q.cumulative:
-        frame = _cumulative(store, q, frame, bucket, start, end, top)
     return frame
 
 
 def _cumulative(
-    store: Store,
+    store: Queryable,
     q: SeriesQuery,
     frame: pd.DataFrame,
     bucket: str,
@@ -601,24 +655,36 @@ def _cumulative(
         frame["value"] = by[column].transform(lambda s: getattr(s, running)().ffill())
     elif q.agg == "traces":
         # A trace counts once, in the bucket where the range first sees it.
-        selection, params = _selection_sql(q, start, end, top)
-        firsts = store.df(
-            f"""
-            WITH sel AS ({selection})
-            SELECT bucket, series, count(*) AS new_traces FROM (
-                SELECT series, trace_id, {_bucket_sql(bucket, q.tz, "min(timestamp)")} AS bucket
-                FROM sel GROUP BY series, trace_id, zone
-            ) GROUP BY ALL
-            """,
-            params,
-        )
+        firsts = dialect(store).new_traces(store, q, bucket, start, end, top)
         frame = frame.merge(firsts, on=["bucket", "series"], how="left")
         frame["value"] = frame["new_traces"].fillna(0).groupby(frame["series"]).cumsum()
         frame = frame.drop(columns=["new_traces"])
     return frame
 
 
-def series(store: Store, q: SeriesQuery) -> SeriesResult:
+def _new_traces_duckdb(
+    store: Queryable,
+    q: SeriesQuery,
+    bucket: str,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    top: list[str],
+) -> pd.DataFrame:
+    """Per (bucket, series), the traces whose first event in the range falls in that bucket."""
+    selection, params = _selection_sql(q, start, end, top)
+    return store.df(
+        f"""
+        WITH sel AS ({selection})
+        SELECT bucket, series, count(*) AS new_traces FROM (
+            SELECT series, trace_id, {_bucket_sql(bucket, q.tz, "min(timestamp)")} AS bucket
+            FROM sel GROUP BY series, trace_id, zone
+        ) GROUP BY ALL
+        """,
+        params,
+    )
+
+
+def series(store: Queryable, q: SeriesQuery) -> SeriesResult:
     """The data behind one chart: a value per bucket and series, empty buckets included.
 
     Buckets the range only partly covers are flagged `incomplete`; with `previous`, the same
@@ -654,7 +720,7 @@ def series(store: Store, q: SeriesQuery) -> SeriesResult:
         before = _bucketed(store, q, bucket, start - span, start, top)
         before = _finish(before, q, start - span, start)
         previous = _align(before, frame)
-    where, params = _where(q, with_metric=False)
+    where, params = _where(q, with_metric=False, sql=dialect(store))
     untimed = store.scalar(
         "SELECT count(*) FROM events WHERE "
         + where.replace("timestamp IS NOT NULL", "timestamp IS NULL", 1),
@@ -709,7 +775,7 @@ def _align(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)[columns]
 
 
-def headline(store: Store, q: SeriesQuery) -> dict[str, Any]:
+def headline(store: Queryable, q: SeriesQuery) -> dict[str, Any]:
     """Events, traces and the metric over the range, and over the period just before it.
 
     Also: `measured`, how many of the range's events carry the metric (the measure is over
@@ -751,7 +817,7 @@ def change(now: float | None, before: float | None) -> float | None:
     return (now - before) / abs(before)
 
 
-def leaderboard(store: Store, q: SeriesQuery, key: str, limit: int = 10) -> pd.DataFrame:
+def leaderboard(store: Queryable, q: SeriesQuery, key: str, limit: int = 10) -> pd.DataFrame:
     """The top values of one detail key in the selection: events, traces, share, the metric."""
     q = checked(store, q)
     start, end = resolve_range(store, q)
@@ -773,7 +839,7 @@ def leaderboard(store: Store, q: SeriesQuery, key: str, limit: int = 10) -> pd.D
 
 
 def traces_for(
-    store: Store,
+    store: Queryable,
     q: SeriesQuery,
     start: dt.datetime,
     end: dt.datetime,
@@ -851,7 +917,7 @@ def detail_keys(store: Store, q: SeriesQuery) -> list[str]:
 
 
 def event_types(
-    store: Store, datasets: tuple[str, ...] = (), include_test: bool = False
+    store: Queryable, datasets: tuple[str, ...] = (), include_test: bool = False
 ) -> list[str]:
     """The event types in the given datasets (all but test data when none), most common first."""
     where, params = _where(SeriesQuery(datasets=datasets, include_test=include_test))
@@ -862,8 +928,22 @@ def event_types(
     return [r[0] for r in rows]
 
 
-def local_to_instant(store: Store, local: dt.datetime, tz: str) -> dt.datetime:
+def local_to_instant(store: Queryable, local: dt.datetime, tz: str) -> dt.datetime:
     """A wall-clock time in an IANA zone as an instant (DuckDB's zone data, not the OS's)."""
     if not is_time_zone(store, tz):
         raise QueryError(f"unknown time zone {tz!r}; use an IANA name such as Europe/Amsterdam")
+    if dialect(store).name != DUCKDB.name:  # one rule for every engine: DuckDB's, in memory
+        with Store(":memory:") as scratch:
+            return local_to_instant(scratch, local, tz)
     return store.scalar("SELECT timezone(?, ?::TIMESTAMP)", [tz, local.replace(tzinfo=None)])
+
+
+DUCKDB = Dialect(
+    name="duckdb",
+    in_list="list_contains(?, {})",
+    analysed_datasets=analysed_datasets_sql(),
+    detail_differs="event_details[?] IS DISTINCT FROM ?",
+    time_zones="SELECT name FROM pg_timezone_names() ORDER BY 1",
+    bucketed=_bucketed_duckdb,
+    new_traces=_new_traces_duckdb,
+)

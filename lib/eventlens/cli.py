@@ -21,6 +21,7 @@ from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
 from eventlens.ingest import FileResult, LoadResult, load_files
 from eventlens.store import DB_ENV, Store, resolve_db_path
+from eventlens.stores import open_store
 from eventlens.words import bar, counted
 
 if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
@@ -72,8 +73,11 @@ def load(files: tuple[str, ...], db: str | None, dataset: str | None, as_json: b
         )
     if dataset is not None and not dataset.strip():
         raise click.BadParameter("must not be empty", param_hint="--dataset")
-    with Store(db) as store:
-        result = load_files(store, files, dataset, [shown(f) for f in files])
+    with open_store(db) as store:
+        if isinstance(store, Store):
+            result = load_files(store, files, dataset, [shown(f) for f in files])
+        else:
+            result = store.load(files, dataset, display_names=[shown(f) for f in files])
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     else:
@@ -268,7 +272,7 @@ def series(
     agg = agg or ("avg" if metric else "count")
     if agg in analytics.METRIC_AGGREGATIONS and not metric:
         raise click.BadParameter(f"{agg} needs --metric", param_hint="--agg")
-    with Store(db) as store:
+    with open_store(db) as store:
         query = analytics.SeriesQuery(
             agg=agg,
             metric=metric if agg in analytics.METRIC_AGGREGATIONS else None,
@@ -298,7 +302,7 @@ def series(
         click.echo(f"note: {note}", err=True)
 
 
-def _instant(store: Store, text: str | None, tz: str, name: str) -> dt.datetime | None:
+def _instant(store: Any, text: str | None, tz: str, name: str) -> dt.datetime | None:
     """An ISO date or date-time as an instant; one without an offset is read in `tz`."""
     if not text:
         return None

@@ -42,8 +42,15 @@ class Setting:
 DB = Setting(
     "EVENTLENS_DB",
     "eventlens.duckdb",
-    "The DuckDB file every command and the app use (`--db` overrides it; `:memory:` gives a "
-    "throwaway store).",
+    "The store every command and the app use (`--db` overrides it): a DuckDB file, `:memory:` "
+    "for a throwaway store, or a ClickHouse URL (`clickhouse://host:8123/db`, `https://...`, "
+    "`chdb:///path`).",
+)
+CLICKHOUSE_PASSWORD = Setting(
+    "CLICKHOUSE_PASSWORD",
+    None,
+    "The password for a ClickHouse store (`--db clickhouse://...` or `https://...`) when the URL "
+    "has none; never printed, logged or shown.",
 )
 MEMORY_LIMIT = Setting(
     "EVENTLENS_MEMORY_LIMIT",
@@ -69,7 +76,7 @@ SANDBOX_KEY = Setting(
     "sandbox-key",
     "The key the sandbox accepts (the embedded one and `eventlens sandbox`).",
 )
-SETTINGS = (DB, MEMORY_LIMIT, API_KEY, ENDPOINT, SANDBOX_KEY)
+SETTINGS = (DB, CLICKHOUSE_PASSWORD, MEMORY_LIMIT, API_KEY, ENDPOINT, SANDBOX_KEY)
 
 
 def named(name: str) -> str | None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from eventlens import settings
+from eventlens import location, settings
 from eventlens.errors import EventlensError
 
 if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not need it
@@ -287,6 +287,11 @@ class Store:
         own default, 80% of RAM); past it, sorts, joins and aggregations spill to disk."""
         self.path = resolve_db_path(path)
         self.read_only = read_only
+        if location.is_url(self.path):
+            raise StoreError(
+                f"{location.parse(self.path).display} is a ClickHouse store: this works on a"
+                " DuckDB store only so far (on ClickHouse: eventlens load and eventlens series)"
+            )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             if not read_only and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:

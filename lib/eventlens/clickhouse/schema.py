@@ -1,0 +1,83 @@
+"""The ClickHouse tables: one node (what `ClickHouseStore` makes), and the same on a cluster.
+
+Events are ordered for Explore's and Traces' queries: every Explore query filters on dataset
+(test data left out) and usually event_type, then a time range; one trace is found through a
+bloom filter on trace_id. Maps hold Nullable values so that a missing key reads NULL, as
+DuckDB's maps do (a plain Map returns 0 or ''), which the shared filters rely on.
+"""
+
+from __future__ import annotations
+
+EVENTS_COLUMNS = """
+    event_key UInt128,
+    event_id Nullable(String),
+    trace_id String,
+    event_type LowCardinality(String),
+    timestamp Nullable(DateTime64(3, 'UTC')),
+    metrics Map(String, Nullable(Float64)),
+    event_details Map(String, Nullable(String)),
+    dataset LowCardinality(String),
+    source_file Nullable(String),
+    source_line Nullable(Int64),
+    batch_id Int64,
+    INDEX trace_idx trace_id TYPE bloom_filter GRANULARITY 4
+"""
+EVENTS_ORDER = "ORDER BY (dataset, event_type, timestamp) SETTINGS allow_nullable_key = 1"
+
+DATASETS_COLUMNS = """
+    name String,
+    files Array(String),
+    content_hash String,
+    loaded_at DateTime64(3, 'UTC'),
+    events UInt64,
+    rejects UInt64,
+    duplicates UInt64,
+    test Bool
+"""
+REJECTS_COLUMNS = """
+    dataset String,
+    file Nullable(String),
+    file_hash Nullable(String),
+    line Nullable(Int64),
+    location Nullable(String),
+    reason String,
+    raw Nullable(String),
+    trace_id Nullable(String),
+    rejected_at DateTime64(3, 'UTC')
+"""
+# The latest row per dataset name wins (read with FINAL): a load rewrites its dataset's row.
+DATASETS_ENGINE = "ReplacingMergeTree(loaded_at) ORDER BY name"
+REJECTS_ORDER = "ORDER BY (dataset, ifNull(file_hash, ''), ifNull(line, 0))"
+
+
+def single_node() -> list[str]:
+    """The statements ClickHouseStore runs on opening a database (each idempotent)."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS events ({EVENTS_COLUMNS}) ENGINE = MergeTree {EVENTS_ORDER}",
+        f"CREATE TABLE IF NOT EXISTS datasets ({DATASETS_COLUMNS}) ENGINE = {DATASETS_ENGINE}",
+        f"CREATE TABLE IF NOT EXISTS rejects ({REJECTS_COLUMNS}) ENGINE = MergeTree"
+        f" {REJECTS_ORDER}",
+    ]
+
+
+def cluster(name: str, database: str = "default") -> list[str]:
+    """The same tables on a cluster: a ReplicatedMergeTree table per shard (`<table>_local`)
+    and a Distributed `events` over them sharded by trace_id, so one trace's events sit on one
+    shard. Run them once as an administrator; eventlens then opens `database` as usual. `name`
+    and `database` are identifiers the administrator types, quoted here, never user data."""
+    on = f"ON CLUSTER `{name}`"
+    db = f"`{database}`"
+    replicated = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
+    return [
+        f"CREATE TABLE IF NOT EXISTS {db}.events_local {on} ({EVENTS_COLUMNS})"
+        f" ENGINE = {replicated} {EVENTS_ORDER}",
+        f"CREATE TABLE IF NOT EXISTS {db}.events {on} AS {db}.events_local"
+        f" ENGINE = Distributed(`{name}`, {db}, events_local, cityHash64(trace_id))",
+        # Small tables: one replicated copy on every node, no sharding.
+        f"CREATE TABLE IF NOT EXISTS {db}.datasets {on} ({DATASETS_COLUMNS}) ENGINE ="
+        " ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}',"
+        " loaded_at) ORDER BY name",
+        f"CREATE TABLE IF NOT EXISTS {db}.rejects {on} ({REJECTS_COLUMNS}) ENGINE ="
+        " ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')"
+        f" {REJECTS_ORDER}",
+    ]

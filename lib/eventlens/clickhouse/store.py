@@ -1,0 +1,288 @@
+"""A ClickHouse database of events, through ClickHouse's own client (clickhouse-connect).
+
+The same client talks to a server over HTTP(S) and, for `chdb:///path`, to ClickHouse's engine
+inside this process (chDB), which is how the tests run it. Queries are written with `?`
+placeholders, as for DuckDB; `bind()` turns each into a typed server-side parameter
+(`{p0:String}`), so a user's value never becomes SQL text here either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventlens.clickhouse import schema
+from eventlens.location import Location
+from eventlens.store import Store, StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from eventlens.ingest.results import LoadResult
+
+INSTALL_HINT = (
+    "ClickHouse support is an optional part of eventlens: install it with"
+    " `uv sync --extra clickhouse` (or `pip install 'eventlens[clickhouse]'`)."
+)
+# A LEFT JOIN's missing side reads NULL, as in DuckDB (ClickHouse's default is 0 or '').
+QUERY_SETTINGS = {"join_use_nulls": 1}
+_PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.|'')*'|\?")
+
+
+def _type_of(value: Any) -> str:
+    """The ClickHouse type a Python value is bound as."""
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, int):
+        return "Int64"
+    if isinstance(value, float):
+        return "Float64"
+    if isinstance(value, dt.datetime):
+        return "DateTime64(3, 'UTC')"
+    if isinstance(value, list | tuple):
+        return "Array(String)"
+    if value is None:
+        return "Nullable(String)"
+    return "String"
+
+
+def _value_of(value: Any) -> Any:
+    if isinstance(value, dt.datetime):  # bound as UTC wall time, to the millisecond
+        utc = value.astimezone(dt.UTC) if value.tzinfo else value
+        return utc.replace(tzinfo=None, microsecond=utc.microsecond // 1000 * 1000)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def bind(sql: str, params: Sequence[Any] | None) -> tuple[str, dict[str, Any]]:
+    """The query with each `?` (outside string literals) as `{pN:Type}`, and the values."""
+    values = list(params or [])
+    bound: dict[str, Any] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) != "?":
+            return match.group(0)  # a string literal, kept as it is
+        n = len(bound)
+        if n >= len(values):
+            raise ValueError("more ? placeholders than parameters")
+        bound[f"p{n}"] = _value_of(values[n])
+        return f"{{p{n}:{_type_of(values[n])}}}"
+
+    text = _PLACEHOLDER.sub(replace, sql)
+    if len(bound) != len(values):
+        raise ValueError(f"{len(values)} parameters for {len(bound)} placeholders")
+    return text, bound
+
+
+def _utc_aware(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+class ClickHouseStore:
+    """Events in a ClickHouse database; the read side of Store's interface (rows, scalar, df),
+    and load()."""
+
+    engine = "clickhouse"
+
+    @property
+    def dialect(self) -> Any:
+        from eventlens.clickhouse.explore_sql import CLICKHOUSE
+
+        return CLICKHOUSE
+
+    def __init__(self, location: Location) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError:
+            raise StoreError(INSTALL_HINT) from None
+        self.location = location
+        self.path = location.display  # what messages name (never the password)
+        self.read_only = False
+        self.write_lock = threading.RLock()
+        try:
+            if location.interface == "chdb":
+                dsn = f"chdb://{location.path}"
+                if location.database != "default":  # a name checked by location.parse
+                    clickhouse_connect.get_client(dsn=dsn).command(
+                        f"CREATE DATABASE IF NOT EXISTS {location.database}"
+                    )
+                self._client = clickhouse_connect.get_client(dsn=dsn, database=location.database)
+            else:
+                self._client = clickhouse_connect.get_client(
+                    host=location.host,
+                    port=location.port,
+                    username=location.user,
+                    password=location.password,
+                    database=location.database,
+                    secure=location.interface == "https",
+                )
+            for statement in schema.single_node():
+                self._client.command(statement)
+        except Exception as exc:  # the driver's errors vary by interface; say which store
+            reason = _first_line(exc)
+            if location.password:  # a driver may echo what it was given
+                reason = reason.replace(location.password, "***")
+            raise StoreError(f"Cannot open the ClickHouse store {self.path}: {reason}") from None
+
+    # -- queries, with ? placeholders ------------------------------------------------------
+
+    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        text, bound = bind(sql, params)
+        result = self._client.query(text, parameters=bound, settings=QUERY_SETTINGS)
+        return [tuple(_utc_aware(v) for v in row) for row in result.result_rows]
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
+        text, bound = bind(sql, params)
+        frame = self._client.query_df(text, parameters=bound, settings=QUERY_SETTINGS)
+        if frame.columns.empty:  # no rows come back without their columns: ask for them
+            described = self._client.query(
+                f"DESCRIBE ({text})", parameters=bound, settings=QUERY_SETTINGS
+            )
+            frame = pd.DataFrame(columns=[row[0] for row in described.result_rows])
+        for column in frame.columns:  # DateTime64(3, 'UTC') comes back without its zone
+            if pd.api.types.is_datetime64_dtype(frame[column]):
+                frame[column] = frame[column].dt.tz_localize("UTC")
+        return frame
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        text, bound = bind(sql, params)
+        self._client.command(text, parameters=bound, settings=QUERY_SETTINGS)
+
+    # -- catalogue ---------------------------------------------------------------------------
+
+    def event_count(self) -> int:
+        return int(self.scalar("SELECT count() FROM events"))
+
+    def dataset_names(self) -> list[str]:
+        return [r[0] for r in self.rows("SELECT name FROM datasets FINAL ORDER BY name")]
+
+    def dataset_records(self) -> list[dict[str, Any]]:
+        """One dict per dataset, as Store.dataset_records gives them."""
+        columns = ["name", "events", "rejects", "duplicates", "test", "loaded_at", "files"]
+        rows = self.rows(f"SELECT {', '.join(columns)} FROM datasets FINAL ORDER BY name")
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def load(self, paths: Iterable[str], dataset: str | None = None, **options: Any) -> LoadResult:
+        """Load files exactly as into DuckDB (the same checks, rejects with their lines), then
+        send the valid events to ClickHouse in bulk as Arrow. An event already in ClickHouse (the
+        same key: (trace_id, event_id), else its content) is counted as a duplicate, and a
+        reject already kept is not kept twice, so loading a file again adds nothing."""
+        from eventlens.ingest import load_files
+
+        with self.write_lock, Store(":memory:") as staging:
+            result = load_files(staging, list(paths), dataset, **options)
+            if result.loaded:
+                inserted = self._insert_events(staging)
+                for file in result.files:
+                    new = inserted.get(file.path, 0)
+                    file.duplicates += file.loaded - new
+                    file.loaded = new
+            self._insert_rejects(staging)
+            self._update_dataset(result.dataset)
+        return result
+
+    def _insert_events(self, staging: Store) -> dict[str, int]:
+        """Copy the staged events into `events` but those already there; the new ones per file."""
+        with staging.cursor() as cur:
+            table = cur.sql(
+                "SELECT event_key::VARCHAR AS event_key, event_id, trace_id, event_type,"
+                " timestamp, metrics, event_details, dataset, source_file, source_line"
+                " FROM events"
+            ).to_arrow_table()
+        batch = int(self.scalar("SELECT max(batch_id) + 1 FROM events") or 1)
+        temp = f"_load_{uuid.uuid4().hex}"  # a name of our own, not user text
+        columns = schema.EVENTS_COLUMNS.replace("event_key UInt128", "event_key String")
+        columns = columns.split("INDEX")[0].rstrip().rstrip(",").replace("batch_id Int64,", "")
+        self._client.command(f"CREATE TABLE {temp} ({columns}) ENGINE = Memory")
+        try:
+            self._client.insert_arrow(temp, table)
+            self.execute(
+                "INSERT INTO events SELECT toUInt128(event_key), event_id, trace_id, event_type,"
+                " timestamp, metrics, event_details, dataset, source_file, source_line, ?"
+                f" FROM {temp} WHERE toUInt128(event_key) NOT IN (SELECT event_key FROM events)",
+                [batch],
+            )
+        finally:
+            self._client.command(f"DROP TABLE IF EXISTS {temp}")
+        rows = self.rows(
+            "SELECT source_file, count() FROM events WHERE batch_id = ? GROUP BY source_file",
+            [batch],
+        )
+        return {str(file): int(n) for file, n in rows}
+
+    def _insert_rejects(self, staging: Store) -> None:
+        rejects = staging.rows(
+            "SELECT dataset, file, file_hash, line, location, reason, raw, trace_id FROM rejects"
+        )
+        if not rejects:
+            return
+        kept = {
+            (f, int(line) if line is not None else None)
+            for f, line in self.rows(
+                "SELECT file_hash, line FROM rejects WHERE dataset = ?", [rejects[0][0]]
+            )
+        }
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        fresh = [(*r, now) for r in rejects if (r[2], r[3]) not in kept]
+        if fresh:
+            self._client.insert(
+                "rejects",
+                fresh,
+                column_names=[
+                    "dataset", "file", "file_hash", "line", "location", "reason", "raw",
+                    "trace_id", "rejected_at",
+                ],
+            )  # fmt: skip
+
+    def _update_dataset(self, dataset: str) -> None:
+        files = [
+            r[0]
+            for r in self.rows(
+                "SELECT DISTINCT source_file FROM events WHERE dataset = ? AND source_file"
+                " IS NOT NULL ORDER BY 1",
+                [dataset],
+            )
+        ]
+        events = int(self.scalar("SELECT count() FROM events WHERE dataset = ?", [dataset]))
+        if not events and not files:
+            return
+        rejects = int(self.scalar("SELECT count() FROM rejects WHERE dataset = ?", [dataset]))
+        test = bool(self.scalar("SELECT any(test) FROM datasets FINAL WHERE name = ?", [dataset]))
+        self._client.insert(
+            "datasets",
+            [(dataset, files, "", dt.datetime.now(dt.UTC).replace(tzinfo=None), events,
+              rejects, 0, test)],
+            column_names=[
+                "name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
+                "test",
+            ],
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ClickHouseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,29 @@
+"""Opening the store a --db value names: a DuckDB file (Store) or a ClickHouse database
+(ClickHouseStore). The commands that run on both open their store here."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from eventlens import location
+from eventlens.store import Store, StoreError, resolve_db_path
+
+if TYPE_CHECKING:
+    from eventlens.clickhouse.store import ClickHouseStore
+
+# What runs on a ClickHouse store so far; everything else says so (Store refuses a URL).
+ON_CLICKHOUSE = ("eventlens load", "eventlens series")
+
+
+def open_store(db: str | os.PathLike[str] | None = None) -> Store | ClickHouseStore:
+    """The store `db` (else $EVENTLENS_DB, else ./eventlens.duckdb) names, opened."""
+    path = resolve_db_path(db)
+    if not location.is_url(path):
+        return Store(path)
+    from eventlens.clickhouse.store import ClickHouseStore
+
+    try:
+        return ClickHouseStore(location.parse(path))
+    except location.LocationError as exc:
+        raise StoreError(str(exc)) from None

@@ -1,0 +1,256 @@
+"""The store on ClickHouse (chDB in this process) gives the same answers as on DuckDB.
+
+The same seeded events as test_series.py (DST changes in Amsterdam, events on bucket
+boundaries, events without a time, three datasets) are loaded into both engines; every query
+below runs on both and the frames must be equal. Skipped, with the reason, where the optional
+ClickHouse dependencies are not installed (`.ci/run` installs them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+
+import pandas as pd
+import pytest
+from test_series import AUTUMN, AUTUMN_SHORT, SPRING, SPRING_SHORT, make_bodies
+
+from eventlens import analytics
+from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
+from eventlens.clickhouse.store import ClickHouseStore, bind
+from eventlens.ingest import load_files
+from eventlens.location import LocationError, parse
+from eventlens.store import Store
+
+pytest.importorskip("clickhouse_connect", reason="ClickHouse support is not installed")
+pytest.importorskip("chdb", reason="chDB (ClickHouse in process) is not installed")
+
+AMS = "Europe/Amsterdam"
+
+
+@pytest.fixture(scope="module")
+def chdb_url(tmp_path_factory) -> Callable[[str], str]:
+    """chdb:// URLs of fresh databases: chDB runs one folder per process, so one folder (this
+    module's) with a database per store."""
+    folder = tmp_path_factory.mktemp("chdb")
+    return lambda database: f"chdb://{folder}?database={database}"
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory, chdb_url) -> tuple[Store, ClickHouseStore]:
+    """The seeded events in an in-memory DuckDB and in a chDB store, loaded the same way."""
+    folder = tmp_path_factory.mktemp("generated")
+    duck = Store(":memory:")
+    house = ClickHouseStore(parse(chdb_url("seeded")))
+    for dataset, rows in make_bodies().items():
+        path = folder / f"{dataset}.jsonl"
+        path.write_text("".join(json.dumps(b) + "\n" for b in rows), encoding="utf-8")
+        assert load_files(duck, [path], dataset).loaded == len(rows)
+        assert house.load([path], dataset).loaded == len(rows)
+    yield duck, house
+    duck.close()
+    house.close()
+
+
+def same(engines, q: SeriesQuery) -> analytics.SeriesResult:
+    """series() on both engines: equal range, bucket, frames (and previous period)."""
+    duck, house = engines
+    a, b = analytics.series(duck, q), analytics.series(house, q)
+    assert (b.start, b.end, b.bucket, b.without_timestamp) == (
+        a.start,
+        a.end,
+        a.bucket,
+        a.without_timestamp,
+    )
+    pd.testing.assert_frame_equal(b.frame, a.frame, check_dtype=False, rtol=1e-9)
+    if q.previous:
+        assert a.previous is not None and b.previous is not None
+        pd.testing.assert_frame_equal(b.previous, a.previous, check_dtype=False, rtol=1e-9)
+    return a
+
+
+def ranged(bucket: str, period=(AUTUMN, AUTUMN_SHORT), **kw) -> SeriesQuery:
+    start, end = period[1] if bucket == "1m" else period[0]
+    return SeriesQuery(bucket=bucket, start=start, end=end, **kw)
+
+
+@pytest.mark.parametrize("agg", analytics.AGGREGATIONS)
+@pytest.mark.parametrize("bucket", ["15m", "1d"])
+def test_every_measure(engines, agg, bucket):
+    """Counts, distinct traces, sums, averages, extremes and interpolated percentiles."""
+    metric = "amount" if agg in analytics.METRIC_AGGREGATIONS else None
+    frame = same(engines, ranged(bucket, agg=agg, metric=metric, tz=AMS)).frame
+    assert not frame.empty
+
+
+@pytest.mark.parametrize("bucket", analytics.BUCKETS[1:])
+@pytest.mark.parametrize(
+    ("tz", "period"),
+    [
+        (AMS, (AUTUMN, AUTUMN_SHORT)),  # the repeated hour
+        (AMS, (SPRING, SPRING_SHORT)),  # the skipped hour
+        ("Asia/Kolkata", (AUTUMN, AUTUMN_SHORT)),  # half-hour offset
+        ("UTC", (AUTUMN, AUTUMN_SHORT)),
+        ("America/New_York", (AUTUMN, AUTUMN_SHORT)),
+    ],
+)
+def test_every_bucket_in_every_zone(engines, tz, period, bucket):
+    """Fixed and calendar buckets, empty buckets included, across DST changes."""
+    same(
+        engines,
+        ranged(
+            bucket, period, agg="p95", metric="score" if period[0] == SPRING else "amount", tz=tz
+        ),
+    )
+
+
+@pytest.mark.parametrize("split", ["none", "event_type", "detail:product", "detail:country"])
+def test_splits_and_the_top_values(engines, split):
+    same(engines, ranged("1h", agg="count", split=split, top=3, tz=AMS))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"datasets": ("app",)},
+        {"event_types": ("search", "llm_call")},
+        {"details": (DetailFilter("country", "=", "NL"),)},
+        {"details": (DetailFilter("country", "!=", "NL"),)},  # without the key counts as !=
+        {"thresholds": (Threshold("latency_ms", ">=", 400.0),)},
+        {"include_test": True},
+    ],
+)
+def test_filters(engines, change):
+    same(
+        engines, dataclasses.replace(ranged("1h", agg="avg", metric="latency_ms", tz=AMS), **change)
+    )
+
+
+@pytest.mark.parametrize("agg", analytics.CUMULATIVE_AGGREGATIONS)
+def test_cumulative(engines, agg):
+    metric = "amount" if agg in analytics.METRIC_AGGREGATIONS else None
+    same(
+        engines,
+        ranged("1d", agg=agg, metric=metric, tz=AMS, cumulative=True, split="detail:country"),
+    )
+
+
+def test_previous_period_and_rolling_mean(engines):
+    same(engines, ranged("1h", agg="median", metric="latency_ms", tz=AMS, previous=True, rolling=3))
+
+
+@pytest.mark.parametrize("bucket", ["auto", "1h", "1w"])
+def test_the_whole_range_and_events_without_a_time(engines, bucket):
+    """No start and end: the range comes from the data; the untimed events are counted."""
+    result = same(engines, SeriesQuery(agg="count", bucket=bucket, tz=AMS))
+    assert result.without_timestamp == 4
+
+
+def test_a_range_with_no_events(engines):
+    start = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    result = same(engines, SeriesQuery(start=start, end=start + dt.timedelta(days=1), bucket="1h"))
+    assert result.frame.empty
+
+
+def test_reloading_a_file_adds_nothing(tmp_path, chdb_url):
+    path = tmp_path / "events.jsonl"
+    lines = [
+        json.dumps({"trace_id": "t1", "event_type": "a", "metrics": {"x": 1}, "timestamp": 1}),
+        "not json",
+        json.dumps({"trace_id": "t1", "event_type": "a", "metrics": {"x": "1"}}),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with ClickHouseStore(parse(chdb_url("reload"))) as house:
+        first = house.load([path], "d")
+        again = house.load([path], "d")
+        assert (first.loaded, first.rejected) == (1, 2)
+        assert (again.loaded, again.duplicates) == (0, 1)
+        assert house.event_count() == 1
+        assert house.scalar("SELECT count() FROM rejects") == 2
+        assert [(r["name"], r["events"], r["rejects"]) for r in house.dataset_records()] == [
+            ("d", 1, 2)
+        ]
+
+
+# -- the store's location and its parameters --------------------------------------------------
+
+
+def test_locations_and_the_password_never_shown(monkeypatch):
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret")
+    loc = parse("clickhouse://ana@db.example:9000/events")
+    assert (loc.engine, loc.interface, loc.host, loc.port, loc.database, loc.user) == (
+        "clickhouse",
+        "http",
+        "db.example",
+        9000,
+        "events",
+        "ana",
+    )
+    assert loc.password == "s3cret"
+    assert "s3cret" not in loc.display + repr(loc)
+    cloud = parse("https://u:p%40ss@abc.clickhouse.cloud/default")
+    assert (cloud.interface, cloud.port, cloud.password) == ("https", 8443, "p@ss")
+    assert "p@ss" not in cloud.display + repr(cloud)
+    assert parse("chdb:///data/ch").path == "/data/ch"
+    assert parse("chdb:///data/ch?database=qa").database == "qa"
+    assert parse("events.duckdb").engine == "duckdb"
+    for bad in ("postgres://x/y", "clickhouse:///db", "chdb://", "clickhouse://h/a;b"):
+        with pytest.raises(LocationError):
+            parse(bad)
+
+
+def test_every_value_is_a_typed_server_side_parameter():
+    sql, params = bind(
+        "SELECT ? , '?' , ? FROM t WHERE has(?, x) AND ts >= ?",
+        ["x'); DROP TABLE events; --", 1.5, ["a"], dt.datetime(2024, 1, 1, 0, 0, 0, 1234, dt.UTC)],
+    )
+    assert sql == (
+        "SELECT {p0:String} , '?' , {p1:Float64} FROM t WHERE has({p2:Array(String)}, x)"
+        " AND ts >= {p3:DateTime64(3, 'UTC')}"
+    )
+    assert params["p0"] == "x'); DROP TABLE events; --"
+    assert params["p3"] == dt.datetime(2024, 1, 1, 0, 0, 0, 1000)
+
+
+# -- the command line on a ClickHouse store ---------------------------------------------------
+
+
+def test_load_and_series_commands_answer_as_on_duckdb(runner, formats_dir, chdb_url, tmp_path):
+    from eventlens.cli import main
+
+    bad_lines = str(formats_dir / "bad_lines.jsonl")
+    url, duck = chdb_url("cli"), str(tmp_path / "d.duckdb")
+    outputs = []
+    for db in (url, duck):
+        loaded = runner.invoke(main, ["load", bad_lines, "--db", db, "--json"])
+        assert loaded.exit_code == 0, loaded.output
+        outputs.append(json.loads(loaded.output))
+        series = ["series", "--db", db, "--bucket", "1d", "--tz", "Asia/Kolkata", "--start"]
+        outputs.append(runner.invoke(main, [*series, "2025-11-01"]).output)
+    ch_load, ch_series, duck_load, duck_series = outputs
+    assert (ch_load["loaded"], ch_load["rejected"]) == (duck_load["loaded"], duck_load["rejected"])
+    assert ch_series == duck_series and ch_series.count("\n") > 3
+    again = json.loads(runner.invoke(main, ["load", bad_lines, "--db", url, "--json"]).output)
+    assert again["loaded"] == 0 and again["duplicates"] == ch_load["loaded"] + ch_load["duplicates"]
+
+
+def test_other_commands_say_they_need_duckdb_and_never_show_the_password(runner, monkeypatch):
+    from eventlens.cli import main
+
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret-pw")
+    result = runner.invoke(main, ["info", "--db", "clickhouse://ana:also-secret@127.0.0.1:1/x"])
+    assert result.exit_code == 2
+    assert "is a ClickHouse store: this works on a DuckDB store only so far" in result.output
+    assert "s3cret" not in result.output and "also-secret" not in result.output
+
+
+def test_the_cluster_ddl_shards_events_by_trace():
+    from eventlens.clickhouse import schema
+
+    statements = schema.cluster("main", "analytics")
+    assert all(" ON CLUSTER `main` " in s for s in statements)
+    events = next(s for s in statements if "Distributed(" in s)
+    assert "`analytics`.events " in events and "cityHash64(trace_id)" in events
+    assert sum("ReplicatedMergeTree(" in s for s in statements) == 2
