@@ -17,12 +17,13 @@ import pandas as pd
 import pytest
 from test_series import AUTUMN, AUTUMN_SHORT, SPRING, SPRING_SHORT, make_bodies
 
-from eventlens import analytics
+from eventlens import analytics, traces
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
 from eventlens.clickhouse.store import ClickHouseStore, bind
 from eventlens.ingest import load_files
 from eventlens.location import LocationError, parse
 from eventlens.store import Store
+from eventlens.traces import TraceSearch
 
 pytest.importorskip("clickhouse_connect", reason="ClickHouse support is not installed")
 pytest.importorskip("chdb", reason="chDB (ClickHouse in process) is not installed")
@@ -169,8 +170,9 @@ def test_reloading_a_file_adds_nothing(tmp_path, chdb_url):
         assert (again.loaded, again.duplicates) == (0, 1)
         assert house.event_count() == 1
         assert house.scalar("SELECT count() FROM rejects") == 2
-        assert [(r["name"], r["events"], r["rejects"]) for r in house.dataset_records()] == [
-            ("d", 1, 2)
+        records = house.dataset_records()
+        assert [(r["dataset"], r["events"], r["rejects"], r["duplicates"]) for r in records] == [
+            ("d", 1, 2, 1)
         ]
 
 
@@ -236,14 +238,41 @@ def test_load_and_series_commands_answer_as_on_duckdb(runner, formats_dir, chdb_
     assert again["loaded"] == 0 and again["duplicates"] == ch_load["loaded"] + ch_load["duplicates"]
 
 
+def test_info_and_delete_answer_as_on_duckdb(runner, formats_dir, chdb_url, tmp_path):
+    from eventlens.cli import main
+
+    files = [str(formats_dir / "bad_lines.jsonl"), str(formats_dir / "events.ndjson")]
+    answers = []
+    for db in (chdb_url("info"), str(tmp_path / "d.duckdb")):
+        for name, path in zip(("one", "two"), files, strict=True):
+            assert runner.invoke(main, ["load", path, "--db", db, "--dataset", name]).exit_code == 0
+        info = json.loads(runner.invoke(main, ["info", "--db", db, "--json"]).output)
+        deleted = json.loads(runner.invoke(main, ["delete", "one", "--db", db, "--json"]).output)
+        after = json.loads(runner.invoke(main, ["info", "--db", db, "--json"]).output)
+        answers.append((info, deleted, after))
+    (ch, ch_deleted, ch_after), (duck, duck_deleted, duck_after) = answers
+    keep = ("dataset", "test", "events", "traces", "event_types", "rejects", "first_event")
+    for a, b in ((ch, duck), (ch_after, duck_after)):
+        assert a["events"] == b["events"]
+        assert [{k: d[k] for k in keep} for d in a["datasets"]] == [
+            {k: d[k] for k in keep} for d in b["datasets"]
+        ]
+    assert ch_deleted == duck_deleted and ch_deleted["events_removed"] > 0
+    assert [d["dataset"] for d in ch_after["datasets"]] == ["two"]
+
+
 def test_other_commands_say_they_need_duckdb_and_never_show_the_password(runner, monkeypatch):
     from eventlens.cli import main
 
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret-pw")
-    result = runner.invoke(main, ["info", "--db", "clickhouse://ana:also-secret@127.0.0.1:1/x"])
+    url = "clickhouse://ana:also-secret@127.0.0.1:1/x"
+    result = runner.invoke(main, ["sandbox", "--db", url])
     assert result.exit_code == 2
     assert "is a ClickHouse store: this works on a DuckDB store only so far" in result.output
-    assert "s3cret" not in result.output and "also-secret" not in result.output
+    unreachable = runner.invoke(main, ["info", "--db", url])
+    assert unreachable.exit_code == 2 and "Cannot open the ClickHouse store" in unreachable.output
+    for output in (result.output, unreachable.output):
+        assert "s3cret" not in output and "also-secret" not in output
 
 
 def test_the_cluster_ddl_shards_events_by_trace():
@@ -254,3 +283,37 @@ def test_the_cluster_ddl_shards_events_by_trace():
     events = next(s for s in statements if "Distributed(" in s)
     assert "`analytics`.events " in events and "cityHash64(trace_id)" in events
     assert sum("ReplicatedMergeTree(" in s for s in statements) == 2
+    assert any("trace_summary_local" in s and "Distributed(" in s for s in statements)
+
+
+# -- the trace list ---------------------------------------------------------------------------
+
+
+def _listed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    frame["event_types"] = frame["event_types"].map(lambda v: list(v))
+    return frame
+
+
+@pytest.mark.parametrize(
+    "search",
+    [
+        TraceSearch(),
+        *(TraceSearch(sort=sort, descending=d) for sort in traces.SORTS for d in (True, False)),
+        TraceSearch(text="tr-01"),
+        TraceSearch(text="tr-010", exact=True),
+        TraceSearch(datasets=("app", "spring")),
+        TraceSearch(event_types=("search",), include_test=True),
+        TraceSearch(start=AUTUMN_SHORT[0], end=AUTUMN_SHORT[1]),
+        TraceSearch(detail_key="product", detail_value="sku-00"),
+    ],
+    ids=repr,
+)
+def test_the_trace_list_and_its_count(engines, search):
+    duck, house = engines
+    for offset in (0, 40):
+        (a, a_total), (b, b_total) = (
+            traces.search(store, search, limit=25, offset=offset) for store in (duck, house)
+        )
+        assert b_total == a_total > 0
+        pd.testing.assert_frame_equal(_listed(b), _listed(a), check_dtype=False)

@@ -194,12 +194,15 @@ class Dialect:
 
     name: str
     in_list: str  # a bound list holds column {}
-    analysed_datasets: str  # dataset is not test data
+    analysed_datasets: str  # column {} (a dataset name) is not test data
     detail_differs: str  # event_details[?] differs from ? (an event without the key does)
     time_zones: str  # every IANA zone name the engine knows, sorted
     # (store, q, bucket, start, end, top) -> the bucketed frame, and the cumulative traces' firsts
     bucketed: Callable[..., pd.DataFrame]
     new_traces: Callable[..., pd.DataFrame]
+    # Traces: a prefix match on trace_id, and "the list {} shares an element with a bound one"
+    starts_with: str = "starts_with({}, ?)"
+    has_any: str = "list_has_any({}, ?)"
 
 
 def dialect(store: Any) -> Dialect:
@@ -366,7 +369,7 @@ def _scope_conds(q: SeriesQuery, sql: Dialect | None = None) -> tuple[list[str],
         conds.append(sql.in_list.format("dataset"))
         params.append(list(q.datasets))
     elif not q.include_test:
-        conds.append(sql.analysed_datasets)
+        conds.append(sql.analysed_datasets.format("dataset"))
     if q.event_types:
         conds.append(sql.in_list.format("event_type"))
         params.append(list(q.event_types))
@@ -941,7 +944,7 @@ def local_to_instant(store: Queryable, local: dt.datetime, tz: str) -> dt.dateti
 DUCKDB = Dialect(
     name="duckdb",
     in_list="list_contains(?, {})",
-    analysed_datasets=analysed_datasets_sql(),
+    analysed_datasets=analysed_datasets_sql("{}"),
     detail_differs="event_details[?] IS DISTINCT FROM ?",
     time_zones="SELECT name FROM pg_timezone_names() ORDER BY 1",
     bucketed=_bucketed_duckdb,

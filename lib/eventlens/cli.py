@@ -128,7 +128,7 @@ def _file_lines(f: FileResult) -> list[str]:
 @hand_off_when_held()
 def info(db: str | None, as_json: bool) -> None:
     """List the datasets in the store with their counts and time ranges."""
-    with Store(db) as store:
+    with open_store(db) as store:
         records = store.dataset_records()
         total = store.event_count()
     rows: list[dict[str, Any]] = [
@@ -169,7 +169,7 @@ def info(db: str | None, as_json: bool) -> None:
 @hand_off_when_held()
 def delete(dataset: str, db: str | None, as_json: bool) -> None:
     """Delete DATASET: its events, rejects, files and pull cursor (other datasets stay)."""
-    with Store(db) as store:
+    with open_store(db) as store:
         names = store.dataset_names()
         if dataset not in names:
             have = ", ".join(names) or "none"

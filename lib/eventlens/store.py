@@ -290,7 +290,7 @@ class Store:
         if location.is_url(self.path):
             raise StoreError(
                 f"{location.parse(self.path).display} is a ClickHouse store: this works on a"
-                " DuckDB store only so far (on ClickHouse: eventlens load and eventlens series)"
+                " DuckDB store only so far (on ClickHouse: eventlens load, series, info and delete)"
             )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Opening the store a --db value names: a DuckDB file (Store) or a ClickHouse database
-(ClickHouseStore). The commands that run on both open their store here."""
+(ClickHouseStore). The commands that run on both (load, series, info, delete) open their store
+here; the others open a Store, which refuses a ClickHouse URL in one sentence."""
 
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from eventlens.store import Store, StoreError, resolve_db_path
 
 if TYPE_CHECKING:
     from eventlens.clickhouse.store import ClickHouseStore
-
-# What runs on a ClickHouse store so far; everything else says so (Store refuses a URL).
-ON_CLICKHOUSE = ("eventlens load", "eventlens series")
 
 
 def open_store(db: str | os.PathLike[str] | None = None) -> Store | ClickHouseStore:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from eventlens import settings
-from eventlens.store import Store, analysed_datasets_sql
+from eventlens import analytics, settings
+from eventlens.store import Store
 
 SORTS = {
     "last": "last_time",
@@ -57,24 +57,28 @@ class TraceSearch:
     descending: bool = True
 
 
-def _where(s: TraceSearch, indexed: bool = False) -> tuple[str, list[Any]]:
-    """The WHERE clause over trace_summary (alias t) for a search; values are bound.
+def _where(
+    s: TraceSearch, indexed: bool = False, sql: analytics.Dialect | None = None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause over trace_summary (alias t) for a search; values are bound. The detail
+    filter is the caller's when `sql` is another engine's (see clickhouse/traces_sql.py).
 
     With `indexed`, the detail filter reads detail_index instead of every event.
     """
+    sql = sql or analytics.DUCKDB
     conds: list[str] = ["true"]
     params: list[Any] = []
     text = s.text.strip()
     if text:
-        conds.append("t.trace_id = ?" if s.exact else "starts_with(t.trace_id, ?)")
+        conds.append("t.trace_id = ?" if s.exact else sql.starts_with.format("t.trace_id"))
         params.append(text)
     if s.datasets:
-        conds.append("list_contains(?, t.dataset)")
+        conds.append(sql.in_list.format("t.dataset"))
         params.append(list(s.datasets))
     elif not s.include_test:
-        conds.append(analysed_datasets_sql("t.dataset"))
+        conds.append(sql.analysed_datasets.format("t.dataset"))
     if s.event_types:
-        conds.append("list_has_any(t.event_types, ?)")
+        conds.append(sql.has_any.format("t.event_types"))
         params.append(list(s.event_types))
     if s.start is not None:
         conds.append("t.last_time >= ?")
@@ -96,11 +100,15 @@ def _where(s: TraceSearch, indexed: bool = False) -> tuple[str, list[Any]]:
 
 
 def search(
-    store: Store, s: TraceSearch, limit: int = PAGE_SIZE, offset: int = 0
+    store: Store | Any, s: TraceSearch, limit: int = PAGE_SIZE, offset: int = 0
 ) -> tuple[pd.DataFrame, int]:
     """One page of matching traces, ordered in DuckDB, and how many match in all."""
     if s.sort not in SORTS:
         raise ValueError(f"unknown sort {s.sort!r}; use one of {', '.join(SORTS)}")
+    if getattr(store, "engine", "duckdb") == "clickhouse":
+        from eventlens.clickhouse import traces_sql
+
+        return traces_sql.search(store, s, limit, offset)
     indexed = bool(s.detail_key) and store.ensure_detail_index(str(s.detail_key))
     where, params = _where(s, indexed)
     order = f"{SORTS[s.sort]} {'DESC' if s.descending else 'ASC'} NULLS LAST, trace_id, dataset"

@@ -196,9 +196,11 @@ def new_traces(
 CLICKHOUSE = analytics.Dialect(
     name="clickhouse",
     in_list="has(?, {})",
-    analysed_datasets=f"dataset NOT IN ({LEFT_OUT_DATASETS})",
+    analysed_datasets=f"{{}} NOT IN ({LEFT_OUT_DATASETS})",
     detail_differs="coalesce(event_details[?] != ?, true)",
     time_zones="SELECT time_zone FROM system.time_zones ORDER BY time_zone",
     bucketed=bucketed,
     new_traces=new_traces,
+    starts_with="startsWith({}, ?)",
+    has_any="hasAny({}, ?)",
 )

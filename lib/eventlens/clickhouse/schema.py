@@ -45,6 +45,23 @@ REJECTS_COLUMNS = """
     trace_id Nullable(String),
     rejected_at DateTime64(3, 'UTC')
 """
+# One row per (dataset, trace) and insert, merged in the background and summed when read
+# (traces_sql.py): what the trace list needs without grouping every event, as DuckDB's
+# trace_summary, but kept by ClickHouse itself on every insert into events.
+TRACE_SUMMARY_COLUMNS = """
+    dataset LowCardinality(String),
+    trace_id String,
+    events SimpleAggregateFunction(sum, UInt64),
+    first_time SimpleAggregateFunction(min, Nullable(DateTime64(3, 'UTC'))),
+    last_time SimpleAggregateFunction(max, Nullable(DateTime64(3, 'UTC'))),
+    event_types SimpleAggregateFunction(groupUniqArrayArray, Array(String))
+"""
+TRACE_SUMMARY_ORDER = "ORDER BY (dataset, trace_id)"
+TRACE_SUMMARY_SELECT = (
+    "SELECT dataset, trace_id, count() AS events, min(timestamp) AS first_time,"
+    " max(timestamp) AS last_time, groupUniqArray(toString(event_type)) AS event_types"
+    " FROM {events} GROUP BY dataset, trace_id"
+)
 # The latest row per dataset name wins (read with FINAL): a load rewrites its dataset's row.
 DATASETS_ENGINE = "ReplacingMergeTree(loaded_at) ORDER BY name"
 REJECTS_ORDER = "ORDER BY (dataset, ifNull(file_hash, ''), ifNull(line, 0))"
@@ -57,6 +74,10 @@ def single_node() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS datasets ({DATASETS_COLUMNS}) ENGINE = {DATASETS_ENGINE}",
         f"CREATE TABLE IF NOT EXISTS rejects ({REJECTS_COLUMNS}) ENGINE = MergeTree"
         f" {REJECTS_ORDER}",
+        f"CREATE TABLE IF NOT EXISTS trace_summary ({TRACE_SUMMARY_COLUMNS})"
+        f" ENGINE = AggregatingMergeTree {TRACE_SUMMARY_ORDER}",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_summary_mv TO trace_summary AS "
+        + TRACE_SUMMARY_SELECT.format(events="events"),
     ]
 
 
@@ -73,6 +94,15 @@ def cluster(name: str, database: str = "default") -> list[str]:
         f" ENGINE = {replicated} {EVENTS_ORDER}",
         f"CREATE TABLE IF NOT EXISTS {db}.events {on} AS {db}.events_local"
         f" ENGINE = Distributed(`{name}`, {db}, events_local, cityHash64(trace_id))",
+        # A trace's events share a shard, so each shard summarises its own traces.
+        f"CREATE TABLE IF NOT EXISTS {db}.trace_summary_local {on} ({TRACE_SUMMARY_COLUMNS})"
+        f" ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{{shard}}/{{database}}/"
+        f"{{table}}', '{{replica}}') {TRACE_SUMMARY_ORDER}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.trace_summary_mv {on}"
+        f" TO {db}.trace_summary_local AS "
+        + TRACE_SUMMARY_SELECT.format(events=f"{db}.events_local"),
+        f"CREATE TABLE IF NOT EXISTS {db}.trace_summary {on} AS {db}.trace_summary_local"
+        f" ENGINE = Distributed(`{name}`, {db}, trace_summary_local, cityHash64(trace_id))",
         # Small tables: one replicated copy on every node, no sharding.
         f"CREATE TABLE IF NOT EXISTS {db}.datasets {on} ({DATASETS_COLUMNS}) ENGINE ="
         " ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}',"

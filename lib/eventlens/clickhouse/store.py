@@ -30,6 +30,31 @@ INSTALL_HINT = (
 )
 # A LEFT JOIN's missing side reads NULL, as in DuckDB (ClickHouse's default is 0 or '').
 QUERY_SETTINGS = {"join_use_nulls": 1}
+SEND_ROWS = 500_000  # events sent to ClickHouse per insert
+KEY = "bitOr(bitShiftLeft(toUInt128(key_hi), 64), toUInt128(key_lo))"  # the halves joined
+# The catalogue row last: if a delete stops half-way, the dataset is still listed to delete again.
+TABLES_BY_DATASET = (
+    ("events", "dataset"),
+    ("trace_summary", "dataset"),
+    ("rejects", "dataset"),
+    ("datasets", "name"),
+)
+# Store.dataset_records' columns, in its order; `FINAL` reads each dataset's latest row.
+DATASETS_SQL = """
+    SELECT d.name AS dataset, d.test AS test, coalesce(e.events, 0) AS events,
+           d.rejects AS rejects, d.duplicates AS duplicates, coalesce(e.traces, 0) AS traces,
+           coalesce(e.event_types, 0) AS event_types, e.first_event AS first_event,
+           e.last_event AS last_event, d.files AS files, d.loaded_at AS loaded_at,
+           d.content_hash AS content_hash
+    FROM datasets AS d FINAL
+    LEFT JOIN (
+        SELECT dataset, count() AS events, uniqExact(trace_id) AS traces,
+               uniqExact(event_type) AS event_types,
+               min(timestamp) AS first_event, max(timestamp) AS last_event
+        FROM events GROUP BY dataset
+    ) AS e ON e.dataset = d.name
+    ORDER BY loaded_at DESC, dataset
+"""
 _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.|'')*'|\?")
 
 
@@ -154,7 +179,7 @@ class ClickHouseStore:
             frame = pd.DataFrame(columns=[row[0] for row in described.result_rows])
         for column in frame.columns:  # DateTime64(3, 'UTC') comes back without its zone
             if pd.api.types.is_datetime64_dtype(frame[column]):
-                frame[column] = frame[column].dt.tz_localize("UTC")
+                frame[column] = frame[column].dt.tz_localize("UTC").dt.as_unit("us")  # as DuckDB
         return frame
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
@@ -170,10 +195,23 @@ class ClickHouseStore:
         return [r[0] for r in self.rows("SELECT name FROM datasets FINAL ORDER BY name")]
 
     def dataset_records(self) -> list[dict[str, Any]]:
-        """One dict per dataset, as Store.dataset_records gives them."""
-        columns = ["name", "events", "rejects", "duplicates", "test", "loaded_at", "files"]
-        rows = self.rows(f"SELECT {', '.join(columns)} FROM datasets FINAL ORDER BY name")
-        return [dict(zip(columns, row, strict=True)) for row in rows]
+        """One dict per dataset with the keys and order of Store.dataset_records."""
+        result = self._client.query(DATASETS_SQL, settings=QUERY_SETTINGS)
+        return [
+            {name: _utc_aware(v) for name, v in zip(result.column_names, row, strict=True)}
+            for row in result.result_rows
+        ]
+
+    def delete_dataset(self, name: str) -> int:
+        """Delete a dataset's events, rejects, summary and catalogue rows; the events removed.
+        ClickHouse's lightweight DELETE, waited for (no transaction: a failure half-way leaves
+        the catalogue row, so the command can be run again)."""
+        with self.write_lock:
+            removed = int(self.scalar("SELECT count() FROM events WHERE dataset = ?", [name]))
+            for table, column in TABLES_BY_DATASET:
+                # Table and column names come from this constant list, never from the user.
+                self.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
+        return removed
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -185,7 +223,7 @@ class ClickHouseStore:
         from eventlens.ingest import load_files
 
         with self.write_lock, Store(":memory:") as staging:
-            result = load_files(staging, list(paths), dataset, **options)
+            result = load_files(staging, list(paths), dataset, summarise=False, **options)
             if result.loaded:
                 inserted = self._insert_events(staging)
                 for file in result.files:
@@ -193,32 +231,45 @@ class ClickHouseStore:
                     file.duplicates += file.loaded - new
                     file.loaded = new
             self._insert_rejects(staging)
-            self._update_dataset(result.dataset)
+            self._update_dataset(result.dataset, result.duplicates)
         return result
 
     def _insert_events(self, staging: Store) -> dict[str, int]:
-        """Copy the staged events into `events` but those already there; the new ones per file."""
-        with staging.cursor() as cur:
-            table = cur.sql(
-                "SELECT event_key::VARCHAR AS event_key, event_id, trace_id, event_type,"
-                " timestamp, metrics, event_details, dataset, source_file, source_line"
-                " FROM events"
-            ).to_arrow_table()
+        """Copy the staged events into `events` but those already there, SEND_ROWS at a time
+        (a whole 10M-event load held at once took 11.7 GB); the new ones per file."""
+        import pyarrow as pa
+
         batch = int(self.scalar("SELECT max(batch_id) + 1 FROM events") or 1)
-        temp = f"_load_{uuid.uuid4().hex}"  # a name of our own, not user text
-        columns = schema.EVENTS_COLUMNS.replace("event_key UInt128", "event_key String")
+        suffix = uuid.uuid4().hex  # names of our own, never user text
+        temp, seen = f"_load_{suffix}", f"_seen_{suffix}"
+        columns = schema.EVENTS_COLUMNS.replace("event_key UInt128", "key_hi UInt64, key_lo UInt64")
         columns = columns.split("INDEX")[0].rstrip().rstrip(",").replace("batch_id Int64,", "")
+        # The keys stored before this load, as a Set read once: the staged events hold no
+        # repeats of their own (ingest dropped them), so only these can be duplicates.
+        self._client.command(f"CREATE TABLE {seen} ENGINE = Set AS SELECT event_key FROM events")
         self._client.command(f"CREATE TABLE {temp} ({columns}) ENGINE = Memory")
         try:
-            self._client.insert_arrow(temp, table)
-            self.execute(
-                "INSERT INTO events SELECT toUInt128(event_key), event_id, trace_id, event_type,"
-                " timestamp, metrics, event_details, dataset, source_file, source_line, ?"
-                f" FROM {temp} WHERE toUInt128(event_key) NOT IN (SELECT event_key FROM events)",
-                [batch],
-            )
+            with staging.cursor() as cur:
+                # The 128-bit key as two 64-bit halves: Arrow has no such integer, and DuckDB's
+                # UHUGEINT to text cast took 7 s per 100k events.
+                reader = cur.sql(
+                    "SELECT (event_key >> 64)::UBIGINT AS key_hi,"
+                    " (event_key & 18446744073709551615::UHUGEINT)::UBIGINT AS key_lo, event_id,"
+                    " trace_id, event_type, timestamp, metrics, event_details, dataset,"
+                    " source_file, source_line FROM events"
+                ).to_arrow_reader(SEND_ROWS)
+                for part in reader:
+                    self._client.insert_arrow(temp, pa.Table.from_batches([part]))
+                    self.execute(
+                        f"INSERT INTO events SELECT {KEY}, event_id, trace_id, event_type,"
+                        " timestamp, metrics, event_details, dataset, source_file, source_line, ?"
+                        f" FROM {temp} WHERE {KEY} NOT IN {seen}",
+                        [batch],
+                    )
+                    self._client.command(f"TRUNCATE TABLE {temp}")
         finally:
             self._client.command(f"DROP TABLE IF EXISTS {temp}")
+            self._client.command(f"DROP TABLE IF EXISTS {seen}")
         rows = self.rows(
             "SELECT source_file, count() FROM events WHERE batch_id = ? GROUP BY source_file",
             [batch],
@@ -249,7 +300,9 @@ class ClickHouseStore:
                 ],
             )  # fmt: skip
 
-    def _update_dataset(self, dataset: str) -> None:
+    def _update_dataset(self, dataset: str, duplicates: int) -> None:
+        """Write the dataset's catalogue row anew (ReplacingMergeTree keeps the latest): its
+        files, counts, test mark, and the duplicates of every load so far."""
         files = [
             r[0]
             for r in self.rows(
@@ -262,11 +315,13 @@ class ClickHouseStore:
         if not events and not files:
             return
         rejects = int(self.scalar("SELECT count() FROM rejects WHERE dataset = ?", [dataset]))
-        test = bool(self.scalar("SELECT any(test) FROM datasets FINAL WHERE name = ?", [dataset]))
+        test, before = self.rows(
+            "SELECT any(test), sum(duplicates) FROM datasets FINAL WHERE name = ?", [dataset]
+        )[0]
         self._client.insert(
             "datasets",
             [(dataset, files, "", dt.datetime.now(dt.UTC).replace(tzinfo=None), events,
-              rejects, 0, test)],
+              rejects, int(before or 0) + duplicates, bool(test))],
             column_names=[
                 "name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
                 "test",
