@@ -317,3 +317,63 @@ def test_the_trace_list_and_its_count(engines, search):
         )
         assert b_total == a_total > 0
         pd.testing.assert_frame_equal(_listed(b), _listed(a), check_dtype=False)
+
+
+# -- the rest of Explore's questions ------------------------------------------------------------
+
+
+EXPLORE_QUERIES = [
+    ranged("1h", agg="count", tz=AMS),
+    ranged("1d", agg="p90", metric="latency_ms", tz=AMS, split="detail:product", top=3),
+    dataclasses.replace(
+        ranged("15m", agg="avg", metric="amount", tz="Asia/Kolkata"),
+        details=(DetailFilter("country", "!=", "DE"),),
+        event_types=("add_to_cart", "llm_call"),
+    ),
+    SeriesQuery(agg="traces", datasets=("web",), include_test=True),
+]
+
+
+@pytest.mark.parametrize("q", EXPLORE_QUERIES, ids=lambda q: f"{q.agg}-{q.split}")
+def test_headline_leaderboard_and_key_lists(engines, q):
+    duck, house = engines
+    a, b = analytics.headline(duck, q), analytics.headline(house, q)
+    for period in ("current", "previous"):  # sums may differ in the last bits (their order)
+        value = a[period].pop("value")
+        assert b[period].pop("value") == (value if value is None else pytest.approx(value))
+        assert b[period] == a[period]
+    assert {k: v for k, v in b.items() if k not in ("current", "previous")} == {
+        k: v for k, v in a.items() if k not in ("current", "previous")
+    }
+    for key in ("product", "country"):
+        pd.testing.assert_frame_equal(
+            analytics.leaderboard(house, q, key),
+            analytics.leaderboard(duck, q, key),
+            check_dtype=False,
+            rtol=1e-9,
+        )
+    for keys in (analytics.metric_keys, analytics.detail_keys):
+        assert keys(house, q) == keys(duck, q)
+    assert analytics.event_types(house, q.datasets, q.include_test) == analytics.event_types(
+        duck, q.datasets, q.include_test
+    )
+
+
+@pytest.mark.parametrize("q", EXPLORE_QUERIES, ids=lambda q: f"{q.agg}-{q.split}")
+def test_the_traces_behind_a_selection(engines, q):
+    """traces_for over the busiest bucket of the chart, and over two of its series."""
+    duck, house = engines
+    frame = analytics.series(duck, q).frame
+    busiest = frame.sort_values(["events", "bucket"], ascending=[False, True]).iloc[0]
+    start, end = busiest["bucket"].to_pydatetime(), busiest["bucket_end"].to_pydatetime()
+    for names in (None, sorted(frame["series"].unique())[:2]):
+        a = analytics.traces_for(duck, q, start, end, names)
+        b = analytics.traces_for(house, q, start, end, names)
+        assert len(a) > 0
+        pd.testing.assert_frame_equal(_listed_series(b), _listed_series(a), check_dtype=False)
+
+
+def _listed_series(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
+    frame["series"] = frame["series"].map(lambda v: list(v))
+    return frame

@@ -200,9 +200,24 @@ class Dialect:
     # (store, q, bucket, start, end, top) -> the bucketed frame, and the cumulative traces' firsts
     bucketed: Callable[..., pd.DataFrame]
     new_traces: Callable[..., pd.DataFrame]
+    # (q, start, end, top) -> the selected events: timestamp, trace_id, dataset, series, v
+    selection: Callable[..., tuple[str, list[Any]]]
+    # (store, q, column) -> a MAP column's keys in q's datasets and types, most common first
+    map_keys: Callable[..., list[str]]
+    aggregates: dict[str, str]  # an aggregation's SQL over {v}
+    as_double: str  # expression {} as a nullable double
+    sorted_distinct: str  # the sorted distinct values of {} in a group
     # Traces: a prefix match on trace_id, and "the list {} shares an element with a bound one"
     starts_with: str = "starts_with({}, ?)"
     has_any: str = "list_has_any({}, ?)"
+
+    def agg(self, agg: str, value: str = "v") -> str:
+        """The SQL aggregate for an aggregation name over a value expression."""
+        return self.aggregates[agg].format(v=value)
+
+    @property
+    def null_double(self) -> str:
+        return self.as_double.format("NULL")
 
 
 def dialect(store: Any) -> Dialect:
@@ -559,7 +574,8 @@ def top_values(
 def _selection_sql(
     q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None, top: list[str]
 ) -> tuple[str, list[Any]]:
-    """SQL for the selected events with columns series, v (the metric) and zone."""
+    """SQL for the selected events: timestamp, trace_id, dataset, series, v (the metric) and
+    zone (the query's time zone, a column for DuckDB's bucket SQL)."""
     where, params = _where(q, start, end)
     label, label_params = _series_label_sql(q)
     if q.detail_key:
@@ -794,9 +810,10 @@ def headline(store: Queryable, q: SeriesQuery) -> dict[str, Any]:
     if start is None or end is None:
         return out
     span = end - start
-    metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
+    sql = dialect(store)
+    metric = sql.agg(q.agg, "metrics[?]") if q.uses_metric else sql.null_double
     for name, (lo, hi) in {"current": (start, end), "previous": (start - span, start)}.items():
-        where, params = _where(q, lo, hi, with_metric=False)
+        where, params = _where(q, lo, hi, with_metric=False, sql=sql)
         events, traces, value, measured = store.rows(
             f"SELECT count(*), count(DISTINCT trace_id), {metric}, count(metrics[?])"
             f" FROM events WHERE {where}",
@@ -805,7 +822,7 @@ def headline(store: Queryable, q: SeriesQuery) -> dict[str, Any]:
         out[name] = {"events": int(events), "traces": int(traces), "value": value}
         if name == "current":
             out["measured"] = int(measured) if q.uses_metric else None
-    where, params = _where(q, with_metric=False)
+    where, params = _where(q, with_metric=False, sql=sql)
     out["matching"] = int(store.scalar(f"SELECT count(*) FROM events WHERE {where}", params))
     first, _ = time_bounds(store, dataclasses.replace(q, start=None, end=None))
     out["data_start"] = first
@@ -824,8 +841,9 @@ def leaderboard(store: Queryable, q: SeriesQuery, key: str, limit: int = 10) -> 
     """The top values of one detail key in the selection: events, traces, share, the metric."""
     q = checked(store, q)
     start, end = resolve_range(store, q)
-    where, params = _where(q, start, end, with_metric=False)
-    metric = _agg_sql(q.agg, "metrics[?]") if q.uses_metric else "NULL::DOUBLE"
+    sql = dialect(store)
+    where, params = _where(q, start, end, with_metric=False, sql=sql)
+    metric = sql.agg(q.agg, "metrics[?]") if q.uses_metric else sql.null_double
     frame = store.df(
         f"""
         SELECT coalesce(event_details[?], '{MISSING_VALUE}') AS value, count(*) AS events,
@@ -857,16 +875,17 @@ def traces_for(
     """
     q = checked(store, q)
     top = top_values(store, q, *resolve_range(store, q)) if q.detail_key else []
-    selection, params = _selection_sql(q, start, end, top)
+    sql = dialect(store)
+    selection, params = sql.selection(q, start, end, top)
     keep, keep_params = "", []
     if series_names:
-        keep, keep_params = "WHERE list_contains(?, series)", [list(series_names)]
-    measure = {"count": "count(*)", "traces": "count(*)"}.get(q.agg, _agg_sql(q.agg))
+        keep, keep_params = f"WHERE {sql.in_list.format('series')}", [list(series_names)]
+    measure = {"count": "count(*)", "traces": "count(*)"}.get(q.agg, sql.agg(q.agg))
     return store.df(
         f"""
         SELECT trace_id, dataset, count(*) AS events, min(timestamp) AS first_time,
-               max(timestamp) AS last_time, {measure}::DOUBLE AS value,
-               list_sort(list_distinct(list(series))) AS series
+               max(timestamp) AS last_time, {sql.as_double.format(measure)} AS value,
+               {sql.sorted_distinct.format("series")} AS series
         FROM ({selection}) {keep}
         GROUP BY trace_id, dataset ORDER BY value DESC, first_time, trace_id, dataset LIMIT ?
         """,
@@ -874,7 +893,13 @@ def traces_for(
     )
 
 
-def _map_keys(store: Store, q: SeriesQuery, column: str) -> list[str]:
+def _map_keys(store: Queryable, q: SeriesQuery, column: str) -> list[str]:
+    """The keys of a MAP column (a constant name) in the query's datasets and event types, most
+    common first, from the store's engine."""
+    return dialect(store).map_keys(store, q, column)
+
+
+def _map_keys_duckdb(store: Store, q: SeriesQuery, column: str) -> list[str]:
     """The keys of a MAP column (a constant name) in the query's datasets and event types, most
     common first: from the key catalogue (key_summary), not from every event's map.
 
@@ -909,12 +934,12 @@ def _and(conds: list[str]) -> str:
     return " AND ".join(conds)
 
 
-def metric_keys(store: Store, q: SeriesQuery) -> list[str]:
+def metric_keys(store: Queryable, q: SeriesQuery) -> list[str]:
     """The metric keys the selected event types carry, most common first."""
     return _map_keys(store, q, "metrics")
 
 
-def detail_keys(store: Store, q: SeriesQuery) -> list[str]:
+def detail_keys(store: Queryable, q: SeriesQuery) -> list[str]:
     """The detail keys the selected event types carry, most common first."""
     return _map_keys(store, q, "event_details")
 
@@ -923,7 +948,9 @@ def event_types(
     store: Queryable, datasets: tuple[str, ...] = (), include_test: bool = False
 ) -> list[str]:
     """The event types in the given datasets (all but test data when none), most common first."""
-    where, params = _where(SeriesQuery(datasets=datasets, include_test=include_test))
+    where, params = _where(
+        SeriesQuery(datasets=datasets, include_test=include_test), sql=dialect(store)
+    )
     rows = store.rows(
         f"SELECT event_type, count(*) AS n FROM events WHERE {where} GROUP BY 1 ORDER BY n DESC, 1",
         params,
@@ -949,4 +976,9 @@ DUCKDB = Dialect(
     time_zones="SELECT name FROM pg_timezone_names() ORDER BY 1",
     bucketed=_bucketed_duckdb,
     new_traces=_new_traces_duckdb,
+    selection=_selection_sql,
+    map_keys=_map_keys_duckdb,
+    aggregates=_AGG_SQL,
+    as_double="{}::DOUBLE",
+    sorted_distinct="list_sort(list_distinct(list({})))",
 )

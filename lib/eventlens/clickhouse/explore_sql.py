@@ -112,7 +112,7 @@ def grid_sql(bucket: str) -> str:
 def _selection(
     q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None, top: list[str]
 ) -> tuple[str, list[Any]]:
-    """The selected events with columns timestamp, trace_id, series and v (the metric)."""
+    """The selected events: timestamp, trace_id, dataset, series and v (the metric)."""
     where, params = _where(q, start, end, sql=CLICKHOUSE)
     label, label_params = _series_label_sql(q)
     if q.detail_key:
@@ -121,7 +121,8 @@ def _selection(
     metric = "metrics[?]" if q.uses_metric else "CAST(NULL AS Nullable(Float64))"
     metric_params = [q.metric] if q.uses_metric else []
     sql = f"""
-        SELECT timestamp, trace_id, {label} AS series, {metric} AS v FROM events WHERE {where}
+        SELECT timestamp, trace_id, dataset, {label} AS series, {metric} AS v
+        FROM events WHERE {where}
     """
     return sql, [*label_params, *metric_params, *params]
 
@@ -193,6 +194,19 @@ def new_traces(
     )
 
 
+def map_keys(store: Any, q: SeriesQuery, column: str) -> list[str]:
+    """The keys of a Map column (a constant name) in q's datasets and event types, most common
+    first, read from the maps (DuckDB's store keeps a catalogue of them instead)."""
+    scope = SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
+    where, params = _where(scope, with_metric=False, sql=CLICKHOUSE)
+    rows = store.rows(
+        f"SELECT key, count() AS n FROM events ARRAY JOIN mapKeys({column}) AS key"
+        f" WHERE {where} GROUP BY key ORDER BY n DESC, key",
+        params,
+    )
+    return [r[0] for r in rows]
+
+
 CLICKHOUSE = analytics.Dialect(
     name="clickhouse",
     in_list="has(?, {})",
@@ -201,6 +215,11 @@ CLICKHOUSE = analytics.Dialect(
     time_zones="SELECT time_zone FROM system.time_zones ORDER BY time_zone",
     bucketed=bucketed,
     new_traces=new_traces,
+    selection=_selection,
+    map_keys=map_keys,
+    aggregates=AGG_SQL,
+    as_double="CAST({} AS Nullable(Float64))",
+    sorted_distinct="arraySort(groupUniqArray({}))",
     starts_with="startsWith({}, ?)",
     has_any="hasAny({}, ?)",
 )

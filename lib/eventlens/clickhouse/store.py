@@ -28,8 +28,10 @@ INSTALL_HINT = (
     "ClickHouse support is an optional part of eventlens: install it with"
     " `uv sync --extra clickhouse` (or `pip install 'eventlens[clickhouse]'`)."
 )
-# A LEFT JOIN's missing side reads NULL, as in DuckDB (ClickHouse's default is 0 or '').
-QUERY_SETTINGS = {"join_use_nulls": 1}
+# As DuckDB reads the shared SQL: a LEFT JOIN's missing side reads NULL (ClickHouse's default
+# is 0 or ''), and a column's name wins over a SELECT alias of the same name in WHERE and
+# aggregates (`... AS series` over a column `series`).
+QUERY_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
 SEND_ROWS = 500_000  # events sent to ClickHouse per insert
 KEY = "bitOr(bitShiftLeft(toUInt128(key_hi), 64), toUInt128(key_lo))"  # the halves joined
 # The catalogue row last: if a delete stops half-way, the dataset is still listed to delete again.
