@@ -16,7 +16,7 @@ from eventlens.ui import pulls
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
-from eventlens.ui.state import get_store, require_router
+from eventlens.ui.state import require_duckdb, require_router
 from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
@@ -27,7 +27,7 @@ FORMATS_HELP = (
 )
 
 require_router()
-store = get_store()
+store = require_duckdb("The Data page")
 st.title("Data")
 st.caption("Load LangWatch event exports into the local DuckDB store and check what arrived.")
 everything = analytics.overview(store)

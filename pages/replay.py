@@ -17,13 +17,13 @@ from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.replays import registry
-from eventlens.ui.state import get_store, require_router
+from eventlens.ui.state import require_duckdb, require_router
 from eventlens.ui.tables import COUNT, counts_config
 from eventlens.ui.target import KEY_SOURCE_WORDS, embedded_url, target_for, target_picker
 from eventlens.words import counted
 
 require_router()
-store = get_store()
+store = require_duckdb("The Replay page")
 ss = st.session_state
 runs = registry()
 

@@ -271,7 +271,9 @@ def test_other_commands_say_they_need_duckdb_and_never_show_the_password(runner,
     assert "is a ClickHouse store: this works on a DuckDB store only so far" in result.output
     unreachable = runner.invoke(main, ["info", "--db", url])
     assert unreachable.exit_code == 2 and "Cannot open the ClickHouse store" in unreachable.output
-    for output in (result.output, unreachable.output):
+    app = runner.invoke(main, ["ui", "--db", url])  # said before any server starts
+    assert app.exit_code == 2 and "Cannot open the ClickHouse store" in app.output
+    for output in (result.output, unreachable.output, app.output):
         assert "s3cret" not in output and "also-secret" not in output
 
 
@@ -377,3 +379,40 @@ def _listed_series(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.reset_index(drop=True)
     frame["series"] = frame["series"].map(lambda v: list(v))
     return frame
+
+
+def test_one_trace_its_copies_and_events(engines):
+    duck, house = engines
+    for trace_id in ("tr-000", "tr-001", "tr-123", "no-such-trace"):
+        assert traces.copies(house, trace_id) == traces.copies(duck, trace_id)
+        for dataset in (None, "web"):
+            a, b = traces.events(duck, trace_id, dataset), traces.events(house, trace_id, dataset)
+            pd.testing.assert_frame_equal(b, a, check_dtype=False)
+    assert traces.metadata(house, "tr-000", "web") is None
+
+
+# -- the app on ClickHouse --------------------------------------------------------------------
+
+
+def test_the_app_runs_explore_and_traces_on_clickhouse(engines, chdb_url, monkeypatch):
+    """Explore's default and p95 views, the trace list and one trace, from the seeded chDB
+    database; the pages that need DuckDB say so in one sentence."""
+    from apptest_helpers import metric, ok, run_app
+
+    monkeypatch.setenv("EVENTLENS_DB", chdb_url("seeded"))
+    explore = run_app()
+    ok(explore)
+    assert metric(explore, "Events") == "3,200"  # every timed event (4 have no time)
+    p95 = run_app({"agg": "p95", "metric": "latency_ms", "by": "detail:product", "tz": AMS})
+    ok(p95)
+    assert any(m.label == "p95 of latency_ms" for m in p95.metric)
+    listed = run_app(page="pages/traces.py")
+    ok(listed)
+    assert any("traces match" in c.value for c in listed.caption)
+    one = run_app({"trace": "tr-001"}, page="pages/traces.py")
+    ok(one)
+    assert any(s.value.startswith("Trace tr-001") for s in one.subheader)
+    for page in ("pages/data.py", "pages/submit.py", "pages/replay.py"):
+        notice = run_app(page=page)
+        ok(notice)
+        assert "works on a DuckDB store only so far" in notice.info[0].value

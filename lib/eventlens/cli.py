@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from eventlens import analytics, settings
+from eventlens import analytics, location, settings
 from eventlens.errors import EventlensError
 from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
@@ -815,7 +815,9 @@ def ui(db: str | None, port: int | None, host: str, streamlit_args: tuple[str, .
     # The app runs from its own folder so its .streamlit/config.toml applies; the store path is
     # made absolute first so that it still means what it meant where the command was typed.
     path = resolve_db_path(db)
-    if path != ":memory:":
+    if location.is_url(path):
+        open_store(path).close()  # a bad URL or an unreachable server: one sentence, exit 2
+    elif path != ":memory:":
         path = os.path.abspath(path)
         _check_not_held(path)
     env = dict(os.environ, **{DB_ENV: path})

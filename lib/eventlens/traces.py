@@ -152,8 +152,17 @@ class Copy:
     test: bool
 
 
-def copies(store: Store, trace_id: str) -> list[Copy]:
+def _on_clickhouse(store: Any) -> bool:
+    return getattr(store, "engine", "duckdb") == "clickhouse"
+
+
+def copies(store: Store | Any, trace_id: str) -> list[Copy]:
     """The datasets that hold this trace id: analysis data first, then test data, by name."""
+    if _on_clickhouse(store):
+        from eventlens.clickhouse.traces_sql import COPIES
+
+        rows = store.rows(COPIES, [trace_id])
+        return [Copy(str(d), int(n), bool(test)) for d, n, test in rows]
     rows = store.rows(
         """
         SELECT t.dataset, t.events, coalesce(d.test, false) AS test
@@ -192,8 +201,11 @@ class TraceMetadata:
         return {k: v for k, v in found.items() if v}
 
 
-def metadata(store: Store, trace_id: str, dataset: str) -> TraceMetadata | None:
-    """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace)."""
+def metadata(store: Store | Any, trace_id: str, dataset: str) -> TraceMetadata | None:
+    """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace;
+    any trace on ClickHouse, where nothing is pulled yet)."""
+    if _on_clickhouse(store):
+        return None
     rows = store.rows(
         "SELECT user_id, thread_id, customer_id, labels, updated_at FROM trace_metadata"
         " WHERE trace_id = ? AND dataset = ? LIMIT 1",
@@ -211,22 +223,22 @@ def metadata(store: Store, trace_id: str, dataset: str) -> TraceMetadata | None:
     )
 
 
-def events(store: Store, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
+def events(store: Store | Any, trace_id: str, dataset: str | None = None) -> pd.DataFrame:
     """A trace's events in time order; ties and events without a time keep file order.
 
     `offset_ms` is the time since the trace's first event ("+N ms"); NaN without a timestamp.
     """
+    ms = "toUnixTimestamp64Milli(timestamp)" if _on_clickhouse(store) else "epoch_ms(timestamp)"
     frame = store.df(
-        """
-        SELECT timestamp,
-               epoch_ms(timestamp) - min(epoch_ms(timestamp)) OVER () AS offset_ms,
+        f"""
+        SELECT timestamp, {ms} - min({ms}) OVER () AS offset_ms,
                event_type, metrics, event_details, event_id, dataset, source_file, source_line,
-               epoch_ms(timestamp) AS timestamp_ms
+               {ms} AS timestamp_ms
         FROM events
-        WHERE trace_id = ? AND (CAST(? AS VARCHAR) IS NULL OR dataset = ?)
+        WHERE trace_id = ? {"" if dataset is None else "AND dataset = ?"}
         ORDER BY timestamp NULLS LAST, source_file, source_line, event_key
         """,
-        [trace_id, dataset, dataset],
+        [trace_id] if dataset is None else [trace_id, dataset],
     )
     # Whole milliseconds, computed by DuckDB (floats of seconds would give 1004.9999...).
     frame["offset_ms"] = frame["offset_ms"].astype("Float64").astype(float)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventlens.clickhouse import schema
+from eventlens.clickhouse.explore_sql import CLICKHOUSE, LEFT_OUT_DATASETS
 from eventlens.location import Location
 from eventlens.store import Store, StoreError
 
@@ -118,11 +119,7 @@ class ClickHouseStore:
 
     engine = "clickhouse"
 
-    @property
-    def dialect(self) -> Any:
-        from eventlens.clickhouse.explore_sql import CLICKHOUSE
-
-        return CLICKHOUSE
+    dialect = CLICKHOUSE  # the SQL of analytics' questions that differs from DuckDB's
 
     def __init__(self, location: Location) -> None:
         try:
@@ -192,6 +189,26 @@ class ClickHouseStore:
 
     def event_count(self) -> int:
         return int(self.scalar("SELECT count() FROM events"))
+
+    def is_empty(self) -> bool:
+        return not self.rows("SELECT 1 FROM events LIMIT 1")
+
+    def version(self) -> tuple[int, int, tuple[str, ...], None]:
+        """A token that changes whenever events are added or removed or a dataset's test mark
+        changes (Store.version's, for the app's caches)."""
+        count, batch = self.rows("SELECT count(), coalesce(max(batch_id), 0) FROM events")[0]
+        return int(count), int(batch), tuple(self.test_datasets()), None
+
+    def test_datasets(self) -> list[str]:
+        return [r[0] for r in self.rows("SELECT name FROM datasets FINAL WHERE test ORDER BY name")]
+
+    def left_out_datasets(self) -> dict[str, int]:
+        """The test datasets that "all datasets" leaves out now, with their events."""
+        rows = self.rows(
+            f"SELECT name, events FROM datasets FINAL WHERE name IN ({LEFT_OUT_DATASETS})"
+            " ORDER BY name"
+        )
+        return {str(name): int(events) for name, events in rows}
 
     def dataset_names(self) -> list[str]:
         return [r[0] for r in self.rows("SELECT name FROM datasets FINAL ORDER BY name")]

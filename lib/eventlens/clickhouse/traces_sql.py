@@ -25,6 +25,15 @@ SUMMED = """
 """
 
 
+# The datasets holding one trace id, analysis data first (traces.copies).
+COPIES = """
+    SELECT t.dataset, sum(t.events) AS trace_events, coalesce(any(d.test), false) AS is_test
+    FROM trace_summary AS t LEFT JOIN (SELECT name, test FROM datasets FINAL) AS d
+        ON d.name = t.dataset
+    WHERE t.trace_id = ? GROUP BY t.dataset ORDER BY is_test, t.dataset
+"""
+
+
 def _where(s: traces.TraceSearch) -> tuple[str, list[Any]]:
     where, params = traces._where(dataclasses.replace(s, detail_key=None), sql=CLICKHOUSE)
     if s.detail_key:

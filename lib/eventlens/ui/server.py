@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import streamlit as st
 
-from eventlens import sandbox
+from eventlens import location, sandbox
 from eventlens.cli import app_path
 from eventlens.handoff.server import HandoffServer
 from eventlens.store import StoreError, resolve_db_path
@@ -44,8 +44,8 @@ def _start_hand_off() -> HandoffServer | None:
     from eventlens.ui.state import open_store
 
     path = resolve_db_path()
-    if path == ":memory:":
-        return None  # no other process can reach it anyway
+    if path == ":memory:" or location.is_url(path):
+        return None  # no other process can reach it, or ClickHouse takes many (no hand-off)
     try:
         open_store(path)
     except StoreError as exc:  # the page says it to whoever opens the app
@@ -67,4 +67,6 @@ async def _hand_off(_app: st.App) -> AsyncIterator[None]:
             server.close()
 
 
-app = st.App(str(app_path()), routes=sandbox.routes(_sandbox), lifespan=_hand_off)
+# The sandbox stores what it accepts in a DuckDB store: on ClickHouse it is not served yet.
+routes = [] if location.is_url(resolve_db_path()) else sandbox.routes(_sandbox)
+app = st.App(str(app_path()), routes=routes, lifespan=_hand_off)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import streamlit as st
 
+from eventlens import location, stores
 from eventlens.ingest import load_files
 from eventlens.store import Store, app_memory_limit, resolve_db_path
+from eventlens.ui.format import md_escape
 
 log = logging.getLogger("eventlens")
 
@@ -18,29 +21,59 @@ SAMPLE_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "events.json
 
 
 def get_store() -> Store:
-    """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process."""
+    """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process.
+
+    A ClickHouse URL gives a ClickHouseStore, which answers what Explore and Traces ask (the
+    type says Store: the pages that need more call require_duckdb first)."""
     return open_store(resolve_db_path())
 
 
 @st.cache_resource(show_spinner=False)
 def open_store(path: str) -> Store:
     # One Store per file and process: DuckDB allows a single writing process per file.
-    store = Store(path, memory_limit=app_memory_limit())
+    store: Any
+    if location.is_url(path):
+        store = stores.open_store(path)
+    else:
+        store = Store(path, memory_limit=app_memory_limit())
     if store.is_empty():
         load_sample(store)
+    return cast(Store, store)
+
+
+def on_clickhouse(store: Any) -> bool:
+    return getattr(store, "engine", "duckdb") == "clickhouse"
+
+
+def require_duckdb(page: str) -> Store:
+    """The store, for a page that works on a DuckDB store only so far: on ClickHouse the page
+    says so in one sentence and stops."""
+    store = get_store()
+    if on_clickhouse(store):
+        st.info(
+            f"{page} works on a DuckDB store only so far; this app runs on the ClickHouse store"
+            f" {md_escape(store.path)}, where Explore and Traces work."
+        )
+        st.stop()
     return store
 
 
-def load_sample(store: Store) -> None:
+def load_sample(store: Any) -> None:
     """Load the committed sample export, or generate it when the checkout lacks it."""
+
+    def load(files: list[Path], names: list[str]) -> Any:
+        if on_clickhouse(store):
+            return store.load(files, SAMPLE_DATASET, display_names=names)
+        return load_files(store, files, SAMPLE_DATASET, names)
+
     if SAMPLE_FILE.is_file():
-        result = load_files(store, [SAMPLE_FILE], SAMPLE_DATASET, ["sample_data/events.jsonl.gz"])
+        result = load([SAMPLE_FILE], ["sample_data/events.jsonl.gz"])
     else:
         from eventlens.sample import write_samples
 
         with tempfile.TemporaryDirectory() as tmp:
             files = [p for p in write_samples(Path(tmp)) if p.name == "events.jsonl.gz"]
-            result = load_files(store, files, SAMPLE_DATASET, ["generated sample"])
+            result = load(files, ["generated sample"])
     log.info("loaded sample data: %s events", result.loaded)
 
 
