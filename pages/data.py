@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from eventlens import analytics
+from eventlens import analytics, stores
 from eventlens.export import safe_csv
-from eventlens.ingest import LoadResult, default_dataset_name, load_files
+from eventlens.ingest import LoadResult, default_dataset_name
 from eventlens.ui import pulls
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
-from eventlens.ui.state import require_duckdb, require_router
+from eventlens.ui.state import get_store, on_clickhouse, require_router
 from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
@@ -27,9 +27,9 @@ FORMATS_HELP = (
 )
 
 require_router()
-store = require_duckdb("The Data page")
+store = get_store()
 st.title("Data")
-st.caption("Load LangWatch event exports into the local DuckDB store and check what arrived.")
+st.caption("Load LangWatch event exports into the store and check what arrived.")
 everything = analytics.overview(store)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Events", f"{everything['events']:,}")
@@ -138,7 +138,7 @@ with st.container(border=True):
                     path.write_bytes(up.getbuffer())
                     paths.append(path)
                 # No name given: load_files names it after the first file that is an export.
-                result = load_files(store, paths, upload_dataset, [u.name for u in uploads])
+                result = stores.load(store, paths, upload_dataset, [u.name for u in uploads])
             st.session_state["last_load"] = result
             st.rerun()  # so every count on the page includes the new rows
     with path_tab:
@@ -167,7 +167,7 @@ with st.container(border=True):
                     st.error(f"The folder {md_escape(target)} holds no files.")
                 else:
                     with st.spinner(f"Loading {counted(len(files), 'file')}…"):
-                        result = load_files(
+                        result = stores.load(
                             store, files, path_dataset.strip() or default_dataset_name([target])
                         )
                     st.session_state["last_load"] = result
@@ -178,7 +178,10 @@ with st.container(border=True):
 # -- from LangWatch ------------------------------------------------------------------------------
 
 with st.container(border=True), guarded("the pulls from LangWatch"):
-    pulls.section(store)
+    if on_clickhouse(store):
+        st.caption("Pulling from LangWatch needs a DuckDB store so far; this one is ClickHouse.")
+    else:
+        pulls.section(store)
 
 # -- datasets -----------------------------------------------------------------------------------
 

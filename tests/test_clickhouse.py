@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from test_series import AUTUMN, AUTUMN_SHORT, SPRING, SPRING_SHORT, make_bodies
 
-from eventlens import analytics, traces
+from eventlens import analytics, stores, traces
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
 from eventlens.clickhouse.store import ClickHouseStore, bind
 from eventlens.ingest import load_files
 from eventlens.location import LocationError, parse
-from eventlens.store import Store
+from eventlens.store import Store, StoreError
 from eventlens.traces import TraceSearch
 
 pytest.importorskip("clickhouse_connect", reason="ClickHouse support is not installed")
@@ -394,9 +394,9 @@ def test_one_trace_its_copies_and_events(engines):
 # -- the app on ClickHouse --------------------------------------------------------------------
 
 
-def test_the_app_runs_explore_and_traces_on_clickhouse(engines, chdb_url, monkeypatch):
-    """Explore's default and p95 views, the trace list and one trace, from the seeded chDB
-    database; the pages that need DuckDB say so in one sentence."""
+def test_the_app_runs_explore_traces_and_data_on_clickhouse(engines, chdb_url, monkeypatch):
+    """Explore's default and p95 views, the trace list, one trace and the Data page from the
+    seeded chDB database; the pages that need DuckDB say so in one sentence."""
     from apptest_helpers import metric, ok, run_app
 
     monkeypatch.setenv("EVENTLENS_DB", chdb_url("seeded"))
@@ -412,7 +412,61 @@ def test_the_app_runs_explore_and_traces_on_clickhouse(engines, chdb_url, monkey
     one = run_app({"trace": "tr-001"}, page="pages/traces.py")
     ok(one)
     assert any(s.value.startswith("Trace tr-001") for s in one.subheader)
-    for page in ("pages/data.py", "pages/submit.py", "pages/replay.py"):
+    data = run_app(page="pages/data.py")
+    ok(data)
+    assert "Pulling from LangWatch needs a DuckDB store so far" in " ".join(
+        c.value for c in data.caption
+    )
+    assert {"web", "app", "spring"} <= set(data.dataframe[0].value["dataset"])
+    for page in ("pages/submit.py", "pages/replay.py"):
         notice = run_app(page=page)
         ok(notice)
         assert "works on a DuckDB store only so far" in notice.info[0].value
+
+
+# -- the Data page's questions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", [None, "web"])
+def test_overview_and_profiles(engines, dataset):
+    duck, house = engines
+    assert analytics.overview(house, dataset) == analytics.overview(duck, dataset)
+    a, b = analytics.event_type_profile(duck, dataset), analytics.event_type_profile(house, dataset)
+    pd.testing.assert_frame_equal(b, a, check_dtype=False)
+    for event_type in ("search", "llm_call"):
+        for profile in (analytics.metric_profile, analytics.detail_profile):
+            pd.testing.assert_frame_equal(
+                profile(house, event_type, dataset),
+                profile(duck, event_type, dataset),
+                check_dtype=False,
+                rtol=1e-9,
+            )
+
+
+def test_rejects_test_marks_and_the_version(formats_dir, chdb_url, tmp_path):
+    bad_lines, other = formats_dir / "bad_lines.jsonl", formats_dir / "events.ndjson"
+    house = ClickHouseStore(parse(chdb_url("marks")))
+    duck = Store(tmp_path / "d.duckdb")
+    for store in (house, duck):
+        stores.load(store, [bad_lines], "bad")
+        stores.load(store, [other], "good")
+    for dataset, file, reason in [(None, None, None), ("bad", None, "REQUIRED"), (None, "x", None)]:
+        pd.testing.assert_frame_equal(
+            house.rejects(dataset, file, reason).reset_index(drop=True),
+            duck.rejects(dataset, file, reason).reset_index(drop=True),
+            check_dtype=False,
+        )
+    assert house.reject_files() == duck.reject_files() and house.reject_files("good") == []
+    before = house.version()
+    for store in (house, duck):
+        store.mark_test_data("bad")
+    assert house.version() != before
+    assert house.test_datasets() == duck.test_datasets() == ["bad"]
+    assert house.left_out_datasets() == duck.left_out_datasets()
+    assert [r["loaded_at"] for r in house.dataset_records() if r["dataset"] == "bad"]
+    house.mark_test_data("bad", False)
+    assert house.test_datasets() == []
+    with pytest.raises(StoreError, match="no dataset named 'nope'"):
+        house.mark_test_data("nope")
+    house.close()
+    duck.close()

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventlens.errors import EventlensError
-from eventlens.store import OPTIONAL_DATASET as _DATASET
 from eventlens.store import Store, analysed_datasets_sql
 
 if TYPE_CHECKING:  # pandas loads on first use: `eventlens load` does not need it
@@ -28,14 +27,20 @@ class Queryable(Protocol):
     def df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame: ...
 
 
+def _in_dataset(dataset: str | None) -> tuple[str, list[Any]]:
+    """The condition keeping one dataset's rows (every row for None), and its parameters."""
+    return ("TRUE", []) if dataset is None else ("dataset = ?", [dataset])
+
+
 def overview(store: Queryable, dataset: str | None = None) -> dict[str, object]:
     """Totals for the store or one dataset: events, traces, event types, time range, rejects."""
+    where, params = _in_dataset(dataset)
     events, traces, types, first, last = store.rows(
         "SELECT count(*), count(DISTINCT trace_id), count(DISTINCT event_type),"
-        f" min(timestamp), max(timestamp) FROM events WHERE {_DATASET}",
-        [dataset, dataset],
+        f" min(timestamp), max(timestamp) FROM events WHERE {where}",
+        params,
     )[0]
-    rejects = store.scalar(f"SELECT count(*) FROM rejects WHERE {_DATASET}", [dataset, dataset])
+    rejects = store.scalar(f"SELECT count(*) FROM rejects WHERE {where}", params)
     return {
         "events": int(events),
         "traces": int(traces),
@@ -48,30 +53,37 @@ def overview(store: Queryable, dataset: str | None = None) -> dict[str, object]:
 
 def event_type_profile(store: Queryable, dataset: str | None = None) -> pd.DataFrame:
     """One row per event_type: events, traces, first and last time, metric and detail keys."""
-    return store.df(
+    sql = dialect(store)
+    where, params = _in_dataset(dataset)
+    frame = store.df(
         f"""
         SELECT event_type, count(*) AS events, count(DISTINCT trace_id) AS traces,
                min(timestamp) AS first_event, max(timestamp) AS last_event,
-               list_sort(list_distinct(flatten(list(map_keys(metrics))))) AS metric_keys,
-               list_sort(list_distinct(flatten(list(map_keys(event_details))))) AS detail_keys
-        FROM events WHERE {_DATASET}
+               {sql.keys_of_maps.format("metrics")} AS metric_keys,
+               {sql.keys_of_maps.format("event_details")} AS detail_keys
+        FROM events WHERE {where}
         GROUP BY event_type ORDER BY events DESC, event_type
         """,
-        [dataset, dataset],
+        params,
     )
+    for column in ("metric_keys", "detail_keys"):  # lists, whatever array type the engine gives
+        frame[column] = frame[column].map(list)
+    return frame
 
 
 def metric_profile(store: Queryable, event_type: str, dataset: str | None = None) -> pd.DataFrame:
     """One row per metric key of an event type: how many events carry it, min/median/max/mean."""
+    sql = dialect(store)
+    where, params = _in_dataset(dataset)
+    entries = sql.map_entries.format(map="metrics", where=f"event_type = ? AND {where}")
     return store.df(
         f"""
-        SELECT m.key AS metric, count(*) AS events, min(m.value) AS min,
-               median(m.value) AS median, max(m.value) AS max, avg(m.value) AS mean
-        FROM (SELECT unnest(map_entries(metrics)) AS m FROM events
-              WHERE event_type = ? AND {_DATASET})
-        GROUP BY m.key ORDER BY events DESC, metric
+        SELECT key AS metric, count(*) AS events, min(value) AS min,
+               {sql.agg("median", "value")} AS median, max(value) AS max, avg(value) AS mean
+        FROM {entries}
+        GROUP BY key ORDER BY events DESC, metric
         """,
-        [event_type, dataset, dataset],
+        [event_type, *params],
     )
 
 
@@ -93,21 +105,21 @@ def _detail_values(
     store: Queryable, event_type: str, dataset: str | None, top: int
 ) -> pd.DataFrame:
     """detail_profile's rows with the top values (None for null) and their counts as lists."""
-    return store.df(
+    sql = dialect(store)
+    where, params = _in_dataset(dataset)
+    entries = sql.map_entries.format(map="event_details", where=f"event_type = ? AND {where}")
+    frame = store.df(
         f"""
-        WITH d AS (
-            SELECT e.key, e.value FROM (
-                SELECT unnest(map_entries(event_details)) AS e FROM events
-                WHERE event_type = ? AND {_DATASET})
-        ),
-        counted AS (SELECT key, value, count(*) AS n FROM d GROUP BY key, value)
+        WITH counted AS (SELECT key, value, count(*) AS n FROM {entries} GROUP BY key, value)
         SELECT key AS detail, sum(n)::BIGINT AS events, count(value) AS distinct_values,
-               list(value ORDER BY n DESC, value NULLS FIRST)[1:?] AS top_values,
-               list(n ORDER BY n DESC, value NULLS FIRST)[1:?] AS top_counts
+               {sql.top_of("value")} AS top_values, {sql.top_of("n")} AS top_counts
         FROM counted GROUP BY key ORDER BY events DESC, detail
         """,
-        [event_type, dataset, dataset, top, top],
+        [event_type, *params, top, top],
     )
+    for column in ("top_values", "top_counts"):
+        frame[column] = frame[column].map(list)
+    return frame
 
 
 def typical_fields(
@@ -207,6 +219,11 @@ class Dialect:
     aggregates: dict[str, str]  # an aggregation's SQL over {v}
     as_double: str  # expression {} as a nullable double
     sorted_distinct: str  # the sorted distinct values of {} in a group
+    keys_of_maps: str  # the sorted distinct keys of MAP column {} over a group
+    map_entries: str  # a subquery of (key, value) rows of column {map} of events WHERE {where}
+    # (item) -> the first ? of column `item` of a group of (key, value, n), by n down, then
+    # value (null first)
+    top_of: Callable[[str], str]
     # Traces: a prefix match on trace_id, and "the list {} shares an element with a bound one"
     starts_with: str = "starts_with({}, ?)"
     has_any: str = "list_has_any({}, ?)"
@@ -981,4 +998,8 @@ DUCKDB = Dialect(
     aggregates=_AGG_SQL,
     as_double="{}::DOUBLE",
     sorted_distinct="list_sort(list_distinct(list({})))",
+    keys_of_maps="list_sort(list_distinct(flatten(list(map_keys({})))))",
+    map_entries="(SELECT m.key AS key, m.value AS value"
+    " FROM (SELECT unnest(map_entries({map})) AS m FROM events WHERE {where}))",
+    top_of=lambda item: f"list({item} ORDER BY n DESC, value NULLS FIRST)[1:?]",
 )

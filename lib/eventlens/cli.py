@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from eventlens import analytics, location, settings
+from eventlens import analytics, location, settings, stores
 from eventlens.errors import EventlensError
 from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
-from eventlens.ingest import FileResult, LoadResult, load_files
+from eventlens.ingest import FileResult, LoadResult
 from eventlens.store import DB_ENV, Store, resolve_db_path
 from eventlens.stores import open_store
 from eventlens.words import bar, counted
@@ -74,10 +74,7 @@ def load(files: tuple[str, ...], db: str | None, dataset: str | None, as_json: b
     if dataset is not None and not dataset.strip():
         raise click.BadParameter("must not be empty", param_hint="--dataset")
     with open_store(db) as store:
-        if isinstance(store, Store):
-            result = load_files(store, files, dataset, [shown(f) for f in files])
-        else:
-            result = store.load(files, dataset, display_names=[shown(f) for f in files])
+        result = stores.load(store, files, dataset, [shown(f) for f in files])
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     else:

@@ -220,6 +220,13 @@ CLICKHOUSE = analytics.Dialect(
     aggregates=AGG_SQL,
     as_double="CAST({} AS Nullable(Float64))",
     sorted_distinct="arraySort(groupUniqArray({}))",
+    keys_of_maps="arraySort(groupUniqArrayArray(mapKeys({})))",
+    map_entries="(SELECT k AS key, v AS value FROM events"
+    " ARRAY JOIN mapKeys({map}) AS k, mapValues({map}) AS v WHERE {where})",
+    top_of=lambda item: (
+        f"arraySlice(arrayMap(x -> x.{1 if item == 'value' else 2},"
+        " arraySort(x -> (-x.2, isNotNull(x.1), x.1), groupArray((value, n)))), 1, ?)"
+    ),
     starts_with="startsWith({}, ?)",
     has_any="hasAny({}, ?)",
 )

@@ -32,7 +32,8 @@ DATASETS_COLUMNS = """
     events UInt64,
     rejects UInt64,
     duplicates UInt64,
-    test Bool
+    test Bool,
+    revision DateTime64(6, 'UTC')
 """
 REJECTS_COLUMNS = """
     dataset String,
@@ -62,8 +63,9 @@ TRACE_SUMMARY_SELECT = (
     " max(timestamp) AS last_time, groupUniqArray(toString(event_type)) AS event_types"
     " FROM {events} GROUP BY dataset, trace_id"
 )
-# The latest row per dataset name wins (read with FINAL): a load rewrites its dataset's row.
-DATASETS_ENGINE = "ReplacingMergeTree(loaded_at) ORDER BY name"
+# The latest row per dataset name wins (read with FINAL): a load, or a change of its test mark,
+# writes the dataset's row anew with a later revision.
+DATASETS_ENGINE = "ReplacingMergeTree(revision) ORDER BY name"
 REJECTS_ORDER = "ORDER BY (dataset, ifNull(file_hash, ''), ifNull(line, 0))"
 
 
@@ -106,7 +108,7 @@ def cluster(name: str, database: str = "default") -> list[str]:
         # Small tables: one replicated copy on every node, no sharding.
         f"CREATE TABLE IF NOT EXISTS {db}.datasets {on} ({DATASETS_COLUMNS}) ENGINE ="
         " ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}',"
-        " loaded_at) ORDER BY name",
+        " revision) ORDER BY name",
         f"CREATE TABLE IF NOT EXISTS {db}.rejects {on} ({REJECTS_COLUMNS}) ENGINE ="
         " ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')"
         f" {REJECTS_ORDER}",

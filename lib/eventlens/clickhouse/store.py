@@ -210,6 +210,50 @@ class ClickHouseStore:
         )
         return {str(name): int(events) for name, events in rows}
 
+    def mark_test_data(self, name: str, test: bool = True) -> None:
+        """Mark a dataset as test data, or as analysis data: its row written anew."""
+        with self.write_lock:
+            if name not in self.dataset_names():
+                raise StoreError(f"no dataset named {name!r}")
+            self.execute(
+                "INSERT INTO datasets SELECT name, files, content_hash, loaded_at, events,"
+                " rejects, duplicates, ?, now64(6) FROM datasets FINAL WHERE name = ?",
+                [test, name],
+            )
+
+    def datasets(self) -> pd.DataFrame:
+        """Datasets with their files, counts and time range, newest first (Store.datasets)."""
+        return self.df(DATASETS_SQL)
+
+    def rejects(
+        self,
+        dataset: str | None = None,
+        file: str | None = None,
+        reason: str | None = None,
+        limit: int = 10_000,
+    ) -> pd.DataFrame:
+        """Rejected rows with their reasons, filtered by dataset, file and words in the reason."""
+        conds, params = ["TRUE"], []
+        for value, cond in (
+            (dataset, "dataset = ?"),
+            (file, "file = ?"),
+            (reason, "positionCaseInsensitiveUTF8(reason, ?) > 0"),
+        ):
+            if value is not None:
+                conds.append(cond)
+                params.append(value)
+        return self.df(
+            "SELECT dataset, file, location, reason, raw, line FROM rejects"
+            f" WHERE {' AND '.join(conds)} ORDER BY rejected_at DESC, file, line LIMIT ?",
+            [*params, limit],
+        )
+
+    def reject_files(self, dataset: str | None = None) -> list[str]:
+        """The files that have rejected rows, optionally in one dataset."""
+        where, params = ("TRUE", []) if dataset is None else ("dataset = ?", [dataset])
+        rows = self.rows(f"SELECT DISTINCT file FROM rejects WHERE {where} ORDER BY file", params)
+        return [r[0] for r in rows]
+
     def dataset_names(self) -> list[str]:
         return [r[0] for r in self.rows("SELECT name FROM datasets FINAL ORDER BY name")]
 
@@ -337,13 +381,14 @@ class ClickHouseStore:
         test, before = self.rows(
             "SELECT any(test), sum(duplicates) FROM datasets FINAL WHERE name = ?", [dataset]
         )[0]
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self._client.insert(
             "datasets",
-            [(dataset, files, "", dt.datetime.now(dt.UTC).replace(tzinfo=None), events,
-              rejects, int(before or 0) + duplicates, bool(test))],
+            [(dataset, files, "", now, events, rejects, int(before or 0) + duplicates,
+              bool(test), now)],
             column_names=[
                 "name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
-                "test",
+                "test", "revision",
             ],
         )  # fmt: skip
 

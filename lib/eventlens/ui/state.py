@@ -10,7 +10,6 @@ from typing import Any, cast
 import streamlit as st
 
 from eventlens import location, stores
-from eventlens.ingest import load_files
 from eventlens.store import Store, app_memory_limit, resolve_db_path
 from eventlens.ui.format import md_escape
 
@@ -23,8 +22,8 @@ SAMPLE_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "events.json
 def get_store() -> Store:
     """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process.
 
-    A ClickHouse URL gives a ClickHouseStore, which answers what Explore and Traces ask (the
-    type says Store: the pages that need more call require_duckdb first)."""
+    A ClickHouse URL gives a ClickHouseStore, which answers what Explore, Traces and Data ask
+    (the type says Store: the pages that need more call require_duckdb first)."""
     return open_store(resolve_db_path())
 
 
@@ -52,7 +51,7 @@ def require_duckdb(page: str) -> Store:
     if on_clickhouse(store):
         st.info(
             f"{page} works on a DuckDB store only so far; this app runs on the ClickHouse store"
-            f" {md_escape(store.path)}, where Explore and Traces work."
+            f" {md_escape(store.path)}, where Explore, Traces and Data work."
         )
         st.stop()
     return store
@@ -61,19 +60,14 @@ def require_duckdb(page: str) -> Store:
 def load_sample(store: Any) -> None:
     """Load the committed sample export, or generate it when the checkout lacks it."""
 
-    def load(files: list[Path], names: list[str]) -> Any:
-        if on_clickhouse(store):
-            return store.load(files, SAMPLE_DATASET, display_names=names)
-        return load_files(store, files, SAMPLE_DATASET, names)
-
     if SAMPLE_FILE.is_file():
-        result = load([SAMPLE_FILE], ["sample_data/events.jsonl.gz"])
+        result = stores.load(store, [SAMPLE_FILE], SAMPLE_DATASET, ["sample_data/events.jsonl.gz"])
     else:
         from eventlens.sample import write_samples
 
         with tempfile.TemporaryDirectory() as tmp:
             files = [p for p in write_samples(Path(tmp)) if p.name == "events.jsonl.gz"]
-            result = load(files, ["generated sample"])
+            result = stores.load(store, files, SAMPLE_DATASET, ["generated sample"])
     log.info("loaded sample data: %s events", result.loaded)
 
 
