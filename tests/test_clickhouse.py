@@ -286,6 +286,8 @@ def test_the_cluster_ddl_shards_events_by_trace():
     assert "`analytics`.events " in events and "cityHash64(trace_id)" in events
     assert sum("ReplicatedMergeTree(" in s for s in statements) == 2
     assert any("trace_summary_local" in s and "Distributed(" in s for s in statements)
+    with pytest.raises(ValueError, match="not a cluster or database name"):
+        schema.cluster("main`; DROP TABLE events; --")
 
 
 # -- the trace list ---------------------------------------------------------------------------

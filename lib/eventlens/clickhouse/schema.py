@@ -8,6 +8,8 @@ DuckDB's maps do (a plain Map returns 0 or ''), which the shared filters rely on
 
 from __future__ import annotations
 
+import re
+
 EVENTS_COLUMNS = """
     event_key UInt128,
     event_id Nullable(String),
@@ -88,6 +90,9 @@ def cluster(name: str, database: str = "default") -> list[str]:
     and a Distributed `events` over them sharded by trace_id, so one trace's events sit on one
     shard. Run them once as an administrator; eventlens then opens `database` as usual. `name`
     and `database` are identifiers the administrator types, quoted here, never user data."""
+    for identifier in (name, database):  # quoted below; a backtick would end the quoting
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}", identifier):
+            raise ValueError(f"{identifier!r} is not a cluster or database name")
     on = f"ON CLUSTER `{name}`"
     db = f"`{database}`"
     replicated = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
