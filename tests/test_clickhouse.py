@@ -472,3 +472,29 @@ def test_rejects_test_marks_and_the_version(formats_dir, chdb_url, tmp_path):
         house.mark_test_data("nope")
     house.close()
     duck.close()
+
+
+def test_a_server_is_reached_without_a_session_and_with_tls_for_https(monkeypatch):
+    """The app's threads share one client: without a session id it takes concurrent queries."""
+    import clickhouse_connect
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_client(**kwargs):
+        calls.append(kwargs)
+        raise Stop("no server here")
+
+    monkeypatch.setattr(clickhouse_connect, "get_client", fake_client)
+    monkeypatch.setenv("CLICKHOUSE_PASSWORD", "pw-from-env")
+    for url in ("clickhouse://ana@db.internal/events", "https://abc.clickhouse.cloud/events"):
+        with pytest.raises(StoreError, match="Cannot open the ClickHouse store"):
+            ClickHouseStore(parse(url))
+    assert [(c["host"], c["port"], c["secure"]) for c in calls] == [
+        ("db.internal", 8123, False),
+        ("abc.clickhouse.cloud", 8443, True),
+    ]
+    assert all(c["autogenerate_session_id"] is False for c in calls)
+    assert all(c["password"] == "pw-from-env" and c["database"] == "events" for c in calls)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -146,6 +147,10 @@ class ClickHouseStore:
                     password=location.password,
                     database=location.database,
                     secure=location.interface == "https",
+                    # No session: a client with one refuses concurrent queries, and the app's
+                    # page sessions share this one from their own threads. Nothing here needs
+                    # session state (load's work tables have names of their own).
+                    autogenerate_session_id=False,
                 )
             for statement in schema.single_node():
                 self._client.command(statement)
@@ -302,7 +307,9 @@ class ClickHouseStore:
         (a whole 10M-event load held at once took 11.7 GB); the new ones per file."""
         import pyarrow as pa
 
-        batch = int(self.scalar("SELECT max(batch_id) + 1 FROM events") or 1)
+        # This load's rows are told apart by batch_id: microseconds since the epoch, so that two
+        # processes loading at once (ClickHouse takes both) do not pick the same next number.
+        batch = time.time_ns() // 1000
         suffix = uuid.uuid4().hex  # names of our own, never user text
         temp, seen = f"_load_{suffix}", f"_seen_{suffix}"
         columns = schema.EVENTS_COLUMNS.replace("event_key UInt128", "key_hi UInt64, key_lo UInt64")
