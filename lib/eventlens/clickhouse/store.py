@@ -63,7 +63,8 @@ _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.|'')*'|\?")
 
 
 def _type_of(value: Any) -> str:
-    """The ClickHouse type a Python value is bound as."""
+    """The ClickHouse type a Python value is bound as (lists are of text: dataset names, event
+    types, trace ids, detail values)."""
     if isinstance(value, bool):
         return "Bool"
     if isinstance(value, int):
@@ -115,8 +116,9 @@ def _utc_aware(value: Any) -> Any:
 
 
 class ClickHouseStore:
-    """Events in a ClickHouse database; the read side of Store's interface (rows, scalar, df),
-    and load()."""
+    """Events in a ClickHouse database, with the parts of Store's interface that Explore,
+    Traces, Data and the CLI's load, series, info and delete use: queries (rows, scalar, df),
+    the catalogue (datasets, test marks, rejects, version), load() and delete_dataset()."""
 
     engine = "clickhouse"
 
