@@ -498,3 +498,34 @@ def test_a_server_is_reached_without_a_session_and_with_tls_for_https(monkeypatc
     ]
     assert all(c["autogenerate_session_id"] is False for c in calls)
     assert all(c["password"] == "pw-from-env" and c["database"] == "events" for c in calls)
+
+
+def _stored(store, dataset: str) -> set[tuple]:
+    """A dataset's events as hashable tuples (trace, id, type, time, metrics, details, line)."""
+    rows = store.rows(
+        "SELECT trace_id, event_id, event_type, timestamp, metrics, event_details, source_line"
+        " FROM events WHERE dataset = ?",
+        [dataset],
+    )
+    return {
+        (t, e, k, ts, tuple(sorted(dict(m).items())), tuple(sorted(dict(d or {}).items())), n)
+        for t, e, k, ts, m, d, n in rows
+    }
+
+
+def test_every_export_format_loads_as_into_duckdb(formats_dir, chdb_url, tmp_path):
+    """Each sample format (JSONL, JSON, CSV, Parquet, search responses...) gives the same loaded,
+    rejected and duplicate counts, the same events with their lines, and the same rejects."""
+    files = sorted(p for p in formats_dir.iterdir() if p.is_file())
+    assert len(files) >= 8
+    house = ClickHouseStore(parse(chdb_url("formats")))
+    duck = Store(tmp_path / "formats.duckdb")
+    for path in files:
+        name = path.name
+        a, b = stores.load(duck, [path], name), stores.load(house, [path], name)
+        assert (b.loaded, b.rejected, b.duplicates) == (a.loaded, a.rejected, a.duplicates), name
+        assert _stored(house, name) == _stored(duck, name), name
+        rejects = "SELECT line, reason FROM rejects WHERE dataset = ? ORDER BY line, reason"
+        assert house.rows(rejects, [name]) == duck.rows(rejects, [name]), name
+    house.close()
+    duck.close()
