@@ -16,12 +16,12 @@ import streamlit as st
 from eventlens import analytics, client, form, history, model, traces
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
-from eventlens.ui.state import require_duckdb, require_router
+from eventlens.ui.state import get_store, require_router
 from eventlens.ui.target import target_picker
 from eventlens.words import counted
 
 require_router()
-store = require_duckdb("The Submit page")
+store = get_store()
 ss = st.session_state
 
 st.title("Submit")

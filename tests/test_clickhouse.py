@@ -396,9 +396,9 @@ def test_one_trace_its_copies_and_events(engines):
 # -- the app on ClickHouse --------------------------------------------------------------------
 
 
-def test_the_app_runs_explore_traces_and_data_on_clickhouse(engines, chdb_url, monkeypatch):
-    """Explore's default and p95 views, the trace list, one trace and the Data page from the
-    seeded chDB database; the pages that need DuckDB say so in one sentence."""
+def test_the_app_runs_explore_traces_data_and_submit_on_clickhouse(engines, chdb_url, monkeypatch):
+    """Explore's default and p95 views, the trace list, one trace, the Data and Submit pages
+    from the seeded chDB database; Replay, which needs DuckDB, says so in one sentence."""
     from apptest_helpers import metric, ok, run_app
 
     monkeypatch.setenv("EVENTLENS_DB", chdb_url("seeded"))
@@ -420,10 +420,13 @@ def test_the_app_runs_explore_traces_and_data_on_clickhouse(engines, chdb_url, m
         c.value for c in data.caption
     )
     assert {"web", "app", "spring"} <= set(data.dataframe[0].value["dataset"])
-    for page in ("pages/submit.py", "pages/replay.py"):
-        notice = run_app(page=page)
-        ok(notice)
-        assert "works on a DuckDB store only so far" in notice.info[0].value
+    submit = run_app(page="pages/submit.py")
+    ok(submit)
+    endpoints = next(s for s in submit.selectbox if s.label == "Endpoint")
+    assert "embedded sandbox (this app)" not in endpoints.options  # not served on ClickHouse
+    notice = run_app(page="pages/replay.py")
+    ok(notice)
+    assert "works on a DuckDB store only so far" in notice.info[0].value
 
 
 # -- the Data page's questions ------------------------------------------------------------------
@@ -529,3 +532,29 @@ def test_every_export_format_loads_as_into_duckdb(formats_dir, chdb_url, tmp_pat
         assert house.rows(rejects, [name]) == duck.rows(rejects, [name]), name
     house.close()
     duck.close()
+
+
+# -- the Submit page's history ------------------------------------------------------------------
+
+
+def test_the_submit_history_and_templates_keep_no_key(chdb_url):
+    from eventlens import history
+    from eventlens.client import Outcome, SendResult, Target
+
+    house = ClickHouseStore(parse(chdb_url("history")))
+    target = Target("https://staging.example", key="sk-very-secret", key_source="typed")
+    body = {"trace_id": "t1", "event_type": "x", "metrics": {"n": 1}, "note": "sk-very-secret"}
+    answer = SendResult(Outcome.ACCEPTED, "accepted", 200, {"message": "ok"}, 12.5, sent=True)
+    first = history.record(house, target, body, answer)
+    second = history.record(house, target, {**body, "trace_id": "t2"}, answer)
+    past = history.recent(house)
+    assert list(past["id"]) == [second, first]
+    assert history.body_of(house, first)["trace_id"] == "t1"
+    assert "sk-very-secret" not in " ".join(map(str, past.astype(str).to_numpy().ravel()))
+    history.save_template(house, "shape", {"event_type": "a"})
+    history.save_template(house, "shape", {"event_type": "b"})  # replaces the first
+    history.save_template(house, "other", {"event_type": "c"})
+    assert history.templates(house) == {"other": {"event_type": "c"}, "shape": {"event_type": "b"}}
+    history.delete_template(house, "shape")
+    assert list(history.templates(house)) == ["other"]
+    house.close()

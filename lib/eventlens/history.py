@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from eventlens.client import SendResult, Target
@@ -12,29 +13,43 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def record(store: Store, target: Target, body: dict[str, Any], result: SendResult) -> int:
+def _on_clickhouse(store: Any) -> bool:
+    return getattr(store, "engine", "duckdb") == "clickhouse"
+
+
+def record(store: Store | Any, target: Target, body: dict[str, Any], result: SendResult) -> int:
     """Keep one send; returns its id. The key is not among the columns, and is scrubbed."""
+    values = [
+        target.url,
+        target.scrub(json.dumps(body, ensure_ascii=False)),
+        result.outcome,
+        result.status,
+        None
+        if result.response is None
+        else target.scrub(json.dumps(result.response, ensure_ascii=False)),
+        result.latency_ms,
+        target.scrub(result.message),
+    ]
+    if _on_clickhouse(store):  # no sequences there: an id from the clock, in microseconds
+        with store.write_lock:
+            submission_id = time.time_ns() // 1000
+            store.execute(
+                "INSERT INTO submissions (id, sent_at, endpoint, body, outcome, status, response,"
+                " latency_ms, message) SELECT ?, now64(3), ?, ?, ?, ?, ?, ?, ?",
+                [submission_id, *values],
+            )
+        return submission_id
     with store.write_lock, store.cursor() as cur:
         return int(
             cur.execute(
                 "INSERT INTO submissions (sent_at, endpoint, body, outcome, status, response,"
                 " latency_ms, message) VALUES (now(), ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [
-                    target.url,
-                    target.scrub(json.dumps(body, ensure_ascii=False)),
-                    result.outcome,
-                    result.status,
-                    None
-                    if result.response is None
-                    else target.scrub(json.dumps(result.response, ensure_ascii=False)),
-                    result.latency_ms,
-                    target.scrub(result.message),
-                ],
+                values,
             ).fetchall()[0][0]
         )
 
 
-def recent(store: Store, limit: int = 200) -> pd.DataFrame:
+def recent(store: Store | Any, limit: int = 200) -> pd.DataFrame:
     """The newest sends first."""
     return store.df(
         "SELECT id, sent_at, endpoint, outcome, status, latency_ms, message, body, response"
@@ -43,14 +58,20 @@ def recent(store: Store, limit: int = 200) -> pd.DataFrame:
     )
 
 
-def body_of(store: Store, submission_id: int) -> dict[str, Any] | None:
+def body_of(store: Store | Any, submission_id: int) -> dict[str, Any] | None:
     """The body of one earlier send, to send again or to load into the form."""
     raw = store.scalar("SELECT body FROM submissions WHERE id = ?", [submission_id])
     return json.loads(raw) if raw else None
 
 
-def save_template(store: Store, name: str, body: dict[str, Any]) -> None:
+def save_template(store: Store | Any, name: str, body: dict[str, Any]) -> None:
     """Keep an event shape under a name (replacing one of the same name)."""
+    if _on_clickhouse(store):  # a newer row of the name replaces the older (ReplacingMergeTree)
+        store.execute(
+            "INSERT INTO templates SELECT ?, ?, now64(6)",
+            [name, json.dumps(body, ensure_ascii=False)],
+        )
+        return
     with store.write_lock, store.cursor() as cur:
         cur.execute(
             "INSERT OR REPLACE INTO templates VALUES (?, ?, now())",
@@ -58,13 +79,17 @@ def save_template(store: Store, name: str, body: dict[str, Any]) -> None:
         )
 
 
-def templates(store: Store) -> dict[str, dict[str, Any]]:
+def templates(store: Store | Any) -> dict[str, dict[str, Any]]:
     """The saved event shapes by name."""
-    rows = store.rows("SELECT name, body FROM templates ORDER BY name")
+    final = " FINAL" if _on_clickhouse(store) else ""
+    rows = store.rows(f"SELECT name, body FROM templates{final} ORDER BY name")
     return {name: json.loads(body) for name, body in rows}
 
 
-def delete_template(store: Store, name: str) -> None:
+def delete_template(store: Store | Any, name: str) -> None:
+    if _on_clickhouse(store):
+        store.execute("DELETE FROM templates WHERE name = ?", [name])
+        return
     with store.write_lock, store.cursor() as cur:
         cur.execute("DELETE FROM templates WHERE name = ?", [name])
 

@@ -65,6 +65,20 @@ TRACE_SUMMARY_SELECT = (
     " max(timestamp) AS last_time, groupUniqArray(toString(event_type)) AS event_types"
     " FROM {events} GROUP BY dataset, trace_id"
 )
+# The Submit page's history and saved shapes (history.py): ids from the clock, as ClickHouse has
+# no sequences; the latest template of a name wins.
+SUBMISSIONS_COLUMNS = """
+    id UInt64,
+    sent_at DateTime64(3, 'UTC'),
+    endpoint String,
+    body String,
+    outcome String,
+    status Nullable(Int32),
+    response Nullable(String),
+    latency_ms Nullable(Float64),
+    message Nullable(String)
+"""
+TEMPLATES_COLUMNS = "name String, body String, saved_at DateTime64(6, 'UTC')"
 # The latest row per dataset name wins (read with FINAL): a load, or a change of its test mark,
 # writes the dataset's row anew with a later revision.
 DATASETS_ENGINE = "ReplacingMergeTree(revision) ORDER BY name"
@@ -82,6 +96,10 @@ def single_node() -> list[str]:
         f" ENGINE = AggregatingMergeTree {TRACE_SUMMARY_ORDER}",
         "CREATE MATERIALIZED VIEW IF NOT EXISTS trace_summary_mv TO trace_summary AS "
         + TRACE_SUMMARY_SELECT.format(events="events"),
+        f"CREATE TABLE IF NOT EXISTS submissions ({SUBMISSIONS_COLUMNS})"
+        " ENGINE = MergeTree ORDER BY id",
+        f"CREATE TABLE IF NOT EXISTS templates ({TEMPLATES_COLUMNS})"
+        " ENGINE = ReplacingMergeTree(saved_at) ORDER BY name",
     ]
 
 

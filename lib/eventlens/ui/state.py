@@ -51,7 +51,7 @@ def require_duckdb(page: str) -> Store:
     if on_clickhouse(store):
         st.info(
             f"{page} works on a DuckDB store only so far; this app runs on the ClickHouse store"
-            f" {md_escape(store.path)}, where Explore, Traces and Data work."
+            f" {md_escape(store.path)}, where Explore, Traces, Data and Submit work."
         )
         st.stop()
     return store
