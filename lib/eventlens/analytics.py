@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from eventlens.errors import EventlensError
-from eventlens.store import Store, analysed_datasets_sql
+from eventlens.store import Store
 
 if TYPE_CHECKING:  # pandas loads on first use: `eventlens load` does not need it
     import pandas as pd
@@ -182,25 +182,14 @@ AGGREGATION_LABELS = {
     "p95": "p95",
     "p99": "p99",
 }
-_AGG_SQL = {
-    "count": "count(*)",
-    "traces": "count(DISTINCT trace_id)",
-    "sum": "sum({v})",
-    "avg": "avg({v})",
-    "min": "min({v})",
-    "max": "max({v})",
-    "median": "quantile_cont({v}, 0.5)",
-    "p90": "quantile_cont({v}, 0.9)",
-    "p95": "quantile_cont({v}, 0.95)",
-    "p99": "quantile_cont({v}, 0.99)",
-}
 
 
 @dataclass(frozen=True)
 class Dialect:
     """The SQL of Explore's queries that differs between engines; everything else is shared.
 
-    DuckDB's is DUCKDB below; ClickHouse's is eventlens.clickhouse.explore_sql.CLICKHOUSE. A
+    DuckDB's is eventlens.duckdb_sql.DUCKDB; ClickHouse's is eventlens.clickhouse.explore_sql's
+    CLICKHOUSE. A
     store names its own (`store.dialect`); pages and the CLI never see which one it is.
     """
 
@@ -239,12 +228,14 @@ class Dialect:
 
 def dialect(store: Any) -> Dialect:
     """The SQL dialect of a store's engine (DuckDB unless the store says otherwise)."""
-    return getattr(store, "dialect", None) or DUCKDB
+    return getattr(store, "dialect", None) or _duckdb()
 
 
-def _agg_sql(agg: str, value: str = "v") -> str:
-    """The SQL aggregate for an aggregation name over a value expression."""
-    return _AGG_SQL[agg].format(v=value)
+def _duckdb() -> Dialect:
+    """DuckDB's dialect (eventlens.duckdb_sql, which builds on this module's shared parts)."""
+    from eventlens.duckdb_sql import DUCKDB
+
+    return DUCKDB
 
 
 DETAIL_OPS = ("=", "!=")
@@ -394,7 +385,7 @@ def checked(store: Queryable, q: SeriesQuery) -> SeriesQuery:
 def _scope_conds(q: SeriesQuery, sql: Dialect | None = None) -> tuple[list[str], list[Any]]:
     """The conditions on dataset and event_type (columns of events and of key_summary) that
     a query's datasets, include_test and event types make, with their bound parameters."""
-    sql = sql or DUCKDB
+    sql = sql or _duckdb()
     conds: list[str] = []
     params: list[Any] = []
     if q.datasets:
@@ -427,7 +418,7 @@ def _where(
         params.append(end)
     for f in q.details:
         # The operator comes from DETAIL_OPS (checked), never from the user's text.
-        conds.append("event_details[?] = ?" if f.op == "=" else (sql or DUCKDB).detail_differs)
+        conds.append("event_details[?] = ?" if f.op == "=" else (sql or _duckdb()).detail_differs)
         params += [f.key, f.value]
     for t in q.thresholds:
         conds.append(f"metrics[?] {THRESHOLD_OPS[THRESHOLD_OPS.index(t.op)]} ?")
@@ -500,69 +491,6 @@ def choose_bucket(bucket: str, start: dt.datetime, end: dt.datetime) -> tuple[st
     )
 
 
-def _bucket_sql(bucket: str, tz: str, column: str = "timestamp") -> str:
-    """SQL for the start of the bucket holding `column`, in the time zone of column `zone`."""
-    if bucket in FIXED_BUCKETS:
-        width = FIXED_BUCKETS[bucket]
-        if tz == "UTC":  # no offsets to keep: DuckDB's own bucketing, about twice as fast
-            return f"time_bucket(INTERVAL ({width}) MILLISECOND, {column})"
-        # Floor the local clock reading but keep the event's own UTC offset: in the hour that
-        # a DST change repeats, the two real hours stay two buckets.
-        local = f"epoch_ms(timezone(zone, {column}))"
-        return (
-            f"epoch_ms({local} // {width} * {width} - ({local} - epoch_ms({column})))::TIMESTAMPTZ"
-        )
-    if tz == "UTC" and bucket in UTC_FIXED_WIDTH:
-        # A UTC day or week has a fixed length: bucketing by milliseconds (weeks from DuckDB's
-        # Monday origin, 2000-01-03) gives the same starts about 5x faster than the calendar
-        # (ICU) bucketing, which cost the default view 4.9 of its 9.8 s at 10M events.
-        return f"time_bucket(INTERVAL ({UTC_FIXED_WIDTH[bucket]}) MILLISECOND, {column})"
-    return f"time_bucket(INTERVAL '{CALENDAR_BUCKETS[bucket]}', {column}, zone)"
-
-
-UTC_FIXED_WIDTH = {"1d": DAY_MS, "1w": 7 * DAY_MS}
-
-
-# Where a grid's range comes from (the CTE `bounds`): bound values, or the selection itself
-# (the whole range: its first and last event come out of the aggregation's own scan, rather
-# than a scan of their own, which cost a quarter of the series at 10M events).
-GIVEN_RANGE = "SELECT ?::TIMESTAMPTZ AS s, ?::TIMESTAMPTZ AS e, ?::VARCHAR AS zone"
-SELECTION_RANGE = (
-    "SELECT min(first_time) AS s, max(last_time) + INTERVAL 1 MILLISECOND AS e,"
-    " ?::VARCHAR AS zone FROM agg"
-)
-
-
-def _grid_sql(bucket: str, tz: str) -> str:
-    """SQL for every bucket (bucket, bucket_end) overlapping [s, e) of the CTE `bounds`; none
-    when that would be more than MAX_BUCKETS (choose_bucket then picks a wider one)."""
-    fits = f"epoch_ms(e) - epoch_ms(s) <= {MAX_BUCKETS * APPROX_MS[bucket]}"
-    params = f"(SELECT * FROM bounds WHERE {fits})"
-    if bucket in FIXED_BUCKETS:
-        width = FIXED_BUCKETS[bucket]
-        # Offsets move in steps of 15 minutes (Lord Howe Island: 30): probe the range at that
-        # step and keep the distinct buckets the probes fall in, so a shift that is not a whole
-        # number of buckets moves the grid with the events.
-        probe = width if tz == "UTC" else min(width, 15 * MINUTE_MS)
-        return f"""
-            SELECT DISTINCT {_bucket_sql(bucket, tz, "p")} AS bucket,
-                   {_bucket_sql(bucket, tz, "p")} + INTERVAL ({width}) MILLISECOND AS bucket_end
-            FROM (SELECT zone, unnest(generate_series({_bucket_sql(bucket, tz, "s")},
-                                                       e - INTERVAL 1 MILLISECOND,
-                                                       INTERVAL ({probe}) MILLISECOND)) AS p
-                  FROM {params})
-        """
-    step = CALENDAR_BUCKETS[bucket]
-    # Step on the local calendar, then turn each local start back into an instant.
-    return f"""
-        SELECT timezone(zone, b) AS bucket, timezone(zone, b + INTERVAL '{step}') AS bucket_end
-        FROM (SELECT zone, e, unnest(generate_series(timezone(zone, {_bucket_sql(bucket, tz, "s")}),
-                                                     timezone(zone, e), INTERVAL '{step}')) AS b
-              FROM {params})
-        WHERE timezone(zone, b) < e
-    """
-
-
 def _series_label_sql(q: SeriesQuery) -> tuple[str, list[Any]]:
     """SQL naming each event's series, and its parameters (the top detail values come later)."""
     if q.split == SPLIT_NONE:
@@ -588,26 +516,6 @@ def top_values(
     return [r[0] for r in rows]
 
 
-def _selection_sql(
-    q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None, top: list[str]
-) -> tuple[str, list[Any]]:
-    """SQL for the selected events: timestamp, trace_id, dataset, series, v (the metric) and
-    zone (the query's time zone, a column for DuckDB's bucket SQL)."""
-    where, params = _where(q, start, end)
-    label, label_params = _series_label_sql(q)
-    if q.detail_key:
-        label = f"CASE WHEN list_contains(?, {label}) THEN {label} ELSE '{OTHER_SERIES}' END"
-        label_params = [top, *label_params, *label_params]
-    metric = "metrics[?]" if q.uses_metric else "NULL::DOUBLE"
-    metric_params = [q.metric] if q.uses_metric else []
-    sql = f"""
-        SELECT timestamp, trace_id, dataset, {label} AS series, {metric} AS v, zone
-        FROM events, (SELECT ?::VARCHAR AS zone)
-        WHERE {where}
-    """
-    return sql, [*label_params, *metric_params, q.tz, *params]
-
-
 def _bucketed(
     store: Queryable,
     q: SeriesQuery,
@@ -621,51 +529,6 @@ def _bucketed(
     frame = dialect(store).bucketed(store, q, bucket, start, end, top)
     if q.cumulative:
         frame = _cumulative(store, q, frame, bucket, start, end, top)
-    return frame
-
-
-def _bucketed_duckdb(
-    store: Queryable,
-    q: SeriesQuery,
-    bucket: str,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    top: list[str],
-) -> pd.DataFrame:
-    """_bucketed on DuckDB: columns bucket, bucket_end, series, value, events, total,
-    measured, low, high, range_start, range_end.
-
-    With no start and end, over the whole selection: its first and last event come out of the
-    same scan (columns range_start and range_end) instead of a scan of their own before it.
-    """
-    selection, params = _selection_sql(q, start, end, top)
-    agg = _agg_sql(q.agg)
-    empty = "0" if q.agg in ("count", "traces") else "NULL"
-    whole = start is None or end is None
-    frame = store.df(
-        f"""
-        WITH sel AS ({selection}),
-        agg AS (
-            SELECT {_bucket_sql(bucket, q.tz)} AS bucket, series, {agg} AS value,
-                   count(*) AS events, sum(v) AS total, count(v) AS measured,
-                   min(v) AS low, max(v) AS high,
-                   min(timestamp) AS first_time, max(timestamp) AS last_time
-            FROM sel GROUP BY ALL
-        ),
-        bounds AS ({SELECTION_RANGE if whole else GIVEN_RANGE}),
-        grid AS ({_grid_sql(bucket, q.tz)}),
-        names AS (SELECT DISTINCT series FROM agg)
-        SELECT g.bucket, g.bucket_end, n.series,
-               coalesce(a.value, {empty})::DOUBLE AS value,
-               coalesce(a.events, 0) AS events, coalesce(a.total, 0) AS total,
-               coalesce(a.measured, 0) AS measured, a.low, a.high,
-               r.s AS range_start, r.e AS range_end
-        FROM grid g CROSS JOIN names n CROSS JOIN bounds r
-        LEFT JOIN agg a ON a.bucket = g.bucket AND a.series = n.series
-        ORDER BY n.series, g.bucket
-        """,
-        [*params, *([q.tz] if whole else [start, end, q.tz])],
-    )
     return frame
 
 
@@ -696,28 +559,6 @@ def _cumulative(
         frame["value"] = frame["new_traces"].fillna(0).groupby(frame["series"]).cumsum()
         frame = frame.drop(columns=["new_traces"])
     return frame
-
-
-def _new_traces_duckdb(
-    store: Queryable,
-    q: SeriesQuery,
-    bucket: str,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    top: list[str],
-) -> pd.DataFrame:
-    """Per (bucket, series), the traces whose first event in the range falls in that bucket."""
-    selection, params = _selection_sql(q, start, end, top)
-    return store.df(
-        f"""
-        WITH sel AS ({selection})
-        SELECT bucket, series, count(*) AS new_traces FROM (
-            SELECT series, trace_id, {_bucket_sql(bucket, q.tz, "min(timestamp)")} AS bucket
-            FROM sel GROUP BY series, trace_id, zone
-        ) GROUP BY ALL
-        """,
-        params,
-    )
 
 
 def series(store: Queryable, q: SeriesQuery) -> SeriesResult:
@@ -916,37 +757,6 @@ def _map_keys(store: Queryable, q: SeriesQuery, column: str) -> list[str]:
     return dialect(store).map_keys(store, q, column)
 
 
-def _map_keys_duckdb(store: Store, q: SeriesQuery, column: str) -> list[str]:
-    """The keys of a MAP column (a constant name) in the query's datasets and event types, most
-    common first: from the key catalogue (key_summary), not from every event's map.
-
-    The catalogue counts the events of the batches up to its marker (Store.keys_through); the
-    few events after it are counted here from events. The sandbox merges up to a second after
-    an insert, and the insert already changes the store's version that Explore caches this list
-    by: without them a list read in that second would miss the insert's new keys. So the list
-    is the one a scan of every event's keys gives, at any moment.
-    """
-    conds, params = _scope_conds(
-        SeriesQuery(datasets=q.datasets, include_test=q.include_test, event_types=q.event_types)
-    )
-    with store.cursor() as cur:
-        built = store.keys_through(cur) is not None
-    if built:  # one statement: the marker and the catalogue of one moment
-        keep = _and(["map = ?", *conds])
-        summary = f"SELECT key, events AS n FROM key_summary WHERE {keep} UNION ALL "
-        newer = ["batch_id > (SELECT max(batch) FROM key_summary_batch)"]
-    else:  # no catalogue (a store made before it, opened read-only): every event
-        summary, newer = "", []
-    rows = store.rows(
-        f"SELECT key, sum(n) AS n FROM ({summary}"
-        f"SELECT unnest(map_keys({column})) AS key, 1 AS n FROM events"
-        f" WHERE {_and(['timestamp IS NOT NULL', *newer, *conds])})"
-        " GROUP BY key ORDER BY n DESC, key",
-        [*([column, *params] if built else []), *params],
-    )
-    return [r[0] for r in rows]
-
-
 def _and(conds: list[str]) -> str:
     return " AND ".join(conds)
 
@@ -979,27 +789,7 @@ def local_to_instant(store: Queryable, local: dt.datetime, tz: str) -> dt.dateti
     """A wall-clock time in an IANA zone as an instant (DuckDB's zone data, not the OS's)."""
     if not is_time_zone(store, tz):
         raise QueryError(f"unknown time zone {tz!r}; use an IANA name such as Europe/Amsterdam")
-    if dialect(store).name != DUCKDB.name:  # one rule for every engine: DuckDB's, in memory
+    if dialect(store).name != "duckdb":  # one rule for every engine: DuckDB's, in memory
         with Store(":memory:") as scratch:
             return local_to_instant(scratch, local, tz)
     return store.scalar("SELECT timezone(?, ?::TIMESTAMP)", [tz, local.replace(tzinfo=None)])
-
-
-DUCKDB = Dialect(
-    name="duckdb",
-    in_list="list_contains(?, {})",
-    analysed_datasets=analysed_datasets_sql("{}"),
-    detail_differs="event_details[?] IS DISTINCT FROM ?",
-    time_zones="SELECT name FROM pg_timezone_names() ORDER BY 1",
-    bucketed=_bucketed_duckdb,
-    new_traces=_new_traces_duckdb,
-    selection=_selection_sql,
-    map_keys=_map_keys_duckdb,
-    aggregates=_AGG_SQL,
-    as_double="{}::DOUBLE",
-    sorted_distinct="list_sort(list_distinct(list({})))",
-    keys_of_maps="list_sort(list_distinct(flatten(list(map_keys({})))))",
-    map_entries="(SELECT m.key AS key, m.value AS value"
-    " FROM (SELECT unnest(map_entries({map})) AS m FROM events WHERE {where}))",
-    top_of=lambda item: f"list({item} ORDER BY n DESC, value NULLS FIRST)[1:?]",
-)

@@ -65,7 +65,7 @@ def _where(
 
     With `indexed`, the detail filter reads detail_index instead of every event.
     """
-    sql = sql or analytics.DUCKDB
+    sql = sql or analytics.dialect(None)
     conds: list[str] = ["true"]
     params: list[Any] = []
     text = s.text.strip()
