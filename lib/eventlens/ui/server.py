@@ -5,7 +5,9 @@
 GET /api/traces/{id}, GET /api/sandbox/health), so Submit has a LangWatch-compatible target
 with nothing else to start. At start it opens the store and serves the hand-off
 (eventlens.handoff) on loopback, so that `eventlens load`, `pull`, `info`, `series`, `replay`
-and `delete` in a terminal run here while the app holds the store.
+and `delete` in a terminal run here while the app holds the store. On a ClickHouse store there
+is neither: the sandbox stores what it accepts in DuckDB, and ClickHouse takes every process's
+commands itself.
 """
 
 from __future__ import annotations
