@@ -16,7 +16,7 @@ from eventlens.ui import pulls
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
-from eventlens.ui.state import get_store, on_clickhouse, require_router
+from eventlens.ui.state import get_store, require_router
 from eventlens.ui.tables import counts_config
 from eventlens.words import counted
 
@@ -178,7 +178,7 @@ with st.container(border=True):
 # -- from LangWatch ------------------------------------------------------------------------------
 
 with st.container(border=True), guarded("the pulls from LangWatch"):
-    if on_clickhouse(store):
+    if store.engine == "clickhouse":
         st.caption("Pulling from LangWatch needs a DuckDB store so far; this one is ClickHouse.")
     else:
         pulls.section(store)

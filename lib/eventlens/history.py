@@ -13,10 +13,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _on_clickhouse(store: Any) -> bool:
-    return getattr(store, "engine", "duckdb") == "clickhouse"
-
-
 def record(store: Store | Any, target: Target, body: dict[str, Any], result: SendResult) -> int:
     """Keep one send; returns its id. The key is not among the columns, and is scrubbed."""
     values = [
@@ -30,7 +26,7 @@ def record(store: Store | Any, target: Target, body: dict[str, Any], result: Sen
         result.latency_ms,
         target.scrub(result.message),
     ]
-    if _on_clickhouse(store):  # no sequences there: an id from the clock, in microseconds
+    if store.engine == "clickhouse":  # no sequences there: an id from the clock, in microseconds
         with store.write_lock:
             submission_id = time.time_ns() // 1000
             store.execute(
@@ -66,7 +62,9 @@ def body_of(store: Store | Any, submission_id: int) -> dict[str, Any] | None:
 
 def save_template(store: Store | Any, name: str, body: dict[str, Any]) -> None:
     """Keep an event shape under a name (replacing one of the same name)."""
-    if _on_clickhouse(store):  # a newer row of the name replaces the older (ReplacingMergeTree)
+    if (
+        store.engine == "clickhouse"
+    ):  # a newer row of the name replaces the older (ReplacingMergeTree)
         store.execute(
             "INSERT INTO templates SELECT ?, ?, now64(6)",
             [name, json.dumps(body, ensure_ascii=False)],
@@ -81,13 +79,13 @@ def save_template(store: Store | Any, name: str, body: dict[str, Any]) -> None:
 
 def templates(store: Store | Any) -> dict[str, dict[str, Any]]:
     """The saved event shapes by name."""
-    final = " FINAL" if _on_clickhouse(store) else ""
+    final = " FINAL" if store.engine == "clickhouse" else ""
     rows = store.rows(f"SELECT name, body FROM templates{final} ORDER BY name")
     return {name: json.loads(body) for name, body in rows}
 
 
 def delete_template(store: Store | Any, name: str) -> None:
-    if _on_clickhouse(store):
+    if store.engine == "clickhouse":
         store.execute("DELETE FROM templates WHERE name = ?", [name])
         return
     with store.write_lock, store.cursor() as cur:

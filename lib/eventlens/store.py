@@ -276,6 +276,8 @@ def resolve_db_path(path: str | os.PathLike[str] | None = None) -> str:
 class Store:
     """A DuckDB database of events; each call takes its own cursor, so threads may share it."""
 
+    engine = "duckdb"  # ClickHouseStore's is "clickhouse": what the few engine checks read
+
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,

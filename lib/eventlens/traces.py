@@ -105,7 +105,7 @@ def search(
     """One page of matching traces, ordered in DuckDB, and how many match in all."""
     if s.sort not in SORTS:
         raise ValueError(f"unknown sort {s.sort!r}; use one of {', '.join(SORTS)}")
-    if getattr(store, "engine", "duckdb") == "clickhouse":
+    if store.engine == "clickhouse":
         from eventlens.clickhouse import traces_sql
 
         return traces_sql.search(store, s, limit, offset)
@@ -152,13 +152,9 @@ class Copy:
     test: bool
 
 
-def _on_clickhouse(store: Any) -> bool:
-    return getattr(store, "engine", "duckdb") == "clickhouse"
-
-
 def copies(store: Store | Any, trace_id: str) -> list[Copy]:
     """The datasets that hold this trace id: analysis data first, then test data, by name."""
-    if _on_clickhouse(store):
+    if store.engine == "clickhouse":
         from eventlens.clickhouse.traces_sql import COPIES
 
         rows = store.rows(COPIES, [trace_id])
@@ -204,7 +200,7 @@ class TraceMetadata:
 def metadata(store: Store | Any, trace_id: str, dataset: str) -> TraceMetadata | None:
     """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace;
     any trace on ClickHouse, where nothing is pulled yet)."""
-    if _on_clickhouse(store):
+    if store.engine == "clickhouse":
         return None
     rows = store.rows(
         "SELECT user_id, thread_id, customer_id, labels, updated_at FROM trace_metadata"
@@ -228,7 +224,11 @@ def events(store: Store | Any, trace_id: str, dataset: str | None = None) -> pd.
 
     `offset_ms` is the time since the trace's first event ("+N ms"); NaN without a timestamp.
     """
-    ms = "toUnixTimestamp64Milli(timestamp)" if _on_clickhouse(store) else "epoch_ms(timestamp)"
+    ms = (
+        "toUnixTimestamp64Milli(timestamp)"
+        if store.engine == "clickhouse"
+        else "epoch_ms(timestamp)"
+    )
     frame = store.df(
         f"""
         SELECT timestamp, {ms} - min({ms}) OVER () AS offset_ms,

@@ -40,15 +40,11 @@ def open_store(path: str) -> Store:
     return cast(Store, store)
 
 
-def on_clickhouse(store: Any) -> bool:
-    return getattr(store, "engine", "duckdb") == "clickhouse"
-
-
 def require_duckdb(page: str) -> Store:
     """The store, for a page that works on a DuckDB store only so far: on ClickHouse the page
     says so in one sentence and stops."""
     store = get_store()
-    if on_clickhouse(store):
+    if store.engine == "clickhouse":
         st.info(
             f"{page} works on a DuckDB store only so far; this app runs on the ClickHouse store"
             f" {md_escape(store.path)}, where Explore, Traces, Data and Submit work."

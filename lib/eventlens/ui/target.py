@@ -8,7 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from eventlens import client, sandbox, settings
 from eventlens.ui.format import md_escape
-from eventlens.ui.state import get_store, on_clickhouse
+from eventlens.ui.state import get_store
 
 EMBEDDED = "embedded sandbox (this app)"
 AUTH_LABELS = {"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}
@@ -51,7 +51,7 @@ def endpoint_picker(prefix: str, help_text: str, column: DeltaGenerator | None =
     configured = settings.ENDPOINT.from_env() or secrets_mapping().get(client.ENDPOINT_ENV)
     where = column or st.container()
     # On a ClickHouse store the app serves no sandbox (it stores what it accepts in DuckDB).
-    embedded = [] if on_clickhouse(get_store()) else [EMBEDDED]
+    embedded = [] if get_store().engine == "clickhouse" else [EMBEDDED]
     choice = where.selectbox(
         "Endpoint",
         [*embedded, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
