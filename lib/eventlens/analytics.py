@@ -382,17 +382,25 @@ def checked(store: Queryable, q: SeriesQuery) -> SeriesQuery:
     )
 
 
+def dataset_conds(
+    datasets: tuple[str, ...],
+    include_test: bool,
+    column: str = "dataset",
+    sql: Dialect | None = None,
+) -> tuple[list[str], list[Any]]:
+    """Which datasets a question counts, on `column` (a constant name): the named ones, else
+    every one but test data (every one with include_test); the conditions and their values."""
+    sql = sql or _duckdb()
+    if datasets:
+        return [sql.in_list.format(column)], [list(datasets)]
+    return ([] if include_test else [sql.analysed_datasets.format(column)]), []
+
+
 def _scope_conds(q: SeriesQuery, sql: Dialect | None = None) -> tuple[list[str], list[Any]]:
     """The conditions on dataset and event_type (columns of events and of key_summary) that
     a query's datasets, include_test and event types make, with their bound parameters."""
     sql = sql or _duckdb()
-    conds: list[str] = []
-    params: list[Any] = []
-    if q.datasets:
-        conds.append(sql.in_list.format("dataset"))
-        params.append(list(q.datasets))
-    elif not q.include_test:
-        conds.append(sql.analysed_datasets.format("dataset"))
+    conds, params = dataset_conds(q.datasets, q.include_test, sql=sql)
     if q.event_types:
         conds.append(sql.in_list.format("event_type"))
         params.append(list(q.event_types))

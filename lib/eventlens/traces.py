@@ -72,11 +72,9 @@ def _where(
     if text:
         conds.append("t.trace_id = ?" if s.exact else sql.starts_with.format("t.trace_id"))
         params.append(text)
-    if s.datasets:
-        conds.append(sql.in_list.format("t.dataset"))
-        params.append(list(s.datasets))
-    elif not s.include_test:
-        conds.append(sql.analysed_datasets.format("t.dataset"))
+    scope, scope_params = analytics.dataset_conds(s.datasets, s.include_test, "t.dataset", sql)
+    conds += scope
+    params += scope_params
     if s.event_types:
         conds.append(sql.has_any.format("t.event_types"))
         params.append(list(s.event_types))
