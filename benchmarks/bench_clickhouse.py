@@ -38,7 +38,7 @@ from eventlens.clickhouse.store import ClickHouseStore
 from eventlens.location import parse
 from eventlens.store import Store
 
-METRICS = {"generated": "latency_ms", "real": "latency_ms"}
+METRIC = "latency_ms"  # in both shapes
 
 
 def _load(title: str, path: Path, db: str) -> None:
@@ -78,9 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     harness.wait_quiet(args.wait_quiet)
     _load("b. eventlens load into chdb://", path, f"chdb://{chdb_dir}")
 
-    query = analytics.SeriesQuery(
-        agg="p95", metric=METRICS[args.shape], bucket="1h", split="event_type"
-    )
+    query = analytics.SeriesQuery(agg="p95", metric=METRIC, bucket="1h", split="event_type")
     search = traces.TraceSearch()
     with Store(duck_db, read_only=True) as duck, ClickHouseStore(parse(f"chdb://{chdb_dir}")) as ch:
         rows = {

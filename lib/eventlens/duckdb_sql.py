@@ -43,11 +43,6 @@ AGG_SQL = {
 }
 
 
-def _agg_sql(agg: str, value: str = "v") -> str:
-    """The SQL aggregate for an aggregation name over a value expression."""
-    return AGG_SQL[agg].format(v=value)
-
-
 def bucket_sql(bucket: str, tz: str, column: str = "timestamp") -> str:
     """SQL for the start of the bucket holding `column`, in the time zone of column `zone`."""
     if bucket in FIXED_BUCKETS:
@@ -146,7 +141,7 @@ def bucketed(
     same scan (columns range_start and range_end) instead of a scan of their own before it.
     """
     selection, params = selection_sql(q, start, end, top)
-    agg = _agg_sql(q.agg)
+    agg = DUCKDB.agg(q.agg)
     empty = "0" if q.agg in ("count", "traces") else "NULL"
     whole = start is None or end is None
     frame = store.df(

@@ -137,7 +137,7 @@ def bucketed(
 ) -> pd.DataFrame:
     """analytics' bucketed frame (the same columns and rows) computed by ClickHouse."""
     selection, params = _selection(q, start, end, top)
-    agg = AGG_SQL[q.agg].format(v="v")
+    agg = CLICKHOUSE.agg(q.agg)
     empty = "0" if q.agg in ("count", "traces") else "NULL"
     whole = start is None or end is None
     bounds = (
