@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-EVENTS_COLUMNS = """
-    event_key UInt128,
+# The fields a load sends, between the key and the batch.
+EVENT_FIELDS = """
     event_id Nullable(String),
     trace_id String,
     event_type LowCardinality(String),
@@ -20,10 +20,14 @@ EVENTS_COLUMNS = """
     event_details Map(String, Nullable(String)),
     dataset LowCardinality(String),
     source_file Nullable(String),
-    source_line Nullable(Int64),
+    source_line Nullable(Int64)"""
+EVENTS_COLUMNS = f"""
+    event_key UInt128,{EVENT_FIELDS},
     batch_id Int64,
     INDEX trace_idx trace_id TYPE bloom_filter GRANULARITY 4
 """
+# A load's work table: the key in two 64-bit halves (Arrow has no 128-bit integer), no batch.
+STAGED_COLUMNS = f"key_hi UInt64, key_lo UInt64,{EVENT_FIELDS}"
 EVENTS_ORDER = "ORDER BY (dataset, event_type, timestamp) SETTINGS allow_nullable_key = 1"
 
 DATASETS_COLUMNS = """

@@ -314,12 +314,10 @@ class ClickHouseStore:
         batch = time.time_ns() // 1000
         suffix = uuid.uuid4().hex  # names of our own, never user text
         temp, seen = f"_load_{suffix}", f"_seen_{suffix}"
-        columns = schema.EVENTS_COLUMNS.replace("event_key UInt128", "key_hi UInt64, key_lo UInt64")
-        columns = columns.split("INDEX")[0].rstrip().rstrip(",").replace("batch_id Int64,", "")
         # The keys stored before this load, as a Set read once: the staged events hold no
         # repeats of their own (ingest dropped them), so only these can be duplicates.
         self._client.command(f"CREATE TABLE {seen} ENGINE = Set AS SELECT event_key FROM events")
-        self._client.command(f"CREATE TABLE {temp} ({columns}) ENGINE = Memory")
+        self._client.command(f"CREATE TABLE {temp} ({schema.STAGED_COLUMNS}) ENGINE = Memory")
         try:
             with staging.cursor() as cur:
                 # The 128-bit key as two 64-bit halves: Arrow has no such integer, and DuckDB's
