@@ -558,3 +558,52 @@ def test_the_submit_history_and_templates_keep_no_key(chdb_url):
     history.delete_template(house, "shape")
     assert list(history.templates(house)) == ["other"]
     house.close()
+
+
+def test_a_failure_after_opening_is_one_sentence(runner, formats_dir, chdb_url):
+    """A table made by another version (here a datasets table without its revision column):
+    the load says which store failed and why, exit 2, no traceback."""
+    from eventlens.cli import main
+
+    url = chdb_url("older")
+    with ClickHouseStore(parse(url)) as house:
+        house.execute("DROP TABLE datasets")
+        house.execute("CREATE TABLE datasets (name String) ENGINE = MergeTree ORDER BY name")
+    result = runner.invoke(main, ["load", str(formats_dir / "events.ndjson"), "--db", url])
+    assert result.exit_code == 2
+    assert f"The ClickHouse store {parse(url).display} failed:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_chdb_folder_held_by_another_process_is_named(tmp_path):
+    """chDB opens a folder in one process at a time: the second process is told who holds it."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "held"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from eventlens.clickhouse.store import ClickHouseStore;"
+            " from eventlens.location import parse;"
+            f" s = ClickHouseStore(parse('chdb://{folder}')); print('open', flush=True);"
+            " sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        other = subprocess.run(
+            [sys.executable, "-m", "eventlens.cli", "info", "--db", f"chdb://{folder}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.communicate("", timeout=30)
+    assert other.returncode == 2
+    assert f"The chDB folder {folder} is in use by another eventlens process" in other.stderr
+    assert "Traceback" not in other.stderr

@@ -9,11 +9,14 @@ placeholders, as for DuckDB; `bind()` turns each into a typed server-side parame
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventlens.clickhouse import schema
@@ -133,6 +136,9 @@ class ClickHouseStore:
         self.path = location.display  # what messages name (never the password)
         self.read_only = False
         self.write_lock = threading.RLock()
+        self._client: Any  # the driver's client, then the same behind _Guarded
+        if location.interface == "chdb":
+            _check_chdb_folder_free(location.path)
         try:
             if location.interface == "chdb":
                 dsn = f"chdb://{location.path}"
@@ -156,10 +162,9 @@ class ClickHouseStore:
                 )
             for statement in schema.single_node():
                 self._client.command(statement)
+            self._client = _Guarded(self._client, self.path, location.password)
         except Exception as exc:  # the driver's errors vary by interface; say which store
-            reason = _first_line(exc)
-            if location.password:  # a driver may echo what it was given
-                reason = reason.replace(location.password, "***")
+            reason = _scrubbed(exc, location.password)
             raise StoreError(f"Cannot open the ClickHouse store {self.path}: {reason}") from None
 
     # -- queries, with ? placeholders ------------------------------------------------------
@@ -407,6 +412,63 @@ class ClickHouseStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Guarded:
+    """The driver's client with its errors as StoreError sentences that name the store: a query
+    or insert that fails later (a server gone, a table made by another version) then reaches
+    a person as one sentence, like every other eventlens error, not as a traceback."""
+
+    def __init__(self, client: Any, store: str, password: str) -> None:
+        self._client, self._store, self._password = client, store, password
+
+    def __getattr__(self, name: str) -> Any:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except ClickHouseError as exc:
+                raise StoreError(
+                    f"The ClickHouse store {self._store} failed: {_scrubbed(exc, self._password)}"
+                ) from None
+
+        return call
+
+
+# The chDB folders this process has opened: chDB takes a folder in one process at a time (it
+# locks the folder's `status` file), and any number of stores of this process within it.
+_CHDB_FOLDERS: set[str] = set()
+
+
+def _check_chdb_folder_free(path: str) -> None:
+    """Say in one sentence that another process holds a chDB folder (the app, most often),
+    rather than let chDB fail with 'Error initializing EmbeddedServer'."""
+    folder = os.path.realpath(path)
+    status = Path(folder) / "status"
+    if folder not in _CHDB_FOLDERS and status.is_file():
+        with open(status, "rb") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                raise StoreError(
+                    f"The chDB folder {path} is in use by another eventlens process (is the app"
+                    " running?): chDB opens a folder in one process at a time. Stop it, or keep"
+                    " the events on a ClickHouse server (clickhouse://host:8123/db), which many"
+                    " processes share."
+                ) from None
+            fcntl.flock(held, fcntl.LOCK_UN)
+    _CHDB_FOLDERS.add(folder)
+
+
+def _scrubbed(exc: Exception, password: str) -> str:
+    """The error's first line, the password masked (a driver may echo what it was given)."""
+    reason = _first_line(exc)
+    return reason.replace(password, "***") if password else reason
 
 
 def _first_line(exc: Exception) -> str:
