@@ -178,10 +178,7 @@ with st.container(border=True):
 # -- from LangWatch ------------------------------------------------------------------------------
 
 with st.container(border=True), guarded("the pulls from LangWatch"):
-    if store.engine == "clickhouse":
-        st.caption("Pulling from LangWatch needs a DuckDB store so far; this one is ClickHouse.")
-    else:
-        pulls.section(store)
+    pulls.section(store)
 
 # -- datasets -----------------------------------------------------------------------------------
 

@@ -127,6 +127,28 @@ class FakeLangWatch:
         }
 
 
+def seven_traces() -> FakeLangWatch:
+    """Seven traces of two events each, updated at 100..106."""
+    fake = FakeLangWatch()
+    for i in range(7):
+        fake.put(
+            f"t{i}",
+            [event(ts=1_700_000_000_000 + i), event("thumbs", ts=1_700_000_000_500 + i)],
+            100 + i,
+        )
+    return fake
+
+
+def change_three_traces(fake: FakeLangWatch) -> None:
+    """After a first pull of seven_traces: a late event, a lost event and a new trace."""
+    fake.now = 2_000_000
+    fake.traces["t2"]["events"].append(event("late", ts=1_700_000_009_000))
+    fake.traces["t2"]["updated"] = 1_500_000
+    fake.traces["t4"]["events"].pop()  # a trace can lose an event too
+    fake.traces["t4"]["updated"] = 1_500_001
+    fake.put("t9", [event("new")], 1_500_002)
+
+
 def event(kind: str = "llm_call", ts: int = 1_700_000_000_000, **metrics: float) -> dict[str, Any]:
     return {"event_type": kind, "timestamp": ts, "metrics": metrics or {"latency_ms": 12.0}}
 

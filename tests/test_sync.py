@@ -10,7 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-from langwatch_fake import ENDPOINT, KEY, FakeLangWatch, asgi_app, event
+from langwatch_fake import (
+    ENDPOINT,
+    KEY,
+    FakeLangWatch,
+    asgi_app,
+    change_three_traces,
+    event,
+    seven_traces,
+)
 from sandbox_server import serve_in_thread
 
 from eventlens.cli import main
@@ -21,14 +29,7 @@ from eventlens.sync import PullError, PullSpec, ReadClient, Retry, cursor, past_
 
 @pytest.fixture
 def server() -> FakeLangWatch:
-    fake = FakeLangWatch()
-    for i in range(7):
-        fake.put(
-            f"t{i}",
-            [event(ts=1_700_000_000_000 + i), event("thumbs", ts=1_700_000_000_500 + i)],
-            100 + i,
-        )
-    return fake
+    return seven_traces()
 
 
 def client_for(server: FakeLangWatch, sleeps: list[float] | None = None) -> ReadClient:
@@ -86,12 +87,7 @@ def test_a_first_pull_holds_what_the_server_holds(store, server):
 
 def test_a_second_pull_goes_on_from_updated_through_and_replaces_changed_traces(store, server):
     run(store, server)
-    server.now = 2_000_000
-    server.traces["t2"]["events"].append(event("late", ts=1_700_000_009_000))
-    server.traces["t2"]["updated"] = 1_500_000
-    server.traces["t4"]["events"].pop()  # a trace can lose an event too
-    server.traces["t4"]["updated"] = 1_500_001
-    server.put("t9", [event("new")], 1_500_002)
+    change_three_traces(server)
     server.requests.clear()
     result = run(store, server)
     assert server.requests[0]["startDate"] == 1_000_000  # the first pull's updatedThrough

@@ -20,7 +20,7 @@ from eventlens.errors import EventlensError
 from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
 from eventlens.ingest import FileResult, LoadResult
-from eventlens.store import DB_ENV, Store, resolve_db_path
+from eventlens.store import DB_ENV, STORE_HELP, Store, resolve_db_path
 from eventlens.stores import open_store
 from eventlens.words import bar, counted
 
@@ -33,7 +33,7 @@ DB_OPTION = click.option(
     default=None,
     envvar=DB_ENV,
     show_envvar=True,
-    help="DuckDB file to use (default ./eventlens.duckdb; ':memory:' for a throwaway store).",
+    help=STORE_HELP,
 )
 
 

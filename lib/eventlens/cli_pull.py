@@ -10,7 +10,8 @@ import click
 
 from eventlens import settings
 from eventlens.handoff import hand_off_when_held
-from eventlens.store import DB_ENV, Store
+from eventlens.store import DB_ENV, STORE_HELP
+from eventlens.stores import open_store
 from eventlens.sync import DEFAULT_DATASET, MAX_PAGE_SIZE, Progress, PullError, PullResult, PullSpec
 from eventlens.words import bar, counted
 
@@ -71,7 +72,7 @@ def summary(r: PullResult) -> str:
     default=None,
     envvar=DB_ENV,
     show_envvar=True,
-    help="DuckDB file to use (default ./eventlens.duckdb).",
+    help=STORE_HELP,
 )
 @click.option("--dataset", default=DEFAULT_DATASET, show_default=True, help="Dataset to sync into.")
 @click.option("--since", help="Traces updated at or after this (ISO, UTC unless given; or ms).")
@@ -121,7 +122,7 @@ def pull(
         raise click.UsageError(str(exc)) from None
     tty = sys.stderr.isatty()
     try:
-        with Store(db) as store:
+        with open_store(db) as store:
             result = run_pull(store, spec, progress=lambda p: progress_line(p, tty))
     except PullError as exc:
         if tty:

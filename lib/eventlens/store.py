@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # pandas loads on first use: the CLI's load path does not nee
 
 DEFAULT_DB = settings.DB.default
 DB_ENV = settings.DB.name
+STORE_HELP = (  # the commands' --db
+    "The store: a DuckDB file (default ./eventlens.duckdb; ':memory:' for a throwaway one) or a"
+    " ClickHouse URL (clickhouse://host:8123/db, https://..., chdb:///path)."
+)
 # An optional dataset filter: bind the dataset (or None for all) twice.
 OPTIONAL_DATASET = "(CAST(? AS VARCHAR) IS NULL OR dataset = ?)"
 # Test data (what Submit and Replay send to the sandbox, or a dataset marked so) is left out of

@@ -1,6 +1,6 @@
 """Opening the store a --db value names: a DuckDB file (Store) or a ClickHouse database
-(ClickHouseStore). The commands that run on both (load, series, info, delete) open their store
-here; the others open a Store, which refuses a ClickHouse URL in one sentence."""
+(ClickHouseStore). The commands that run on both (load, series, info, delete, pull, ui) open
+their store here; the others open a Store, which refuses a ClickHouse URL in one sentence."""
 
 from __future__ import annotations
 

@@ -196,10 +196,7 @@ class TraceMetadata:
 
 
 def metadata(store: Store | Any, trace_id: str, dataset: str) -> TraceMetadata | None:
-    """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace;
-    any trace on ClickHouse, where nothing is pulled yet)."""
-    if store.engine == "clickhouse":
-        return None
+    """One dataset's metadata of a trace; None when it has none (a loaded, not pulled, trace)."""
     rows = store.rows(
         "SELECT user_id, thread_id, customer_id, labels, updated_at FROM trace_metadata"
         " WHERE trace_id = ? AND dataset = ? LIMIT 1",

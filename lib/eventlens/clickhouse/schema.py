@@ -87,6 +87,46 @@ TEMPLATES_COLUMNS = "name String, body String, saved_at DateTime64(6, 'UTC')"
 # writes the dataset's row anew with a later revision.
 DATASETS_ENGINE = "ReplacingMergeTree(revision) ORDER BY name"
 REJECTS_ORDER = "ORDER BY (dataset, ifNull(file_hash, ''), ifNull(line, 0))"
+# Pulls from LangWatch (clickhouse/pulls.py), as DuckDB's tables of the same names: a pull's row
+# and a cursor are written anew on every change, and the latest revision wins (read FINAL).
+PULLS_COLUMNS = """
+    pull_id String,
+    endpoint String,
+    dataset String,
+    started_at DateTime64(3, 'UTC'),
+    finished_at Nullable(DateTime64(3, 'UTC')),
+    since_ms Nullable(Int64),
+    until_ms Nullable(Int64),
+    total_hits Nullable(Int64),
+    traces Int64,
+    events Int64,
+    added Int64,
+    removed Int64,
+    rejected Int64,
+    pages Int64,
+    updated_through_ms Nullable(Int64),
+    outcome String,
+    message Nullable(String),
+    pid Nullable(Int64),
+    revision UInt64
+"""
+PULL_CURSORS_COLUMNS = """
+    endpoint String,
+    dataset String,
+    updated_through_ms Nullable(Int64),
+    scroll Nullable(String),
+    revision UInt64
+"""
+# A pulled trace's metadata, replaced with the trace (deleted, then inserted).
+TRACE_METADATA_COLUMNS = """
+    dataset LowCardinality(String),
+    trace_id String,
+    user_id Nullable(String),
+    thread_id Nullable(String),
+    customer_id Nullable(String),
+    labels Array(String),
+    updated_at Nullable(DateTime64(3, 'UTC'))
+"""
 
 
 def single_node() -> list[str]:
@@ -104,6 +144,19 @@ def single_node() -> list[str]:
         " ENGINE = MergeTree ORDER BY id",
         f"CREATE TABLE IF NOT EXISTS templates ({TEMPLATES_COLUMNS})"
         " ENGINE = ReplacingMergeTree(saved_at) ORDER BY name",
+        *_pull_tables("MergeTree", "ReplacingMergeTree(revision)"),
+    ]
+
+
+def _pull_tables(plain: str, replacing: str, on: str = "", db: str = "") -> list[str]:
+    prefix = f"{db}." if db else ""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {prefix}pulls {on} ({PULLS_COLUMNS}) ENGINE = {replacing}"
+        " ORDER BY pull_id",
+        f"CREATE TABLE IF NOT EXISTS {prefix}pull_cursors {on} ({PULL_CURSORS_COLUMNS})"
+        f" ENGINE = {replacing} ORDER BY (endpoint, dataset)",
+        f"CREATE TABLE IF NOT EXISTS {prefix}trace_metadata {on} ({TRACE_METADATA_COLUMNS})"
+        f" ENGINE = {plain} ORDER BY (dataset, trace_id)",
     ]
 
 
@@ -139,4 +192,11 @@ def cluster(name: str, database: str = "default") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {db}.rejects {on} ({REJECTS_COLUMNS}) ENGINE ="
         " ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')"
         f" {REJECTS_ORDER}",
+        *_pull_tables(
+            "ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')",
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}',"
+            " '{replica}', revision)",
+            on,
+            db,
+        ),
     ]

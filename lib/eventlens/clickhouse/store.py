@@ -44,6 +44,8 @@ TABLES_BY_DATASET = (
     ("events", "dataset"),
     ("trace_summary", "dataset"),
     ("rejects", "dataset"),
+    ("trace_metadata", "dataset"),
+    ("pull_cursors", "dataset"),
     ("datasets", "name"),
 )
 # Store.dataset_records' columns, in its order; `FINAL` reads each dataset's latest row.
@@ -62,6 +64,9 @@ DATASETS_SQL = """
     ) AS e ON e.dataset = d.name
     ORDER BY loaded_at DESC, dataset
 """
+REJECT_COLUMNS = (
+    "dataset", "file", "file_hash", "line", "location", "reason", "raw", "trace_id", "rejected_at",
+)  # fmt: skip
 _PLACEHOLDER = re.compile(r"'(?:[^'\\]|\\.|'')*'|\?")
 
 
@@ -197,6 +202,15 @@ class ClickHouseStore:
         text, bound = bind(sql, params)
         self._client.command(text, parameters=bound, settings=QUERY_SETTINGS)
 
+    def command(self, sql: str) -> None:
+        """A statement without values (DDL of tables named by eventlens itself)."""
+        self._client.command(sql)
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Rows sent as data in ClickHouse's native format, never as SQL text."""
+        if rows:
+            self._client.insert(table, rows, column_names=list(columns))
+
     # -- catalogue ---------------------------------------------------------------------------
 
     def event_count(self) -> int:
@@ -306,7 +320,7 @@ class ClickHouseStore:
                     file.duplicates += file.loaded - new
                     file.loaded = new
             self._insert_rejects(staging)
-            self._update_dataset(result.dataset, result.duplicates)
+            self.write_dataset_row(result.dataset, result.duplicates)
         return result
 
     def _insert_events(self, staging: Store) -> dict[str, int]:
@@ -366,18 +380,11 @@ class ClickHouseStore:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         fresh = [(*r, now) for r in rejects if (r[2], r[3]) not in kept]
         if fresh:
-            self._client.insert(
-                "rejects",
-                fresh,
-                column_names=[
-                    "dataset", "file", "file_hash", "line", "location", "reason", "raw",
-                    "trace_id", "rejected_at",
-                ],
-            )  # fmt: skip
+            self.insert("rejects", fresh, REJECT_COLUMNS)
 
-    def _update_dataset(self, dataset: str, duplicates: int) -> None:
+    def write_dataset_row(self, dataset: str, duplicates: int, content_hash: str = "") -> None:
         """Write the dataset's catalogue row anew (ReplacingMergeTree keeps the latest): its
-        files, counts, test mark, and the duplicates of every load so far."""
+        files, counts, test mark, and the duplicates of every load and pull so far."""
         files = [
             r[0]
             for r in self.rows(
@@ -394,14 +401,12 @@ class ClickHouseStore:
             "SELECT any(test), sum(duplicates) FROM datasets FINAL WHERE name = ?", [dataset]
         )[0]
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        self._client.insert(
+        self.insert(
             "datasets",
-            [(dataset, files, "", now, events, rejects, int(before or 0) + duplicates,
+            [(dataset, files, content_hash, now, events, rejects, int(before or 0) + duplicates,
               bool(test), now)],
-            column_names=[
-                "name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
-                "test", "revision",
-            ],
+            ["name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
+             "test", "revision"],
         )  # fmt: skip
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventlens import settings
 from eventlens.client import Target
@@ -23,8 +23,13 @@ from eventlens.store import Store
 from eventlens.sync import journal
 from eventlens.sync.api import PullError, ReadClient, Retry
 from eventlens.sync.apply import Applied, CursorUpdate, apply_page
-from eventlens.sync.journal import Cursor, cursor, past_pulls
+from eventlens.sync.journal import Cursor
 from eventlens.sync.mapping import SELECT, PulledTrace, from_full, from_selected
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from eventlens.clickhouse.store import ClickHouseStore
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -42,6 +47,64 @@ __all__ = [
 ]
 
 DEFAULT_DATASET = "langwatch"
+
+
+@dataclass(frozen=True)
+class _Book:
+    """Where a store keeps its pulls and how a page is applied: DuckDB's journal tables and one
+    transaction per page, or ClickHouse's tables (clickhouse/pulls.py)."""
+
+    cursor: Callable[..., Cursor]
+    start: Callable[..., str]
+    finish: Callable[..., None]
+    counts: Callable[..., dict[str, int]]
+    past_pulls: Callable[..., Any]
+    apply_page: Callable[..., Applied]
+    clear_scroll: Callable[..., None]
+
+
+def _clear_scroll(store: Store, endpoint: str, dataset: str, through: int | None) -> None:
+    with store.write_lock, store.cursor() as cur:
+        journal.save_cursor(cur, endpoint, dataset, through, None)
+
+
+_DUCKDB_BOOK = _Book(
+    journal.cursor,
+    journal.start,
+    journal.finish,
+    journal.counts,
+    journal.past_pulls,
+    apply_page,
+    _clear_scroll,
+)
+
+
+def _book(store: Store | ClickHouseStore) -> _Book:
+    if store.engine == "clickhouse":
+        from eventlens.clickhouse import pulls
+
+        return _Book(
+            pulls.cursor,
+            pulls.start,
+            pulls.finish,
+            pulls.counts,
+            pulls.past_pulls,
+            pulls.apply_page,
+            pulls.clear_scroll,
+        )
+    return _DUCKDB_BOOK
+
+
+def cursor(store: Store | ClickHouseStore, endpoint: str, dataset: str) -> Cursor:
+    """Where the next pull of (endpoint, dataset) starts, on either engine."""
+    return _book(store).cursor(store, endpoint, dataset)
+
+
+def past_pulls(store: Store | ClickHouseStore, limit: int = 50) -> pd.DataFrame:
+    """The newest pulls first (a pandas frame), on either engine."""
+    return _book(store).past_pulls(store, limit)
+
+
 MAX_PAGE_SIZE = 1000
 
 
@@ -140,7 +203,7 @@ def target_for(spec: PullSpec) -> Target:
 
 
 def pull(
-    store: Store,
+    store: Store | ClickHouseStore,
     spec: PullSpec,
     *,
     client: ReadClient | None = None,
@@ -152,10 +215,11 @@ def pull(
     own = client is None
     client = client or ReadClient(target_for(spec))
     endpoint = spec.endpoint.rstrip("/")
-    saved = cursor(store, endpoint, spec.dataset)
+    book = _book(store)
+    saved = book.cursor(store, endpoint, spec.dataset)
     scroll = _resume_or_start(saved, spec, clock)
     request = scroll["request"]
-    pull_id = journal.start(store, endpoint, spec.dataset, request["startDate"], request["endDate"])
+    pull_id = book.start(store, endpoint, spec.dataset, request["startDate"], request["endDate"])
     state = Progress(started=clock(), now=clock())
     if progress:
 
@@ -180,14 +244,14 @@ def pull(
                 break
     except BaseException as exc:
         message = str(exc) if isinstance(exc, PullError) else _interrupted(exc)
-        journal.finish(store, pull_id, "failed", saved.updated_through_ms, message)
+        book.finish(store, pull_id, "failed", saved.updated_through_ms, message)
         raise
     finally:
         puller.close()
         if own:
             client.close()
-    journal.finish(store, pull_id, "done", puller.through, None)
-    counts = journal.counts(store, pull_id)
+    book.finish(store, pull_id, "done", puller.through, None)
+    counts = book.counts(store, pull_id)
     return PullResult(
         pull_id=pull_id,
         dataset=spec.dataset,
@@ -241,7 +305,7 @@ class _Scroll:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | ClickHouseStore,
         spec: PullSpec,
         endpoint: str,
         client: ReadClient,
@@ -250,6 +314,7 @@ class _Scroll:
         through_before: int | None,
     ):
         self.store, self.spec, self.endpoint, self.client = store, spec, endpoint, client
+        self.book = _book(store)
         self.pull_id = pull_id
         self.scroll = dict(scroll)
         self.through_before = through_before
@@ -312,7 +377,7 @@ class _Scroll:
             self.scroll["scroll_id"] = next_id
             update = CursorUpdate(self.through_before, dict(self.scroll))
             self._ask_ahead()
-        applied = apply_page(
+        applied = self.book.apply_page(
             self.store,
             dataset=self.spec.dataset,
             endpoint=self.endpoint,
@@ -343,7 +408,9 @@ class _Scroll:
         first = self.scroll.get("first_trace")
         again = first is not None and ids[0] == first
         if again or (self.seen and all(i in self.seen for i in ids)):
-            journal_clear_scroll(self.store, self.endpoint, self.spec.dataset, self.through_before)
+            self.book.clear_scroll(
+                self.store, self.endpoint, self.spec.dataset, self.through_before
+            )
             raise PullError(
                 "the server started the scroll again from its first page (a page repeated"
                 " traces this pull had already read), as LangWatch does when it cannot use the"
@@ -364,8 +431,3 @@ class _Scroll:
         whole.metadata = whole.metadata or trace.metadata
         whole.updated_at = whole.updated_at if whole.updated_at is not None else trace.updated_at
         return whole
-
-
-def journal_clear_scroll(store: Store, endpoint: str, dataset: str, through: int | None) -> None:
-    with store.write_lock, store.cursor() as cur:
-        journal.save_cursor(cur, endpoint, dataset, through, None)

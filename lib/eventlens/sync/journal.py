@@ -29,6 +29,11 @@ def cursor(store: Store, endpoint: str, dataset: str) -> Cursor:
         "SELECT updated_through_ms, scroll FROM pull_cursors WHERE endpoint = ? AND dataset = ?",
         [endpoint, dataset],
     )
+    return cursor_of(rows)
+
+
+def cursor_of(rows: list[tuple]) -> Cursor:
+    """The Cursor in a (updated_through_ms, scroll JSON) row, if any."""
     if not rows:
         return Cursor()
     through, scroll = rows[0]
@@ -129,6 +134,11 @@ def past_pulls(store: Store, limit: int = 50) -> pd.DataFrame:
         " FROM pulls ORDER BY started_at DESC LIMIT ?",
         [limit],
     )
+    return without_dead_runs(frame)
+
+
+def without_dead_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pulls with a "running" pull whose process is gone as "interrupted", and no pid."""
     running = frame["outcome"] == "running"
     dead = running & ~frame["pid"].map(lambda p: _alive(None if p != p else int(p)))
     frame.loc[dead, "outcome"] = "interrupted"
