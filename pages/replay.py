@@ -17,13 +17,14 @@ from eventlens.ui import cache
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import md_escape
 from eventlens.ui.replays import registry
-from eventlens.ui.state import require_duckdb, require_router
+from eventlens.ui.state import get_replay_store, get_store, require_router
 from eventlens.ui.tables import COUNT, counts_config
 from eventlens.ui.target import KEY_SOURCE_WORDS, embedded_url, target_for, target_picker
 from eventlens.words import counted
 
 require_router()
-store = require_duckdb("The Replay page")
+events = get_store()  # the datasets to replay from
+store = get_replay_store()  # the runs' journal and plans: the same store but on ClickHouse
 ss = st.session_state
 runs = registry()
 
@@ -38,7 +39,7 @@ if (trace := st.query_params.get("trace")) and ss.get("r_prefilled") != trace:
     ss.r_prefilled = trace
     ss.r_source = "A dataset in the store"
     ss.r_traces = trace
-    if (dataset := st.query_params.get("dataset")) in store.dataset_names():
+    if (dataset := st.query_params.get("dataset")) in events.dataset_names():
         ss.r_datasets = [dataset]
     ss.r_types = []
     ss.r_since = ss.r_until = ""
@@ -89,7 +90,7 @@ with st.container(border=True):
         horizontal=True,
         label_visibility="collapsed",
     )
-    names = store.dataset_names()
+    names = events.dataset_names()
     if kind == "A dataset in the store":
         f1, f2 = st.columns(2)
         datasets = f1.multiselect("Datasets (none: all)", names, key="r_datasets")

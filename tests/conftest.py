@@ -224,3 +224,11 @@ def _scan_streamlit_components_once() -> Iterator[None]:
             manifest_scanner, "scan_component_manifests", lambda max_workers=None: list(found)
         )
         yield
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory) -> Callable[[str], str]:
+    """chdb:// URLs of fresh databases. chDB opens one folder per process, so every ClickHouse
+    test of a worker shares the session's folder, with a database (a name of its own) per store."""
+    folder = tmp_path_factory.mktemp("chdb")
+    return lambda database: f"chdb://{folder}?database={database}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable
 
 import pandas as pd
 import pytest
@@ -29,14 +28,6 @@ pytest.importorskip("clickhouse_connect", reason="ClickHouse support is not inst
 pytest.importorskip("chdb", reason="chDB (ClickHouse in process) is not installed")
 
 AMS = "Europe/Amsterdam"
-
-
-@pytest.fixture(scope="module")
-def chdb_url(tmp_path_factory) -> Callable[[str], str]:
-    """chdb:// URLs of fresh databases: chDB runs one folder per process, so one folder (this
-    module's) with a database per store."""
-    folder = tmp_path_factory.mktemp("chdb")
-    return lambda database: f"chdb://{folder}?database={database}"
 
 
 @pytest.fixture(scope="module")
@@ -404,8 +395,8 @@ def test_one_trace_its_copies_and_events(engines):
 
 
 def test_the_app_runs_explore_traces_data_and_submit_on_clickhouse(engines, chdb_url, monkeypatch):
-    """Explore's default and p95 views, the trace list, one trace, the Data and Submit pages
-    from the seeded chDB database; Replay, which needs DuckDB, says so in one sentence."""
+    """Explore's default and p95 views, the trace list, one trace, the Data, Submit and Replay
+    pages from the seeded chDB database."""
     from apptest_helpers import metric, ok, run_app
 
     monkeypatch.setenv("EVENTLENS_DB", chdb_url("seeded"))
@@ -429,9 +420,9 @@ def test_the_app_runs_explore_traces_data_and_submit_on_clickhouse(engines, chdb
     ok(submit)
     endpoints = next(s for s in submit.selectbox if s.label == "Endpoint")
     assert "embedded sandbox (this app)" not in endpoints.options  # not served on ClickHouse
-    notice = run_app(page="pages/replay.py")
-    ok(notice)
-    assert "works on a DuckDB store only so far" in notice.info[0].value
+    replay = run_app(page="pages/replay.py")  # runs there: tests/test_clickhouse_replay.py
+    ok(replay)
+    assert {"web", "app", "spring"} <= set(replay.multiselect(key="r_datasets").options)
 
 
 # -- the Data page's questions ------------------------------------------------------------------

@@ -38,15 +38,9 @@ from eventlens.clickhouse.store import ClickHouseStore  # noqa: E402
 _numbers = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def chdb_folder(tmp_path_factory) -> str:
-    """One chDB folder for the module (chDB opens one per process), a database per test."""
-    return str(tmp_path_factory.mktemp("chdb_pull"))
-
-
 @pytest.fixture
-def house(chdb_folder):
-    with ClickHouseStore(parse(f"chdb://{chdb_folder}?database=pull{next(_numbers)}")) as s:
+def house(chdb_url):
+    with ClickHouseStore(parse(chdb_url(f"pull{next(_numbers)}"))) as s:
         yield s
 
 
@@ -205,8 +199,8 @@ def test_deleting_the_dataset_forgets_its_cursor_and_metadata(house, server):
     assert house.scalar("SELECT count() FROM events") == 14
 
 
-def test_the_command_pulls_into_clickhouse_and_never_keeps_the_key(runner, chdb_folder, server):
-    url = f"chdb://{chdb_folder}?database=pull_command"
+def test_the_command_pulls_into_clickhouse_and_never_keeps_the_key(runner, chdb_url, server):
+    url = chdb_url("pull_command")
     with serve_in_thread(asgi_app(server)) as served:
         args = ["pull", "--db", url, "--endpoint", served, "--page-size", "3", "--json"]
         result = runner.invoke(main, args, env={"LANGWATCH_API_KEY": KEY})
@@ -220,13 +214,13 @@ def test_the_command_pulls_into_clickhouse_and_never_keeps_the_key(runner, chdb_
             assert KEY not in repr(store.rows(f"SELECT * FROM {table}"))  # noqa: S608
 
 
-def test_the_data_page_pulls_into_clickhouse(chdb_folder, server, monkeypatch):
+def test_the_data_page_pulls_into_clickhouse(chdb_url, server, monkeypatch):
     """Pull now on the Data page of a chDB store: the pull runs, its row is listed as done,
     the dataset appears, and the typed key is in no table."""
     from apptest_helpers import run_app
     from test_app_data_pull import fill, past_pulls, pull_now
 
-    url = f"chdb://{chdb_folder}?database=pull_page"
+    url = chdb_url("pull_page")
     monkeypatch.setenv("EVENTLENS_DB", url)
     monkeypatch.delenv("LANGWATCH_API_KEY", raising=False)
     monkeypatch.delenv("LANGWATCH_ENDPOINT", raising=False)

@@ -21,7 +21,7 @@ from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
 from eventlens.ingest import FileResult, LoadResult
 from eventlens.store import DB_ENV, STORE_HELP, Store, resolve_db_path
-from eventlens.stores import open_store
+from eventlens.stores import open_store, opened_replay_store
 from eventlens.words import bar, counted
 
 if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
@@ -549,7 +549,7 @@ def replay(
         raise click.UsageError(
             "--dataset, --type, --trace, --since and --until filter SOURCE store"
         )
-    with Store(db) as store:
+    with opened_replay_store(db) as store:  # on ClickHouse: a local journal (stores.py)
         if not in_job():  # in the app's process, the app's budget holds
             rp.hold_memory(store)
         started = time.monotonic()

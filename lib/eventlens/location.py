@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from eventlens import settings
 from eventlens.errors import EventlensError
@@ -50,6 +51,21 @@ class Location:
             return f"chdb://{self.path}{suffix}"
         scheme = "clickhouse" if self.interface == "http" else "https"
         return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def replay_journal(loc: Location) -> str:
+    """Where replay journals runs for a ClickHouse store: a local DuckDB file (runs update rows
+    in place, which DuckDB does in a transaction). $EVENTLENS_REPLAY_JOURNAL, else beside a chDB
+    folder, else under the user's state folder, named by server and database (no user, no
+    password)."""
+    if given := settings.REPLAY_JOURNAL.from_env():
+        return given
+    if loc.interface == "chdb":
+        folder = Path(loc.path).resolve()
+        return str(folder.with_name(f"{folder.name}.{loc.database}.replays.duckdb"))
+    state = settings.environ().get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", loc.host)
+    return str(Path(state) / "eventlens" / f"{host}-{loc.port}-{loc.database}.replays.duckdb")
 
 
 def _name(database: str) -> str:

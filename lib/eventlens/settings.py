@@ -76,7 +76,22 @@ SANDBOX_KEY = Setting(
     "sandbox-key",
     "The key the sandbox accepts (the embedded one and `eventlens sandbox`).",
 )
-SETTINGS = (DB, CLICKHOUSE_PASSWORD, MEMORY_LIMIT, API_KEY, ENDPOINT, SANDBOX_KEY)
+REPLAY_JOURNAL = Setting(
+    "EVENTLENS_REPLAY_JOURNAL",
+    None,
+    "Replay's journal and plans for a ClickHouse store: a local DuckDB file (default: beside a "
+    "`chdb://` folder, or under `$XDG_STATE_HOME/eventlens` (`~/.local/state/eventlens`) for a "
+    "server). A DuckDB store keeps its own.",
+)
+SETTINGS = (
+    DB,
+    CLICKHOUSE_PASSWORD,
+    MEMORY_LIMIT,
+    API_KEY,
+    ENDPOINT,
+    SANDBOX_KEY,
+    REPLAY_JOURNAL,
+)
 
 
 def named(name: str) -> str | None:

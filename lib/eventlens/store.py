@@ -281,6 +281,9 @@ class Store:
     """A DuckDB database of events; each call takes its own cursor, so threads may share it."""
 
     engine = "duckdb"  # ClickHouseStore's is "clickhouse": what the few engine checks read
+    # A replay journal's (stores.replay_store): the ClickHouse store whose events "replay from
+    # the store" reads. None: this store's own events.
+    events_from: Any = None
 
     def __init__(
         self,
@@ -296,7 +299,8 @@ class Store:
         if location.is_url(self.path):
             raise StoreError(
                 f"{location.parse(self.path).display} is a ClickHouse store: this works on a"
-                " DuckDB store only so far (on ClickHouse: eventlens load, series, info and delete)"
+                " DuckDB store only so far (every command but `eventlens sandbox` runs on"
+                " ClickHouse)"
             )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

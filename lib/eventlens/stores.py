@@ -4,8 +4,9 @@ their store here; the others open a Store, which refuses a ClickHouse URL in one
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from eventlens import location
@@ -40,3 +41,26 @@ def load(
     if isinstance(store, Store):
         return load_files(store, paths, dataset, display_names)
     return store.load([str(p) for p in paths], dataset, display_names=display_names)
+
+
+def replay_store(store: Store | ClickHouseStore) -> Store:
+    """Where replay journals its runs and reads "the store's events" from: a DuckDB store is
+    both. A ClickHouse store's runs go in a local DuckDB file (location.replay_journal: runs
+    update rows in place, in transactions), which reads its events from ClickHouse."""
+    if isinstance(store, Store):
+        return store
+    journal = Store(location.replay_journal(store.location))
+    journal.events_from = store
+    return journal
+
+
+@contextlib.contextmanager
+def opened_replay_store(db: str | os.PathLike[str] | None = None) -> Iterator[Store]:
+    """replay_store() of the store `db` names, both closed at the end (the CLI's replay)."""
+    with open_store(db) as store:
+        journal = replay_store(store)
+        try:
+            yield journal
+        finally:
+            if journal is not store:
+                journal.close()

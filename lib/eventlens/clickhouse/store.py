@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,8 +124,8 @@ def _utc_aware(value: Any) -> Any:
 
 
 class ClickHouseStore:
-    """Events in a ClickHouse database, with the parts of Store's interface that Explore,
-    Traces, Data and the CLI's load, series, info and delete use: queries (rows, scalar, df),
+    """Events in a ClickHouse database, with the parts of Store's interface that the pages, pulls
+    and the CLI's load, series, info and delete use: queries (rows, scalar, df),
     the catalogue (datasets, test marks, rejects, version), load() and delete_dataset()."""
 
     engine = "clickhouse"
@@ -201,6 +201,14 @@ class ClickHouseStore:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         text, bound = bind(sql, params)
         self._client.command(text, parameters=bound, settings=QUERY_SETTINGS)
+
+    def arrow_batches(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[Any]:
+        """The rows as Arrow record batches, streamed (a whole result is never held at once)."""
+        text, bound = bind(sql, params)
+        with self._client.query_arrow_stream(
+            text, parameters=bound, settings=QUERY_SETTINGS
+        ) as stream:
+            yield from stream
 
     def command(self, sql: str) -> None:
         """A statement without values (DDL of tables named by eventlens itself)."""

@@ -234,26 +234,34 @@ def _journal_rejects(store: Store, run: Run, staging_path: Path) -> None:
             cur.execute(f"DETACH {alias}")
 
 
-def _plan_store(store: Store, run: Run) -> None:
-    """Write the plan from the store's events under the source's filters (all bound)."""
-    src = run.source
+def _source_filters(src: Source, member: str) -> tuple[list[str], list[Any]]:
+    """A store source's filters as conditions with bound values; `member` is the engine's test
+    of a column against a bound list ({column} filled in from the constant names below)."""
     conds: list[str] = ["true"]
     params: list[Any] = []
-    if src.datasets:
-        conds.append("list_contains(?, dataset)")
-        params.append(list(src.datasets))
-    if src.event_types:
-        conds.append("list_contains(?, event_type)")
-        params.append(list(src.event_types))
-    if src.trace_ids:
-        conds.append("list_contains(?, trace_id)")
-        params.append(list(src.trace_ids))
+    for values, column in (
+        (src.datasets, "dataset"),
+        (src.event_types, "event_type"),
+        (src.trace_ids, "trace_id"),
+    ):
+        if values:
+            conds.append(member.format(column=column))
+            params.append(list(values))
     if src.start is not None:
         conds.append("timestamp >= ?")
         params.append(src.start)
     if src.end is not None:
         conds.append("timestamp < ?")
         params.append(src.end)
+    return conds, params
+
+
+def _plan_store(store: Store, run: Run) -> None:
+    """Write the plan from the store's events under the source's filters (all bound)."""
+    if store.events_from is not None:
+        _plan_clickhouse(store.events_from, run)
+        return
+    conds, params = _source_filters(run.source, "list_contains(?, {column})")
     select = _PLAN_SELECT.format(
         order="dataset, source_file, source_line, event_key",
         line="source_line",
@@ -261,6 +269,59 @@ def _plan_store(store: Store, run: Run) -> None:
     )
     with store.cursor() as cur:
         run.planned = _copy_plan(cur, run, select, _plan_params(run) + params)
+    if not run.planned:
+        Path(run.plan_path).unlink(missing_ok=True)
+        raise ReplayError("no events match the filters")
+
+
+# The events' columns as the plan's SELECT reads them, the 128-bit key in two halves (Arrow has
+# no such integer) on the way out of ClickHouse.
+_CLICKHOUSE_EVENTS = """
+    SELECT toUInt64(bitShiftRight(event_key, 64)) AS key_hi,
+           toUInt64(bitAnd(event_key, toUInt128('18446744073709551615'))) AS key_lo,
+           event_id, trace_id, toString(event_type) AS event_type, timestamp, metrics,
+           event_details, toString(dataset) AS dataset, source_file, source_line
+    FROM events WHERE {where}
+"""
+_STAGED_EVENTS = """
+    CREATE TABLE events (event_key UHUGEINT, event_id VARCHAR, trace_id VARCHAR,
+                         event_type VARCHAR, timestamp TIMESTAMPTZ, metrics MAP(VARCHAR, DOUBLE),
+                         event_details MAP(VARCHAR, VARCHAR), dataset VARCHAR,
+                         source_file VARCHAR, source_line BIGINT)
+"""
+
+
+def _plan_clickhouse(house: Any, run: Run) -> None:
+    """The plan of a ClickHouse store's events: those under the source's filters (bound, as
+    ClickHouse parameters), streamed as Arrow into a DuckDB file beside the plan, then the same
+    plan SQL as for a DuckDB store (the same order, the same ids: the keys are the same)."""
+    conds, params = _source_filters(run.source, "has(?, {column})")
+    staging = Path(run.plan_path).with_suffix(".staging.duckdb")
+    staging.unlink(missing_ok=True)
+    try:
+        with duckdb.connect(str(staging)) as con:
+            con.execute("SET memory_limit = ?", [PLAN_MEMORY])
+            con.execute("SET threads = ?", [PLAN_THREADS])
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(_STAGED_EVENTS)
+            query = _CLICKHOUSE_EVENTS.format(where=" AND ".join(conds))
+            for batch in house.arrow_batches(query, params):
+                con.register("_part", batch)
+                con.execute(
+                    "INSERT INTO events SELECT (key_hi::UHUGEINT << 64) | key_lo::UHUGEINT,"
+                    " event_id, trace_id, event_type, timestamp, metrics, event_details, dataset,"
+                    " source_file, source_line FROM _part"
+                )
+                con.unregister("_part")
+            select = _PLAN_SELECT.format(
+                order="dataset, source_file, source_line, event_key",
+                line="source_line",
+                where="true",
+            )
+            run.planned = _copy_plan(con, run, select, _plan_params(run))
+    finally:
+        for leftover in (staging, staging.with_suffix(".duckdb.wal")):
+            leftover.unlink(missing_ok=True)
     if not run.planned:
         Path(run.plan_path).unlink(missing_ok=True)
         raise ReplayError("no events match the filters")

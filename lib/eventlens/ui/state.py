@@ -11,7 +11,6 @@ import streamlit as st
 
 from eventlens import location, stores
 from eventlens.store import Store, app_memory_limit, resolve_db_path
-from eventlens.ui.format import md_escape
 
 log = logging.getLogger("eventlens")
 
@@ -23,7 +22,7 @@ def get_store() -> Store:
     """The store for $EVENTLENS_DB (or ./eventlens.duckdb), opened once per process.
 
     A ClickHouse URL gives a ClickHouseStore, which answers what Explore, Traces and Data ask
-    (the type says Store: the pages that need more call require_duckdb first)."""
+    (the type says Store; Replay journals in get_replay_store's)."""
     return open_store(resolve_db_path())
 
 
@@ -40,17 +39,15 @@ def open_store(path: str) -> Store:
     return cast(Store, store)
 
 
-def require_duckdb(page: str) -> Store:
-    """The store, for a page that works on a DuckDB store only so far: on ClickHouse the page
-    says so in one sentence and stops."""
-    store = get_store()
-    if store.engine == "clickhouse":
-        st.info(
-            f"{page} works on a DuckDB store only so far; this app runs on the ClickHouse store"
-            f" {md_escape(store.path)}, where Explore, Traces, Data and Submit work."
-        )
-        st.stop()
-    return store
+def get_replay_store() -> Store:
+    """The store the Replay page journals runs in (stores.replay_store): the store itself on
+    DuckDB; on ClickHouse a local DuckDB journal that plans "the store's events" from it."""
+    return _replay_store(resolve_db_path())
+
+
+@st.cache_resource(show_spinner=False)
+def _replay_store(path: str) -> Store:
+    return stores.replay_store(open_store(path))
 
 
 def load_sample(store: Any) -> None:
