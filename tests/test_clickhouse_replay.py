@@ -17,7 +17,7 @@ from test_cli_replay import env as env  # noqa: PLC0414 (the fixture)
 
 from eventlens import replay as rp
 from eventlens import stores
-from eventlens.location import parse, replay_journal
+from eventlens.location import parse, replay_journal, sandbox_state
 from eventlens.sandbox import DATASET
 from eventlens.store import Store
 
@@ -32,7 +32,7 @@ _numbers = itertools.count()
 @pytest.fixture
 def url(chdb_url, tmp_path, monkeypatch) -> str:
     """A fresh chDB database, its replay journal in this test's folder."""
-    monkeypatch.setenv("EVENTLENS_REPLAY_JOURNAL", str(tmp_path / "journal.duckdb"))
+    monkeypatch.setenv("EVENTLENS_STATE_DIR", str(tmp_path / "state"))
     return chdb_url(f"replay{next(_numbers)}")
 
 
@@ -59,7 +59,7 @@ def test_a_plan_from_clickhouse_is_the_plan_from_duckdb(url, export, tmp_path):
         for store in (duck, house):
             assert stores.load(store, [export], "web").loaded == 60
         journal = stores.replay_store(house)
-        assert journal.path == str(tmp_path / "journal.duckdb")
+        assert journal.path == str(tmp_path / "state" / "journal.duckdb")
         try:
             a = rp.plan(duck, source, transforms, run_id="r1")
             b = rp.plan(journal, source, transforms, run_id="r1")
@@ -95,7 +95,7 @@ def test_the_command_replays_a_clickhouse_store_once_and_resumes(env, url, expor
         assert again.exit_code == 0, again.output
         assert "has finished" in again.output
         assert box.total_requests() == 30
-    journal = Path(tmp_path / "journal.duckdb")
+    journal = tmp_path / "state" / "journal.duckdb"
     assert journal.is_file()
     assert KEY not in journal.read_bytes().decode("latin-1")
 
@@ -106,24 +106,25 @@ def test_a_file_replayed_with_a_clickhouse_store_journals_its_rejects_locally(en
     assert result.exit_code == 0, result.output  # every valid event accepted
     report = last_json(result.stdout)
     assert (report["accepted"], report["invalid"]) == (60, 3)
-    with Store(os.environ["EVENTLENS_REPLAY_JOURNAL"]) as journal:
+    with Store(os.path.join(os.environ["EVENTLENS_STATE_DIR"], "journal.duckdb")) as journal:
         (run,) = rp.list_runs(journal)
         assert run.invalid == 3 and len(rp.invalid_reasons(journal, run.run_id)) == 3
     with ClickHouseStore(parse(url)) as house:
         assert house.event_count() == 0  # replaying a file does not load it
 
 
-def test_the_journal_sits_beside_a_chdb_folder_or_under_the_state_folder(monkeypatch, tmp_path):
-    monkeypatch.delenv("EVENTLENS_REPLAY_JOURNAL", raising=False)
+def test_the_local_files_sit_beside_a_chdb_folder_or_under_the_state_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("EVENTLENS_STATE_DIR", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    beside = replay_journal(parse(f"chdb://{tmp_path}/ch?database=prod"))
-    assert beside == str(tmp_path / "ch.prod.replays.duckdb")
+    beside = parse(f"chdb://{tmp_path}/ch?database=prod")
+    assert replay_journal(beside) == str(tmp_path / "ch.prod.eventlens" / "journal.duckdb")
+    assert sandbox_state(beside) == str(tmp_path / "ch.prod.eventlens" / "sandbox.duckdb")
     server = replay_journal(parse("clickhouse://ana:s3cret@ch.internal:8123/events"))
-    state = tmp_path / "state" / "eventlens"
-    assert server == str(state / "ch.internal-8123-events.replays.duckdb")
+    state = tmp_path / "state" / "eventlens" / "ch.internal-8123-events"
+    assert server == str(state / "journal.duckdb")
     assert "s3cret" not in server and "ana" not in server
-    monkeypatch.setenv("EVENTLENS_REPLAY_JOURNAL", str(tmp_path / "mine.duckdb"))
-    assert replay_journal(parse("chdb:///x")) == str(tmp_path / "mine.duckdb")
+    monkeypatch.setenv("EVENTLENS_STATE_DIR", str(tmp_path / "mine"))
+    assert replay_journal(parse("chdb:///x")) == str(tmp_path / "mine" / "journal.duckdb")
 
 
 def test_the_replay_page_sends_a_clickhouse_dataset(url, export, monkeypatch):

@@ -53,19 +53,30 @@ class Location:
         return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-def replay_journal(loc: Location) -> str:
-    """Where replay journals runs for a ClickHouse store: a local DuckDB file (runs update rows
-    in place, which DuckDB does in a transaction). $EVENTLENS_REPLAY_JOURNAL, else beside a chDB
-    folder, else under the user's state folder, named by server and database (no user, no
-    password)."""
-    if given := settings.REPLAY_JOURNAL.from_env():
-        return given
+def state_dir(loc: Location) -> Path:
+    """Where the local files a ClickHouse store needs live (replay's journal, the sandbox's
+    bookkeeping: state updated in place, which DuckDB does in transactions): $EVENTLENS_STATE_DIR,
+    else a folder beside a chDB folder, else one under the user's state folder named by server
+    and database (no user, no password)."""
+    if given := settings.STATE_DIR.from_env():
+        return Path(given)
     if loc.interface == "chdb":
         folder = Path(loc.path).resolve()
-        return str(folder.with_name(f"{folder.name}.{loc.database}.replays.duckdb"))
+        return folder.with_name(f"{folder.name}.{loc.database}.eventlens")
     state = settings.environ().get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     host = re.sub(r"[^A-Za-z0-9.-]", "_", loc.host)
-    return str(Path(state) / "eventlens" / f"{host}-{loc.port}-{loc.database}.replays.duckdb")
+    return Path(state) / "eventlens" / f"{host}-{loc.port}-{loc.database}"
+
+
+def replay_journal(loc: Location) -> str:
+    """Replay's journal of runs for a ClickHouse store (its plans go beside it)."""
+    return str(state_dir(loc) / "journal.duckdb")
+
+
+def sandbox_state(loc: Location) -> str:
+    """The sandbox's own DuckDB for a ClickHouse store: the keys it has seen and the traces its
+    read routes answer from (the events it accepts go to ClickHouse too)."""
+    return str(state_dir(loc) / "sandbox.duckdb")
 
 
 def _name(database: str) -> str:

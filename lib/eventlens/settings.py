@@ -76,12 +76,13 @@ SANDBOX_KEY = Setting(
     "sandbox-key",
     "The key the sandbox accepts (the embedded one and `eventlens sandbox`).",
 )
-REPLAY_JOURNAL = Setting(
-    "EVENTLENS_REPLAY_JOURNAL",
+STATE_DIR = Setting(
+    "EVENTLENS_STATE_DIR",
     None,
-    "Replay's journal and plans for a ClickHouse store: a local DuckDB file (default: beside a "
-    "`chdb://` folder, or under `$XDG_STATE_HOME/eventlens` (`~/.local/state/eventlens`) for a "
-    "server). A DuckDB store keeps its own.",
+    "The folder for a ClickHouse store's local files: replay's journal and plans, the "
+    "sandbox's bookkeeping (default: beside a `chdb://` folder, or "
+    "`$XDG_STATE_HOME/eventlens/<host>-<port>-<database>` for a server). A DuckDB store keeps "
+    "its own.",
 )
 SETTINGS = (
     DB,
@@ -90,7 +91,7 @@ SETTINGS = (
     API_KEY,
     ENDPOINT,
     SANDBOX_KEY,
-    REPLAY_JOURNAL,
+    STATE_DIR,
 )
 
 
