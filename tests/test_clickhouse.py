@@ -252,20 +252,22 @@ def test_info_and_delete_answer_as_on_duckdb(runner, formats_dir, chdb_url, tmp_
     assert [d["dataset"] for d in ch_after["datasets"]] == ["two"]
 
 
-def test_other_commands_say_they_need_duckdb_and_never_show_the_password(runner, monkeypatch):
+def test_an_unreachable_server_is_one_sentence_and_never_shows_the_password(runner, monkeypatch):
     from eventlens.cli import main
 
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "s3cret-pw")
     url = "clickhouse://ana:also-secret@127.0.0.1:1/x"
-    result = runner.invoke(main, ["sandbox", "--db", url])
-    assert result.exit_code == 2
-    assert "is a ClickHouse store: this works on a DuckDB store only so far" in result.output
-    unreachable = runner.invoke(main, ["info", "--db", url])
-    assert unreachable.exit_code == 2 and "Cannot open the ClickHouse store" in unreachable.output
+    with pytest.raises(StoreError, match="is a ClickHouse store, and Store opens DuckDB files"):
+        Store(url)  # the library's guard: never a DuckDB file named after the URL
+    for command in ("info", "sandbox", "replay"):
+        args = [command, *(["store"] if command == "replay" else []), "--db", url]
+        unreachable = runner.invoke(main, args)
+        assert unreachable.exit_code == 2, (command, unreachable.output)
+        assert "Cannot open the ClickHouse store" in unreachable.output
+        assert "s3cret" not in unreachable.output and "also-secret" not in unreachable.output
     app = runner.invoke(main, ["ui", "--db", url])  # said before any server starts
     assert app.exit_code == 2 and "Cannot open the ClickHouse store" in app.output
-    for output in (result.output, unreachable.output, app.output):
-        assert "s3cret" not in output and "also-secret" not in output
+    assert "s3cret" not in app.output and "also-secret" not in app.output
 
 
 def test_the_cluster_ddl_shards_events_by_trace():
@@ -419,7 +421,7 @@ def test_the_app_runs_explore_traces_data_and_submit_on_clickhouse(engines, chdb
     submit = run_app(page="pages/submit.py")
     ok(submit)
     endpoints = next(s for s in submit.selectbox if s.label == "Endpoint")
-    assert "embedded sandbox (this app)" not in endpoints.options  # not served on ClickHouse
+    assert endpoints.value == "embedded sandbox (this app)"  # test_clickhouse_sandbox.py
     replay = run_app(page="pages/replay.py")  # runs there: tests/test_clickhouse_replay.py
     ok(replay)
     assert {"web", "app", "spring"} <= set(replay.multiselect(key="r_datasets").options)

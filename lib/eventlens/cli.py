@@ -21,7 +21,7 @@ from eventlens.export import neutralise
 from eventlens.handoff import hand_off_when_held, in_job, shown
 from eventlens.ingest import FileResult, LoadResult
 from eventlens.store import DB_ENV, STORE_HELP, Store, resolve_db_path
-from eventlens.stores import open_store, opened_replay_store
+from eventlens.stores import open_store, opened_replay_store, opened_sandbox_stores
 from eventlens.words import bar, counted
 
 if TYPE_CHECKING:  # replay loads aiohttp: imported where a command needs it
@@ -444,12 +444,13 @@ def sandbox(
         raise click.BadParameter("the fault rates add up to more than 1", param_hint="--fail-rate")
     faults = Faults(fail_rate, throttle_rate, drop_rate, latency_ms, seed=seed)
     reads = ReadOptions(select_supported=not no_select, ignore_scroll=ignore_scroll)
-    with Store(db) as store:
+    with opened_sandbox_stores(db) as (store, mirror):
+        shown_store = store.path if mirror is None else f"{mirror.path}, kept in {store.path}"
         click.echo(
-            f"sandbox: http://{host}:{port}/api/track_event (store {store.path}, dataset sandbox);"
-            " reads on /api/traces/search and /api/traces/{id}"
+            f"sandbox: http://{host}:{port}/api/track_event (store {shown_store}, dataset"
+            " sandbox); reads on /api/traces/search and /api/traces/{id}"
         )
-        serve(store, host, port, key, faults, reads)
+        serve(store, host, port, key, faults, reads, mirror)
 
 
 @main.command()

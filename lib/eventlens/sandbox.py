@@ -40,6 +40,9 @@ DATASET = "sandbox"
 KEY_ENV = settings.SANDBOX_KEY.name
 DEFAULT_KEY = str(settings.SANDBOX_KEY.default)
 PATHS = ("/api/track_event", "/api/events/track")
+# The answer when an accepted event could not be stored (its store failed): a 500, which
+# clients retry, never a 200 for an event that was not kept.
+NOT_STORED = (500, {"error": "Internal server error (the sandbox could not store the event)"})
 REFRESH_S = 1.0  # the trace summary lags the sandbox's events by at most about this
 
 
@@ -105,10 +108,15 @@ class Sandbox:
         *,
         clock: Callable[[], float] = time.time,
         reads: ReadOptions | None = None,
+        mirror: Any = None,
     ):
         """`clock` (epoch seconds) stamps the traces' inserted_at/updated_at and events sent
-        without a timestamp, so tests control it; `reads` sets how the read routes behave."""
+        without a timestamp, so tests control it; `reads` sets how the read routes behave.
+        `mirror`, a ClickHouse store, gets every accepted event too, in the same batch
+        (stores.sandbox_stores): `store` is then the sandbox's own bookkeeping."""
         self.store = store
+        self.mirror = mirror
+        self._mirrored = False  # events copied to the mirror since its catalogue row was written
         self.key = key or default_key()
         self.faults = faults or Faults()
         self.clock = clock
@@ -201,19 +209,20 @@ class Sandbox:
     def handle(self, headers: dict[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
         """The status and JSON body LangWatch answers with (after storing an accepted event)."""
         status, answer, body = self.check(headers, raw)
-        if body is not None:
-            self.store_event(body)
+        if body is not None and self.store_event(body) is None:
+            return NOT_STORED
         return status, answer
 
-    def store_event(self, body: dict[str, Any]) -> bool:
-        """Store one valid body in dataset 'sandbox'; False when (trace_id, event_id) exists."""
-        waiter: concurrent.futures.Future[bool] = concurrent.futures.Future()
+    def store_event(self, body: dict[str, Any]) -> bool | None:
+        """Store one valid body in dataset 'sandbox'; False when (trace_id, event_id) exists,
+        None when it could not be stored."""
+        waiter: concurrent.futures.Future[bool | None] = concurrent.futures.Future()
         self.writer.put(body, waiter)
         return waiter.result()
 
-    async def store_async(self, body: dict[str, Any]) -> bool:
+    async def store_async(self, body: dict[str, Any]) -> bool | None:
         """store_event for the web route: waits for the group commit without holding a thread."""
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
         self.writer.put(body, waiter)
         return await waiter
 
@@ -235,11 +244,18 @@ class Sandbox:
             self.flush()
 
     def flush(self) -> None:
-        """Bring the trace summary up to date with every stored event."""
+        """Bring the trace summary (and a mirror's catalogue row) up to date with every stored
+        event."""
         with self.store.write_lock:
             if self._unsummarised is not None:
                 self.store.refresh_traces(after_batch=self._unsummarised)
                 self._unsummarised = None
+            if self._mirrored:
+                # Test data: what QA and replays send stays out of analysis, as below.
+                self.mirror.write_dataset_row(
+                    DATASET, 0, content_hash=DATASET, test=True, files=[DATASET]
+                )
+                self._mirrored = False
             self._summarised_at = time.monotonic()
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -269,6 +285,12 @@ class Sandbox:
                 cur.execute("BEGIN TRANSACTION")
                 try:
                     rows = self._insert_fresh(cur, firsts, now)
+                    if rows and self.mirror is not None:
+                        # Before the commit: if ClickHouse fails, the sandbox has not seen the
+                        # events either and the sender's retry stores them (the copy skips keys
+                        # already there, so a batch copied twice is stored once).
+                        self.mirror.add_events(DATASET, _mirror_rows(rows))
+                        self._mirrored = True
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -368,7 +390,21 @@ def event_row(key: str, body: dict[str, Any], event_id: str, now: int) -> dict[s
     }
 
 
-Waiter = asyncio.Future[bool] | concurrent.futures.Future[bool]
+def _mirror_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accepted rows as ClickHouseStore.add_events takes them (the maps as dicts)."""
+    return [
+        {
+            **row,
+            "key": int(row["key"]),
+            "metrics": json.loads(row["metrics"]),
+            "details": json.loads(row["details"]),
+        }
+        for row in rows
+    ]
+
+
+# A waiter gets whether its event was new, or None when it could not be stored (answered 500).
+Waiter = asyncio.Future[bool | None] | concurrent.futures.Future[bool | None]
 
 
 class _Writer:
@@ -407,26 +443,35 @@ class _Writer:
                 self._insert([body for body, _ in batch]),
             )
 
-    def _insert(self, bodies: list[dict[str, Any]]) -> list[bool]:
-        """Whether each body was new; when the batch fails, each body alone (False if it fails)."""
+    def _insert(self, bodies: list[dict[str, Any]]) -> list[bool | None]:
+        """Whether each body was new; when the batch fails, each body alone (None if it fails:
+        its sender is answered 500 and retries, rather than told it was stored)."""
         try:
-            return self.sandbox.insert(bodies)
-        except Exception:  # noqa: BLE001 - answer every waiter, one at a time
-            log.exception("sandbox batch insert failed; inserting one by one")
-        results = []
+            return list(self.sandbox.insert(bodies))
+        except Exception as exc:  # noqa: BLE001 - answer every waiter, one at a time
+            log.warning("sandbox batch insert failed (%s); inserting one by one", _first(exc))
+        results: list[bool | None] = []
         for body in bodies:
             try:
                 results.extend(self.sandbox.insert([body]))
-            except Exception:  # noqa: BLE001
-                log.exception("sandbox insert failed")
-                results.append(False)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("sandbox insert failed: %s", _first(exc))
+                results.append(None)
         return results
 
 
-def answer(waiters: list[Waiter], results: list[bool]) -> None:
+def _first(exc: Exception) -> str:
+    """An error's first line, for the log (no traceback, no request body)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def answer(waiters: list[Waiter], results: list[bool | None]) -> None:
     """Resolve the waiters of a batch: threads at once, and each event loop's futures in one
     call on that loop (a wake-up per event would cost the loop a pipe write per request)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
+    by_loop: dict[
+        asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool | None], bool | None]]
+    ] = {}
     for waiter, inserted in zip(waiters, results, strict=True):
         if isinstance(waiter, asyncio.Future):
             by_loop.setdefault(waiter.get_loop(), []).append((waiter, inserted))
@@ -436,7 +481,7 @@ def answer(waiters: list[Waiter], results: list[bool]) -> None:
         loop.call_soon_threadsafe(_resolve, pairs)
 
 
-def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]]) -> None:
+def _resolve(pairs: list[tuple[asyncio.Future[bool | None], bool | None]]) -> None:
     for future, inserted in pairs:
         if not future.done():  # the request may have been cancelled (client gone)
             future.set_result(inserted)
@@ -489,8 +534,8 @@ async def _track(sandbox: Sandbox, request: Request) -> Response:
         return early
     headers = {k.lower(): v for k, v in request.headers.items()}
     status, body, event = sandbox.check(headers, raw)
-    if event is not None:
-        await sandbox.store_async(event)
+    if event is not None and await sandbox.store_async(event) is None:
+        return JSONResponse(NOT_STORED[1], NOT_STORED[0])
     if drop and status == 200:
         return DroppedResponse()
     return JSONResponse(body, status)
@@ -514,6 +559,7 @@ def serve(
     key: str | None = None,
     faults: Faults | None = None,
     reads: ReadOptions | None = None,
+    mirror: Any = None,
 ) -> None:
     """Run the sandbox until interrupted (the `eventlens sandbox` command); SIGTERM exits 0."""
     import signal
@@ -523,7 +569,7 @@ def serve(
     def stopped(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
-    sandbox = Sandbox(store, key, faults, reads=reads)
+    sandbox = Sandbox(store, key, faults, reads=reads, mirror=mirror)
     # uvicorn shuts down gracefully on SIGTERM, then raises it again to the handler it found,
     # which is this one: a clean exit instead of a death by signal (exit code -15).
     previous = signal.signal(signal.SIGTERM, stopped)

@@ -298,9 +298,8 @@ class Store:
         self.read_only = read_only
         if location.is_url(self.path):
             raise StoreError(
-                f"{location.parse(self.path).display} is a ClickHouse store: this works on a"
-                " DuckDB store only so far (every command but `eventlens sandbox` runs on"
-                " ClickHouse)"
+                f"{location.parse(self.path).display} is a ClickHouse store, and Store opens"
+                " DuckDB files: open it with eventlens.stores.open_store"
             )
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

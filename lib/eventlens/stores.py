@@ -1,6 +1,6 @@
 """Opening the store a --db value names: a DuckDB file (Store) or a ClickHouse database
-(ClickHouseStore). The commands that run on both (load, series, info, delete, pull, ui) open
-their store here; the others open a Store, which refuses a ClickHouse URL in one sentence."""
+(ClickHouseStore); every command opens its store here. Replay and the sandbox keep state they
+update in place: on ClickHouse, in local DuckDB files beside it (replay_store, sandbox_stores)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,34 @@ def opened_replay_store(db: str | os.PathLike[str] | None = None) -> Iterator[St
         finally:
             if journal is not store:
                 journal.close()
+
+
+def sandbox_stores(store: Store | ClickHouseStore) -> tuple[Store, ClickHouseStore | None]:
+    """The sandbox's own store, and the ClickHouse store it copies what it accepts to (None on
+    DuckDB, where the store is both). On ClickHouse the sandbox keeps its bookkeeping (the keys
+    it has seen, the traces its read routes answer from) in a local DuckDB file
+    (location.sandbox_state); deleting its dataset in ClickHouse clears that too."""
+    if isinstance(store, Store):
+        return store, None
+    local = Store(location.sandbox_state(store.location))
+
+    def forget(name: str) -> None:
+        if name in local.dataset_names():
+            local.delete_dataset(name)
+
+    store.on_delete.append(forget)
+    return local, store
+
+
+@contextlib.contextmanager
+def opened_sandbox_stores(
+    db: str | os.PathLike[str] | None = None,
+) -> Iterator[tuple[Store, ClickHouseStore | None]]:
+    """sandbox_stores() of the store `db` names, closed at the end (`eventlens sandbox`)."""
+    with open_store(db) as store:
+        local, mirror = sandbox_stores(store)
+        try:
+            yield local, mirror
+        finally:
+            if mirror is not None:
+                local.close()

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,10 @@ DATASETS_SQL = """
     ) AS e ON e.dataset = d.name
     ORDER BY loaded_at DESC, dataset
 """
+EVENT_COLUMNS = (
+    "event_key", "event_id", "trace_id", "event_type", "timestamp", "metrics", "event_details",
+    "dataset", "source_file", "source_line", "batch_id",
+)  # fmt: skip
 REJECT_COLUMNS = (
     "dataset", "file", "file_hash", "line", "location", "reason", "raw", "trace_id", "rejected_at",
 )  # fmt: skip
@@ -141,6 +145,9 @@ class ClickHouseStore:
         self.path = location.display  # what messages name (never the password)
         self.read_only = False
         self.write_lock = threading.RLock()
+        # Called with a dataset's name once it is deleted: a sandbox's own bookkeeping of the
+        # dataset it copies here goes with it (stores.sandbox_stores).
+        self.on_delete: list[Callable[[str], None]] = []
         self._client: Any  # the driver's client, then the same behind _Guarded
         if location.interface == "chdb":
             _check_chdb_folder_free(location.path)
@@ -308,6 +315,8 @@ class ClickHouseStore:
             for table, column in TABLES_BY_DATASET:
                 # Table and column names come from this constant list, never from the user.
                 self.execute(f"DELETE FROM {table} WHERE {column} = ?", [name])
+            for deleted in self.on_delete:
+                deleted(name)
         return removed
 
     # -- writing -----------------------------------------------------------------------------
@@ -390,10 +399,53 @@ class ClickHouseStore:
         if fresh:
             self.insert("rejects", fresh, REJECT_COLUMNS)
 
-    def write_dataset_row(self, dataset: str, duplicates: int, content_hash: str = "") -> None:
+    def add_events(self, dataset: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Store events made outside a load (the sandbox's accepted ones: key, event_id,
+        trace_id, event_type, ts in epoch ms, metrics and details as dicts), but those whose key
+        the dataset holds: a batch sent twice (a retry after a failure half-way) is stored once.
+        """
+        keys = [str(row["key"]) for row in rows]
+        held = {
+            key
+            for (key,) in self.rows(
+                "SELECT toString(event_key) FROM events WHERE dataset = ?"
+                " AND has(?, toString(event_key))",
+                [dataset, keys],
+            )
+        }
+        batch = time.time_ns() // 1000
+        fresh = [
+            (
+                int(row["key"]),
+                row["event_id"],
+                row["trace_id"],
+                row["event_type"],
+                dt.datetime.fromtimestamp(round(row["ts"]) / 1000, dt.UTC).replace(tzinfo=None),
+                row["metrics"],
+                row["details"],
+                dataset,
+                None,
+                None,
+                batch,
+            )
+            for row in rows
+            if str(row["key"]) not in held
+        ]
+        with self.write_lock:
+            self.insert("events", fresh, EVENT_COLUMNS)
+
+    def write_dataset_row(
+        self,
+        dataset: str,
+        duplicates: int,
+        content_hash: str = "",
+        test: bool | None = None,
+        files: list[str] | None = None,
+    ) -> None:
         """Write the dataset's catalogue row anew (ReplacingMergeTree keeps the latest): its
-        files, counts, test mark, and the duplicates of every load and pull so far."""
-        files = [
+        files (its events' source files unless given), counts, test mark (kept unless given),
+        and the duplicates of every load and pull so far."""
+        files = files or [
             r[0]
             for r in self.rows(
                 "SELECT DISTINCT source_file FROM events WHERE dataset = ? AND source_file"
@@ -405,9 +457,10 @@ class ClickHouseStore:
         if not events and not files:
             return
         rejects = int(self.scalar("SELECT count() FROM rejects WHERE dataset = ?", [dataset]))
-        test, before = self.rows(
+        marked, before = self.rows(
             "SELECT any(test), sum(duplicates) FROM datasets FINAL WHERE name = ?", [dataset]
         )[0]
+        test = bool(marked) if test is None else test
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self.insert(
             "datasets",

@@ -6,8 +6,8 @@ GET /api/traces/{id}, GET /api/sandbox/health), so Submit has a LangWatch-compat
 with nothing else to start. At start it opens the store and serves the hand-off
 (eventlens.handoff) on loopback, so that `eventlens load`, `pull`, `info`, `series`, `replay`
 and `delete` in a terminal run here while the app holds the store. On a ClickHouse store there
-is neither: the sandbox stores what it accepts in DuckDB, and ClickHouse takes every process's
-commands itself.
+is no hand-off (ClickHouse takes every process's commands itself), and the sandbox copies what it
+accepts to ClickHouse, keeping its bookkeeping in a local DuckDB file (stores.sandbox_stores).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 
 import streamlit as st
 
-from eventlens import location, sandbox
+from eventlens import location, sandbox, stores
 from eventlens.cli import app_path
 from eventlens.handoff.server import HandoffServer
 from eventlens.store import StoreError, resolve_db_path
@@ -37,7 +37,8 @@ def _sandbox() -> sandbox.Sandbox:
         if not _made:
             from eventlens.ui.state import open_store
 
-            _made.append(sandbox.Sandbox(open_store(resolve_db_path())))
+            local, mirror = stores.sandbox_stores(open_store(resolve_db_path()))
+            _made.append(sandbox.Sandbox(local, mirror=mirror))
         return _made[0]
 
 
@@ -69,6 +70,5 @@ async def _hand_off(_app: st.App) -> AsyncIterator[None]:
             server.close()
 
 
-# The sandbox stores what it accepts in a DuckDB store: on ClickHouse it is not served yet.
-routes = [] if location.is_url(resolve_db_path()) else sandbox.routes(_sandbox)
+routes = sandbox.routes(_sandbox)
 app = st.App(str(app_path()), routes=routes, lifespan=_hand_off)

@@ -8,7 +8,6 @@ from streamlit.delta_generator import DeltaGenerator
 
 from eventlens import client, sandbox, settings
 from eventlens.ui.format import md_escape
-from eventlens.ui.state import get_store
 
 EMBEDDED = "embedded sandbox (this app)"
 AUTH_LABELS = {"x-auth-token": "X-Auth-Token", "bearer": "Authorization: Bearer"}
@@ -50,12 +49,10 @@ def endpoint_picker(prefix: str, help_text: str, column: DeltaGenerator | None =
     endpoint's field; the URL chosen ("" when "other" is chosen and left empty)."""
     configured = settings.ENDPOINT.from_env() or secrets_mapping().get(client.ENDPOINT_ENV)
     where = column or st.container()
-    # On a ClickHouse store the app serves no sandbox (it stores what it accepts in DuckDB).
-    embedded = [] if get_store().engine == "clickhouse" else [EMBEDDED]
     choice = where.selectbox(
         "Endpoint",
-        [*embedded, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
-        index=1 if configured and embedded else 0,
+        [EMBEDDED, *([configured] if configured else []), "https://app.langwatch.ai", "other"],
+        index=1 if configured else 0,
         key=f"{prefix}endpoint_choice",
         help=help_text,
     )
