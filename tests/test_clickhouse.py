@@ -242,7 +242,10 @@ def test_info_and_delete_answer_as_on_duckdb(runner, formats_dir, chdb_url, tmp_
         after = json.loads(runner.invoke(main, ["info", "--db", db, "--json"]).output)
         answers.append((info, deleted, after))
     (ch, ch_deleted, ch_after), (duck, duck_deleted, duck_after) = answers
-    keep = ("dataset", "test", "events", "traces", "event_types", "rejects", "first_event")
+    keep = (
+        "dataset", "test", "events", "traces", "event_types", "rejects", "duplicates",
+        "first_event", "files",
+    )  # fmt: skip
     for a, b in ((ch, duck), (ch_after, duck_after)):
         assert a["events"] == b["events"]
         assert [{k: d[k] for k in keep} for d in a["datasets"]] == [
@@ -281,6 +284,7 @@ def test_the_cluster_ddl_shards_events_by_trace():
     assert {t for t, s in made.items() if "ReplicatedMergeTree(" in s} == {
         "events_local",
         "rejects",
+        "files",
         "trace_metadata",
     }
     for table in ("datasets", "pulls", "pull_cursors"):  # the latest revision of a row wins
@@ -528,6 +532,14 @@ def test_every_export_format_loads_as_into_duckdb(formats_dir, chdb_url, tmp_pat
         assert _stored(house, name) == _stored(duck, name), name
         rejects = "SELECT line, reason FROM rejects WHERE dataset = ? ORDER BY line, reason"
         assert house.rows(rejects, [name]) == duck.rows(rejects, [name]), name
+    # The catalogue: files, duplicates and the content hash (sha256 over the files' sha256),
+    # after a second load of one file into another's dataset too.
+    stores.load(duck, [files[0]], files[1].name)
+    stores.load(house, [files[0]], files[1].name)
+    keep = ("dataset", "events", "rejects", "duplicates", "files", "content_hash", "test")
+    catalogue = [[{k: r[k] for k in keep} for r in s.dataset_records()] for s in (duck, house)]
+    assert sorted(catalogue[1], key=str) == sorted(catalogue[0], key=str)
+    assert all(r["content_hash"] for r in catalogue[1])
     house.close()
     duck.close()
 

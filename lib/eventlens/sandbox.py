@@ -253,7 +253,7 @@ class Sandbox:
             if self._mirrored:
                 # Test data: what QA and replays send stays out of analysis, as below.
                 self.mirror.write_dataset_row(
-                    DATASET, 0, content_hash=DATASET, test=True, files=[DATASET]
+                    DATASET, content_hash=DATASET, test=True, files=[DATASET]
                 )
                 self._mirrored = False
             self._summarised_at = time.monotonic()

@@ -176,7 +176,7 @@ def apply_page(
             stored, added, removed = _replace_events(store, dataset, source, ids, events, held)
             _replace_metadata(store, dataset, ids, metas, held)
             _replace_rejects(store, dataset, source, ids, rejects, held)
-            store.write_dataset_row(dataset, 0, content_hash="langwatch")
+            store.write_dataset_row(dataset, content_hash="langwatch")
         row = _pull_row(store, pull_id)
         for name, n in (
             ("traces", len(traces)),

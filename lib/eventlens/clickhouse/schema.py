@@ -87,6 +87,18 @@ TEMPLATES_COLUMNS = "name String, body String, saved_at DateTime64(6, 'UTC')"
 # writes the dataset's row anew with a later revision.
 DATASETS_ENGINE = "ReplacingMergeTree(revision) ORDER BY name"
 REJECTS_ORDER = "ORDER BY (dataset, ifNull(file_hash, ''), ifNull(line, 0))"
+# One row per file per load, as DuckDB's `files`: a dataset's files, duplicates and content hash
+# (sha256 over its files' sha256) are read from it.
+FILES_COLUMNS = """
+    dataset String,
+    path String,
+    sha256 String,
+    format Nullable(String),
+    loaded_at DateTime64(3, 'UTC'),
+    loaded Int64,
+    rejected Int64,
+    duplicates Int64
+"""
 # Pulls from LangWatch (clickhouse/pulls.py), as DuckDB's tables of the same names: a pull's row
 # and a cursor are written anew on every change, and the latest revision wins (read FINAL).
 PULLS_COLUMNS = """
@@ -144,6 +156,8 @@ def single_node() -> list[str]:
         " ENGINE = MergeTree ORDER BY id",
         f"CREATE TABLE IF NOT EXISTS templates ({TEMPLATES_COLUMNS})"
         " ENGINE = ReplacingMergeTree(saved_at) ORDER BY name",
+        f"CREATE TABLE IF NOT EXISTS files ({FILES_COLUMNS}) ENGINE = MergeTree"
+        " ORDER BY (dataset, path)",
         *_pull_tables("MergeTree", "ReplacingMergeTree(revision)"),
     ]
 
@@ -192,6 +206,9 @@ def cluster(name: str, database: str = "default") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {db}.rejects {on} ({REJECTS_COLUMNS}) ENGINE ="
         " ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')"
         f" {REJECTS_ORDER}",
+        f"CREATE TABLE IF NOT EXISTS {db}.files {on} ({FILES_COLUMNS}) ENGINE ="
+        " ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')"
+        " ORDER BY (dataset, path)",
         *_pull_tables(
             "ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}')",
             "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}',"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import re
 import threading
@@ -42,6 +43,7 @@ KEY = "bitOr(bitShiftLeft(toUInt128(key_hi), 64), toUInt128(key_lo))"  # the hal
 # The catalogue row last: if a delete stops half-way, the dataset is still listed to delete again.
 TABLES_BY_DATASET = (
     ("events", "dataset"),
+    ("files", "dataset"),
     ("trace_summary", "dataset"),
     ("rejects", "dataset"),
     ("trace_metadata", "dataset"),
@@ -337,7 +339,8 @@ class ClickHouseStore:
                     file.duplicates += file.loaded - new
                     file.loaded = new
             self._insert_rejects(staging)
-            self.write_dataset_row(result.dataset, result.duplicates)
+            self._record_files(staging, result)
+            self.write_dataset_row(result.dataset)
         return result
 
     def _insert_events(self, staging: Store) -> dict[str, int]:
@@ -434,37 +437,67 @@ class ClickHouseStore:
         with self.write_lock:
             self.insert("events", fresh, EVENT_COLUMNS)
 
+    def _record_files(self, staging: Store, result: LoadResult) -> None:
+        """One `files` row per file of this load (its sha256 from the staging store), with the
+        counts as they ended in ClickHouse."""
+        digests = {
+            path: (sha, fmt)
+            for path, sha, fmt in staging.rows("SELECT path, sha256, format FROM files")
+        }
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        rows = [
+            (result.dataset, f.path, *digests[f.path], now, f.loaded, f.rejected, f.duplicates)
+            for f in result.files
+            if f.path in digests
+        ]
+        self.insert(
+            "files",
+            rows,
+            ["dataset", "path", "sha256", "format", "loaded_at", "loaded", "rejected",
+             "duplicates"],
+        )  # fmt: skip
+
     def write_dataset_row(
         self,
         dataset: str,
-        duplicates: int,
-        content_hash: str = "",
+        content_hash: str | None = None,
         test: bool | None = None,
         files: list[str] | None = None,
     ) -> None:
-        """Write the dataset's catalogue row anew (ReplacingMergeTree keeps the latest): its
-        files (its events' source files unless given), counts, test mark (kept unless given),
-        and the duplicates of every load and pull so far."""
-        files = files or [
-            r[0]
-            for r in self.rows(
-                "SELECT DISTINCT source_file FROM events WHERE dataset = ? AND source_file"
-                " IS NOT NULL ORDER BY 1",
-                [dataset],
-            )
-        ]
+        """Write the dataset's catalogue row anew (ReplacingMergeTree keeps the latest), as
+        DuckDB's ingest does: from its loaded files (their paths, duplicates, and sha256 over
+        their sha256 as the content hash) unless `files` or `content_hash` are given (pulls,
+        the sandbox), its counts, and its test mark (kept unless given)."""
+        paths, hashes, duplicates = self.rows(
+            "SELECT arraySort(groupUniqArray(path)), groupUniqArray(sha256), sum(duplicates)"
+            " FROM files WHERE dataset = ?",
+            [dataset],
+        )[0]
+        files = (
+            files
+            or list(paths)
+            or [
+                r[0]
+                for r in self.rows(
+                    "SELECT DISTINCT source_file FROM events WHERE dataset = ? AND source_file"
+                    " IS NOT NULL ORDER BY 1",
+                    [dataset],
+                )
+            ]
+        )
+        if content_hash is None:
+            digest = "\n".join(sorted(set(hashes)))
+            content_hash = hashlib.sha256(digest.encode()).hexdigest() if hashes else ""
         events = int(self.scalar("SELECT count() FROM events WHERE dataset = ?", [dataset]))
         if not events and not files:
             return
         rejects = int(self.scalar("SELECT count() FROM rejects WHERE dataset = ?", [dataset]))
-        marked, before = self.rows(
-            "SELECT any(test), sum(duplicates) FROM datasets FINAL WHERE name = ?", [dataset]
-        )[0]
+        marked = self.scalar("SELECT any(test) FROM datasets FINAL WHERE name = ?", [dataset])
         test = bool(marked) if test is None else test
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self.insert(
             "datasets",
-            [(dataset, files, content_hash, now, events, rejects, int(before or 0) + duplicates,
+            [(dataset, files, content_hash, now, events, rejects, int(duplicates or 0),
               bool(test), now)],
             ["name", "files", "content_hash", "loaded_at", "events", "rejects", "duplicates",
              "test", "revision"],
