@@ -14,6 +14,7 @@ import json
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from test_series import AUTUMN, AUTUMN_SHORT, SPRING, SPRING_SHORT, make_bodies
 
 from eventlens import analytics, stores, traces
@@ -617,3 +618,57 @@ def test_a_chdb_folder_held_by_another_process_is_named(tmp_path):
     assert other.returncode == 2
     assert f"The chDB folder {folder} is in use by another eventlens process" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+# -- a second terminal on a chDB folder ---------------------------------------------------------
+
+
+def test_handoff_keys_and_the_form_a_held_chdb_url_is_sent_in(tmp_path, monkeypatch):
+    from eventlens.location import handoff_key, held_form
+
+    monkeypatch.chdir(tmp_path)
+    assert handoff_key("chdb://data/ch?database=prod") == str(tmp_path / "data" / "ch")
+    assert handoff_key("events.duckdb") == str(tmp_path / "events.duckdb")
+    assert handoff_key(":memory:") is None
+    assert handoff_key("clickhouse://ana@ch.internal:8123/events") is None  # takes every process
+    held = str(tmp_path / "data" / "ch")
+    assert held_form("chdb://data/ch?database=prod", held) == f"chdb://{held}?database=prod"
+    assert held_form("chdb://data/ch", held) == f"chdb://{held}"
+    assert held_form("events.duckdb", "/abs/events.duckdb") == "/abs/events.duckdb"
+
+
+def test_a_second_terminal_runs_its_commands_in_the_app_holding_a_chdb_folder(
+    tmp_path, formats_dir
+):
+    """chDB opens a folder in one process: with `eventlens ui` holding one, `load`, `info` and
+    `series` from another process are handed to the app (as for a DuckDB file) and answer."""
+    from test_handoff import start_ui, stop
+
+    from eventlens.cli import main
+
+    url = f"chdb://{tmp_path / 'held'}?database=shop"  # not this process's chDB folder
+    proc, published, _ = start_ui(url, tmp_path)
+    try:
+        assert published.store == str(tmp_path / "held")
+        runner = CliRunner()
+        load = [
+            "load",
+            str(formats_dir / "events.ndjson"),
+            "--db",
+            url,
+            "--dataset",
+            "nd",
+            "--json",
+        ]
+        loaded = runner.invoke(main, load)
+        assert loaded.exit_code == 0, loaded.output
+        assert json.loads(loaded.output.strip().splitlines()[-1])["loaded"] == 120
+        info = runner.invoke(main, ["info", "--db", url, "--json"])
+        assert info.exit_code == 0, info.output
+        datasets = {d["dataset"]: d["events"] for d in json.loads(info.output)["datasets"]}
+        assert datasets["nd"] == 120  # beside the sample data the app loaded on first start
+        series = runner.invoke(main, ["series", "--db", url, "--dataset", "nd"])
+        assert series.exit_code == 0, series.output
+        assert series.output.startswith("bucket,") and len(series.output.splitlines()) > 1
+    finally:
+        stop(proc)

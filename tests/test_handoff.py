@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 from sandbox_server import free_port
 
+from eventlens import location
 from eventlens.cli import main
 from eventlens.handoff import find_live, jobs, server_file
 from eventlens.handoff.published import HELLO, JOBS, Published, publish, read
@@ -70,8 +71,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def start_ui(db: Path, cwd: Path) -> tuple[subprocess.Popen, Published, int]:
-    """A real `eventlens ui` on `db`, once its hand-off answers."""
+def start_ui(db: Path | str, cwd: Path) -> tuple[subprocess.Popen, Published, int]:
+    """A real `eventlens ui` on `db` (a file, or a chdb:// URL), once its hand-off answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "eventlens.cli", "ui", "--db", str(db), "--port", str(port)],
@@ -80,7 +81,7 @@ def start_ui(db: Path, cwd: Path) -> tuple[subprocess.Popen, Published, int]:
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while (published := find_live(str(db))) is None:
+    while (published := find_live(str(location.handoff_key(str(db))))) is None:
         assert proc.poll() is None, "eventlens ui exited"
         assert time.monotonic() < deadline, "the hand-off never answered"
         time.sleep(0.1)

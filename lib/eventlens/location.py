@@ -79,6 +79,28 @@ def sandbox_state(loc: Location) -> str:
     return str(state_dir(loc) / "sandbox.duckdb")
 
 
+def handoff_key(text: str) -> str | None:
+    """What a running app that holds the store `text` names is published under (handoff/): a
+    DuckDB file's real path, or a chDB folder's, since chDB lets one process open a folder (with
+    every database in it). None where no other process could be refused: `:memory:`, and a
+    ClickHouse server, which takes every process's commands itself."""
+    if text == ":memory:":
+        return None
+    if not is_url(text):
+        return str(Path(text).resolve())
+    loc = parse(text)
+    return str(Path(loc.path).resolve()) if loc.interface == "chdb" else None
+
+
+def held_form(text: str, held: str) -> str:
+    """`text` as a command run by the app holding `held` (its handoff_key) takes it: the held
+    file itself, or the chDB URL with its folder made absolute (the database kept)."""
+    if not is_url(text):
+        return held
+    database = parse(text).database
+    return f"chdb://{held}" + ("" if database == "default" else f"?database={database}")
+
+
 def _name(database: str) -> str:
     """A database name as ClickHouse takes it unquoted (it is put in CREATE DATABASE)."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", database):

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import httpx
 
+from eventlens import location
 from eventlens.handoff.context import in_job
 from eventlens.handoff.published import JOBS, Published, find_live
 from eventlens.store import resolve_db_path
@@ -42,13 +43,14 @@ def hand_off_when_held(
             if in_job():
                 return command(**params)
             db = resolve_db_path(params.get("db"))
-            server = find_live(db)
+            key = location.handoff_key(db)
+            server = find_live(key) if key is not None else None
             if server is None:
                 return command(**params)
             ctx = click.get_current_context()
             absolute, typed = _absolute_paths(ctx, params, extra)
-            typed[server.store] = db
-            absolute["db"] = server.store
+            absolute["db"] = location.held_form(db, server.store)
+            typed[absolute["db"]] = db
             raise SystemExit(run_remote(server, ctx.info_name or "", absolute, typed))
 
         return run

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from eventlens import location
 from eventlens.handoff import jobs
 from eventlens.handoff.published import HELLO, JOBS, Published, proof, publish, withdraw
 
@@ -148,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not 0 < length <= MAX_REQUEST_BYTES:
                 raise ValueError("the request has no body, or one too big")
             request = jobs.JobRequest.from_json(json.loads(self.rfile.read(length)))
-            if os.path.realpath(str(request.params.get("db"))) != self.handoff.store:
+            if location.handoff_key(str(request.params.get("db"))) != self.handoff.store:
                 raise ValueError(f"this app serves {self.handoff.store} only")
         except ValueError as exc:
             self._answer(400, {"error": str(exc)})

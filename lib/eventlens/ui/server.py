@@ -5,9 +5,10 @@
 GET /api/traces/{id}, GET /api/sandbox/health), so Submit has a LangWatch-compatible target
 with nothing else to start. At start it opens the store and serves the hand-off
 (eventlens.handoff) on loopback, so that `eventlens load`, `pull`, `info`, `series`, `replay`
-and `delete` in a terminal run here while the app holds the store. On a ClickHouse store there
-is no hand-off (ClickHouse takes every process's commands itself), and the sandbox copies what it
-accepts to ClickHouse, keeping its bookkeeping in a local DuckDB file (stores.sandbox_stores).
+and `delete` in a terminal run here while the app holds the store (a DuckDB file, or a chDB
+folder, which one process opens at a time). A ClickHouse server needs no hand-off: it takes every
+process's commands itself. On ClickHouse the sandbox copies what it accepts there, keeping its
+bookkeeping in a local DuckDB file (stores.sandbox_stores).
 """
 
 from __future__ import annotations
@@ -47,15 +48,16 @@ def _start_hand_off() -> HandoffServer | None:
     from eventlens.ui.state import open_store
 
     path = resolve_db_path()
-    if path == ":memory:" or location.is_url(path):
-        return None  # no other process can reach it, or ClickHouse takes many (no hand-off)
+    key = location.handoff_key(path)
+    if key is None:
+        return None  # no other process can reach it, or a ClickHouse server takes many
     try:
         open_store(path)
     except StoreError as exc:  # the page says it to whoever opens the app
         log.error("%s", exc)
         return None
     address = st.get_option("server.address") or "localhost"
-    server = HandoffServer(path, f"http://{address}:{st.get_option('server.port')}")
+    server = HandoffServer(key, f"http://{address}:{st.get_option('server.port')}")
     server.start()
     return server
 
