@@ -90,6 +90,7 @@ def test_a_clickhouse_failure_is_a_500_and_the_retry_stores_the_event_once(house
 
         def __init__(self, down: int) -> None:
             self.down = down
+            self.row_down = 0  # the catalogue row's writes to fail
 
         def add_events(self, dataset: str, rows: list[dict[str, Any]]) -> None:
             if self.down:
@@ -98,6 +99,9 @@ def test_a_clickhouse_failure_is_a_500_and_the_retry_stores_the_event_once(house
             house.add_events(dataset, rows)
 
         def write_dataset_row(self, *args: Any, **kwargs: Any) -> None:
+            if self.row_down:
+                self.row_down -= 1
+                raise StoreError("The ClickHouse store chdb://x failed: connection refused")
             house.write_dataset_row(*args, **kwargs)
 
     box = Sandbox(local, KEY, mirror=Away(down=2))  # the batch, then the event alone
@@ -106,6 +110,15 @@ def test_a_clickhouse_failure_is_a_500_and_the_retry_stores_the_event_once(house
     assert house.scalar("SELECT count() FROM events") == 0
     assert local.scalar("SELECT count(*) FROM sandbox_keys") == 0  # not seen: not a duplicate
     assert box.handle(HEADERS, body(1)) == (200, {"message": "Event tracked"})
+    assert house.scalar("SELECT count() FROM events") == 1
+    # Down while the catalogue row is written: the event is stored, the row comes later.
+    house.delete_dataset(DATASET)
+    box.mirror.row_down = 2
+    assert box.handle(HEADERS, body(2)) == (200, {"message": "Event tracked"})
+    box.flush()  # as the idle writer does: a failure here must not end its thread
+    assert box.mirror.row_down == 0 and house.test_datasets() == []
+    box.flush()
+    assert house.test_datasets() == [DATASET]
     assert house.scalar("SELECT count() FROM events") == 1
     local.close()
 

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventlens import model, settings
-from eventlens.store import Store
+from eventlens.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +251,14 @@ class Sandbox:
                 self.store.refresh_traces(after_batch=self._unsummarised)
                 self._unsummarised = None
             if self._mirrored:
-                # Test data: what QA and replays send stays out of analysis, as below.
-                self.mirror.write_dataset_row(
-                    DATASET, content_hash=DATASET, test=True, files=[DATASET]
-                )
-                self._mirrored = False
+                try:
+                    # Test data: what QA and replays send stays out of analysis, as below.
+                    self.mirror.write_dataset_row(
+                        DATASET, content_hash=DATASET, test=True, files=[DATASET]
+                    )
+                    self._mirrored = False
+                except StoreError as exc:  # the events are stored; the row is written next time
+                    log.warning("sandbox: the catalogue row was not written: %s", exc)
             self._summarised_at = time.monotonic()
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -431,6 +434,8 @@ class _Writer:
                     self.sandbox.flush()  # idle: catch the trace summary up
                 except duckdb.ConnectionException:
                     return  # the store was closed: the sandbox is gone
+                except Exception as exc:  # noqa: BLE001 - keep serving; the next flush retries
+                    log.warning("sandbox: the trace summary is behind: %s", _first(exc))
                 continue
             batch = [first]
             while len(batch) < self.MAX_BATCH:
