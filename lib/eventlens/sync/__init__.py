@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 DEFAULT_DATASET = "langwatch"
+MAX_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,6 @@ def cursor(store: Store | ClickHouseStore, endpoint: str, dataset: str) -> Curso
 def past_pulls(store: Store | ClickHouseStore, limit: int = 50) -> pd.DataFrame:
     """The newest pulls first (a pandas frame), on either engine."""
     return _book(store).past_pulls(store, limit)
-
-
-MAX_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
