@@ -1,6 +1,7 @@
 """Pull benchmark: eventlens.sync.pull against a bare httpx loop over the same pages.
 
     uv run python -m benchmarks.bench_pull [--events 200000] [--rounds 3] [--page-size 1000]
+                                           [--clickhouse]
 
 1. Builds a sandbox store in a temporary folder for each shape, through Sandbox.insert (so the
    sandbox tracks the traces as it does for events sent to it), and serves it with
@@ -11,6 +12,8 @@
      a. eventlens   sync.pull into a fresh store: select pages, model.py's rules, one transaction
                     a page that replaces the traces' events, summary, metadata, cursor
      b. bare        an httpx loop asking the same pages (same body) and storing nothing
+     c. chdb        with --clickhouse: the same pull into a fresh chdb:// store (ClickHouse in
+                    the process; a page made safe to apply twice instead of a transaction)
    Their own timing covers the paging loop only (imports and setup excluded); the peak RSS is
    the whole process's. Both read every event (checked), and eventlens stores each once.
 3. Prints per shape the median events/s of each, the ratio (target: at least 0.7x the bare
@@ -101,10 +104,14 @@ def serve(db: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the sandbox did not start")
 
 
-def contender(kind: str, url: str, size: int, workdir: Path, n: int) -> dict:
+def contender(kind: str, url: str, size: int, workdir: Path, run: str) -> dict:
+    """One side's run into a store of its own (`run` names it: the shape and the round; a store
+    pulled into before would make the pull replace its traces instead of adding them)."""
     cmd = [sys.executable, "-m", "benchmarks.pull_contenders", kind, url, str(size)]
     if kind == "eventlens":
-        cmd.append(str(workdir / f"pulled-{n}.duckdb"))
+        cmd.append(str(workdir / f"pulled-{run}.duckdb"))
+    elif kind == "chdb":
+        cmd.append(f"chdb://{workdir / f'pulled-{run}-ch'}")
     os.environ["LANGWATCH_API_KEY"] = KEY
     before = harness.busy_cpu_seconds()
     wall, cpu, rss, code, out, err = harness.run_measured(cmd)
@@ -123,7 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--clickhouse", action="store_true", help="also pull into chdb://")
     args = parser.parse_args(argv)
+    sides = ["eventlens", "bare", *(["chdb"] if args.clickhouse else [])]
     harness.print_header("pull", "benchmarks.bench_pull", argv, "httpx", "duckdb")
     table = harness.Table(
         harness.Col("shape", "<20"),
@@ -151,12 +160,13 @@ def main(argv: list[str] | None = None) -> None:
             port = harness.free_port()
             proc = serve(db, port)
             url = f"http://127.0.0.1:{port}"
-            runs: dict[str, list[dict]] = {"eventlens": [], "bare": []}
+            runs: dict[str, list[dict]] = {side: [] for side in sides}
             try:
                 for n in range(args.rounds):
-                    order = ["eventlens", "bare"] if n % 2 == 0 else ["bare", "eventlens"]
+                    order = sides if n % 2 == 0 else sides[::-1]
                     for kind in order:
-                        runs[kind].append(contender(kind, url, args.page_size, workdir, n))
+                        run = f"{per_trace}-{n}"
+                        runs[kind].append(contender(kind, url, args.page_size, workdir, run))
             finally:
                 harness.stop_process(proc, 10)
             for side in runs.values():
@@ -169,19 +179,19 @@ def main(argv: list[str] | None = None) -> None:
             share = rate["eventlens"] / rate["bare"]
             rss = max(r["rss_mb"] for r in runs["eventlens"])
             met = "met" if share >= 0.7 and rss < 300 else "NOT MET"
-            for kind in ("eventlens", "bare"):
+            for kind in sides:
                 r = runs[kind][0]
                 others = [x["others"] for x in runs[kind] if x["others"] is not None]
                 rows.append(
                     table.row(
-                        shape if kind == "eventlens" else "",
+                        shape if kind == sides[0] else "",
                         kind,
                         f"{rate[kind]:,.0f}",
                         f"{r['traces']:,}",
                         f"{r['events']:,}",
                         f"{r['pages']:,}",
                         f"{max(x['rss_mb'] for x in runs[kind]):,.0f}",
-                        f"{share:.2f}x" if kind == "eventlens" else "",
+                        f"{rate[kind] / rate['bare']:.2f}x" if kind != "bare" else "",
                         met if kind == "eventlens" else "",
                         harness.percent(max(others)) if others else "?",
                     )

@@ -2,9 +2,11 @@
 
     python -m benchmarks.pull_contenders bare URL PAGE_SIZE
     python -m benchmarks.pull_contenders eventlens URL PAGE_SIZE DB
+    python -m benchmarks.pull_contenders chdb URL PAGE_SIZE chdb:///FOLDER
 
 `bare` is an httpx loop that asks the same pages as a pull (the same body, `select` and all)
-and stores nothing; `eventlens` is eventlens.sync.pull into a fresh store. Each prints one JSON
+and stores nothing; `eventlens` is eventlens.sync.pull into a fresh store (`chdb`: into a fresh
+chDB folder, ClickHouse in the process). Each prints one JSON
 line: seconds for the paging loop alone (imports and setup excluded), traces, events, pages. The
 key comes from LANGWATCH_API_KEY.
 """
@@ -54,10 +56,10 @@ def bare(url: str, page_size: int) -> dict[str, float]:
 
 
 def eventlens(url: str, page_size: int, db: str) -> dict[str, float]:
-    from eventlens.store import Store
+    from eventlens.stores import open_store
     from eventlens.sync import PullSpec, pull
 
-    with Store(db) as store:
+    with open_store(db) as store:  # a DuckDB file, or chdb:// (bench_pull --clickhouse)
         start = time.perf_counter()
         result = pull(store, PullSpec(endpoint=url, page_size=page_size, full=True))
         seconds = time.perf_counter() - start
@@ -73,5 +75,5 @@ def eventlens(url: str, page_size: int, db: str) -> dict[str, float]:
 
 if __name__ == "__main__":
     kind, url, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    out = bare(url, size) if kind == "bare" else eventlens(url, size, sys.argv[4])
+    out = bare(url, size) if kind == "bare" else eventlens(url, size, sys.argv[4])  # or chdb
     print(json.dumps(out))

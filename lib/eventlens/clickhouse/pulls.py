@@ -10,14 +10,17 @@ revision and read FINAL, as the datasets catalogue is.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
+import math
 import os
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from eventlens.clickhouse.store import REJECT_COLUMNS, ClickHouseStore
+from eventlens.clickhouse.store import EVENT_COLUMNS, REJECT_COLUMNS, ClickHouseStore
 from eventlens.sync.apply import SOURCE_PREFIX, Applied, CursorUpdate, split
 from eventlens.sync.journal import Cursor, cursor_of, without_dead_runs
 from eventlens.sync.mapping import PulledTrace
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # The page's traces in the dataset: bind the dataset, then the trace ids.
-IN_PAGE = "dataset = ? AND has(?, trace_id)"
+IN_PAGE = "dataset = ? AND trace_id IN ?"  # IN, not has(): the bloom index on trace_id serves it
 # An event's content, to count what a replaced trace gained and lost (as multisets), as
 # sync/apply.py's CONTENT does on DuckDB.
 CONTENT = "tuple(trace_id, event_type, timestamp, toString(metrics), toString(event_details))"
@@ -112,6 +115,10 @@ def finish(
         message=message,
     )
     _write_pull(store, row)
+    if row["pages"]:
+        # The dataset's catalogue row once a pull, not per page: it counts the dataset's rows,
+        # which costs more the more it holds (the events listed are counted when read).
+        store.write_dataset_row(row["dataset"], content_hash="langwatch")
 
 
 def counts(store: ClickHouseStore, pull_id: str) -> dict[str, int]:
@@ -145,9 +152,7 @@ def _write_pull(store: ClickHouseStore, row: dict[str, Any]) -> None:
     store.insert("pulls", [tuple(row[c] for c in PULL_COLUMNS)], list(PULL_COLUMNS))
 
 
-def _now() -> Any:
-    import datetime as dt
-
+def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
@@ -176,8 +181,9 @@ def apply_page(
             stored, added, removed = _replace_events(store, dataset, source, ids, events, held)
             _replace_metadata(store, dataset, ids, metas, held)
             _replace_rejects(store, dataset, source, ids, rejects, held)
-            store.write_dataset_row(dataset, content_hash="langwatch")
         row = _pull_row(store, pull_id)
+        if ids and not row["pages"]:  # listed from the first page; its counts at finish()
+            store.write_dataset_row(dataset, content_hash="langwatch")
         for name, n in (
             ("traces", len(traces)),
             ("events", stored),
@@ -197,6 +203,9 @@ def _replace_events(
     store: ClickHouseStore, dataset: str, source: str, ids: list[str], events: Any, held: bool
 ) -> tuple[int, int, int]:
     """Swap the traces' events for the page's; (stored, added, removed) by content."""
+    if not held:  # nothing to replace or to count against: every event is new
+        store.insert("events", _stored_rows(events, dataset, source), EVENT_COLUMNS)
+        return events.num_rows, events.num_rows, 0
     temp = f"_page_{uuid.uuid4().hex}"  # a name of our own, never user text
     store.command(
         f"CREATE TABLE {temp} (trace_id String, pos Int32, event_id Nullable(String),"
@@ -222,10 +231,9 @@ def _replace_events(
             f" ) GROUP BY content)",
             [dataset, ids],
         )[0]
-        if held:
-            for table in ("events", "trace_summary"):
-                # Table names are constants from this loop, never user input.
-                store.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])
+        for table in ("events", "trace_summary"):
+            # Table names are constants from this loop, never user input.
+            store.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])
         if events.num_rows:
             store.execute(
                 "INSERT INTO events SELECT reinterpretAsUInt128(MD5(concat('pull', char(0), ?,"
@@ -238,8 +246,40 @@ def _replace_events(
     return events.num_rows, int(added or 0), int(removed or 0)
 
 
-# A pulled time is epoch ms as a float (sync/apply.py's split), rounded as DuckDB's apply does.
-_TIMESTAMP = "if(ts IS NULL, NULL, fromUnixTimestamp64Milli(toInt64(round(ts)), 'UTC'))"
+# A pulled time is epoch ms as a float (sync/apply.py's split), rounded half away from zero as
+# DuckDB's round() in sync/apply.py does (times are positive: floor(x + 0.5)); _stored_rows too.
+_TIMESTAMP = "if(ts IS NULL, NULL, fromUnixTimestamp64Milli(toInt64(floor(ts + 0.5)), 'UTC'))"
+
+
+def pulled_key(dataset: str, trace_id: str, pos: int) -> int:
+    """A pulled event's key as DuckDB's apply makes it, md5_number('pull' \0 dataset \0 trace
+    \0 position): the MD5 digest read little-endian, as reinterpretAsUInt128(MD5(...)) reads it
+    in the SQL above."""
+    text = f"pull\0{dataset}\0{trace_id}\0{pos}".encode()
+    return int.from_bytes(hashlib.md5(text, usedforsecurity=False).digest(), "little")
+
+
+def _stored_rows(events: Any, dataset: str, source: str) -> list[tuple]:
+    """The page's events as rows of `events` (EVENT_COLUMNS), for a page of new traces."""
+    batch = time.time_ns() // 1000
+    return [
+        (
+            pulled_key(dataset, trace_id, pos),
+            event_id,
+            trace_id,
+            event_type,
+            None if ts is None else _from_ms(ts),
+            metrics,
+            details,
+            dataset,
+            source,
+            pos,
+            batch,
+        )
+        for trace_id, pos, event_id, event_type, ts, metrics, details in _event_rows(events)
+    ]
+
+
 _EVENT_COLUMNS = ("trace_id", "pos", "event_id", "event_type", "ts", "metrics", "event_details")
 
 
@@ -323,7 +363,9 @@ def _replace_rejects(
     store.insert("rejects", rows, REJECT_COLUMNS)
 
 
-def _from_ms(ms: float) -> Any:
-    import datetime as dt
+def _from_ms(ms: float) -> dt.datetime:
+    """Epoch ms (a float) as a UTC wall time, rounded to the millisecond as DuckDB rounds."""
+    return _EPOCH + dt.timedelta(milliseconds=math.floor(ms + 0.5))
 
-    return dt.datetime.fromtimestamp(round(ms) / 1000, dt.UTC).replace(tzinfo=None)
+
+_EPOCH = dt.datetime(1970, 1, 1)
