@@ -132,6 +132,21 @@ def test_a_pull_killed_between_pages_continues_its_scroll_and_ends_exact(store, 
     assert list(past_pulls(store)["outcome"]) == ["done", "failed"]
 
 
+def test_a_first_pull_adds_and_a_trace_held_in_any_form_is_replaced(store, server, tmp_path):
+    """A page of new traces is inserted without the replace's deletes and counts; a trace the
+    dataset holds only as events the summary has not merged yet (as the sandbox leaves them
+    between its merges) is still found and replaced, not doubled."""
+    from eventlens.ingest import load_files
+
+    path = tmp_path / "t0.jsonl"  # t0: on the first page, before any merge catches it up
+    path.write_text(json.dumps({**event("old", ts=1), "trace_id": "t0"}) + "\n")
+    assert load_files(store, [path], "langwatch", summarise=False).loaded == 1
+    result = run(store, server)
+    assert held(store) == expected(server)  # t0's loaded event replaced by the pulled ones
+    assert (result.added, result.removed) == (14, 1)
+    assert store.scalar("SELECT sum(events) FROM trace_summary WHERE dataset = 'langwatch'") == 14
+
+
 def test_pulling_a_page_twice_changes_nothing(store, server):
     run(store, server)
     before = held(store)

@@ -156,8 +156,8 @@ def apply_page(
         cur.register("_page_rejects", rejects)
         cur.execute("BEGIN TRANSACTION")
         try:
-            stored = added = removed = 0
-            if ids:
+            stored = added = removed = old_rejects = 0
+            if ids and _held(cur, store, dataset, ids):
                 stored, added, removed = _replace(cur, store, dataset, source, ids, events)
                 old_rejects = int(
                     fetch_scalar(
@@ -169,6 +169,10 @@ def apply_page(
                 for table in ("trace_metadata", "rejects"):
                     # Table names are constants from this loop, never user input.
                     cur.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])  # noqa: S608
+            elif ids:  # new traces (a first pull): nothing to delete or to count against
+                _insert(cur, store, dataset, source, events)
+                stored = added = events.num_rows
+            if ids:
                 cur.execute(
                     """
                     INSERT INTO trace_metadata
@@ -227,6 +231,44 @@ def apply_page(
 CONTENT = "trace_id, event_type, timestamp, metrics::VARCHAR, event_details::VARCHAR"
 
 
+def _held(cur: Any, store: Store, dataset: str, ids: list[str]) -> bool:
+    """Whether the dataset holds anything of the page's traces: events (the trace summary,
+    and the events of batches not merged into it yet, the sandbox's), metadata or rejects.
+    A first pull holds none, and skips the deletes and counts a replace costs (a third of a
+    short-trace page's time)."""
+    through = store.keys_through(cur)
+    recent = "" if through is None else " OR batch_id > ?"
+    found = cur.execute(
+        f"SELECT 1 FROM trace_summary WHERE {IN_PAGE}"
+        f" UNION ALL SELECT 1 FROM trace_metadata WHERE {IN_PAGE}"
+        f" UNION ALL SELECT 1 FROM rejects WHERE {IN_PAGE}"
+        f" UNION ALL SELECT 1 FROM events WHERE (batch_id IS NULL{recent}) AND {IN_PAGE}"
+        " LIMIT 1",
+        [dataset, ids] * 3 + ([] if through is None else [through]) + [dataset, ids],
+    ).fetchall()
+    return bool(found)
+
+
+def _insert(cur: Any, store: Store, dataset: str, source: str, events: pa.Table) -> int:
+    """Insert the page's events as one new batch and merge it into the summaries; the batch."""
+    batch = int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
+    if events.num_rows:
+        cur.execute(
+            """
+            INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,
+                                event_details, dataset, source_file, source_line, batch_id)
+            SELECT md5_number('pull' || chr(0) || ? || chr(0) || r.trace_id || chr(0) || r.pos),
+                   r.event_id, r.trace_id, r.event_type,
+                   epoch_ms(round(r.ts)::BIGINT)::TIMESTAMPTZ,
+                   map_from_entries(r.metrics), map_from_entries(r.details), ?, ?, r.pos, ?
+            FROM _page_events r
+            """,
+            [dataset, dataset, source, batch],
+        )
+    store.merge_summary(cur, batch - 1)  # only this page's batch is newer
+    return batch
+
+
 def _replace(
     cur: Any, store: Store, dataset: str, source: str, ids: list[str], events: pa.Table
 ) -> tuple[int, int, int]:
@@ -240,21 +282,7 @@ def _replace(
         for table in ("events", "trace_summary", "detail_index"):
             # Table names are constants from this loop, never user input.
             cur.execute(f"DELETE FROM {table} WHERE {IN_PAGE}", [dataset, ids])  # noqa: S608
-        batch = int(fetch_scalar(cur, "SELECT nextval('event_batches')"))
-        if events.num_rows:
-            cur.execute(
-                """
-                INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,
-                                    event_details, dataset, source_file, source_line, batch_id)
-                SELECT md5_number('pull' || chr(0) || ? || chr(0) || r.trace_id || chr(0) || r.pos),
-                       r.event_id, r.trace_id, r.event_type,
-                       epoch_ms(round(r.ts)::BIGINT)::TIMESTAMPTZ,
-                       map_from_entries(r.metrics), map_from_entries(r.details), ?, ?, r.pos, ?
-                FROM _page_events r
-                """,
-                [dataset, dataset, source, batch],
-            )
-        store.merge_summary(cur, batch - 1)  # only this page's batch is newer
+        batch = _insert(cur, store, dataset, source, events)
         new = f"SELECT {CONTENT} FROM events WHERE batch_id = ?"
         added = fetch_scalar(
             cur, f"SELECT count(*) FROM ({new} EXCEPT ALL SELECT * FROM _old)", [batch]
