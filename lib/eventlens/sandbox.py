@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from starlette.applications import Starlette
@@ -32,7 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventlens import model, settings
+from eventlens.errors import first_line
 from eventlens.store import Store, StoreError
+
+if TYPE_CHECKING:  # the mirror's type only: the sandbox runs without ClickHouse installed
+    from eventlens.clickhouse.store import ClickHouseStore
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ class Sandbox:
         *,
         clock: Callable[[], float] = time.time,
         reads: ReadOptions | None = None,
-        mirror: Any = None,
+        mirror: ClickHouseStore | None = None,
     ):
         """`clock` (epoch seconds) stamps the traces' inserted_at/updated_at and events sent
         without a timestamp, so tests control it; `reads` sets how the read routes behave.
@@ -250,7 +254,7 @@ class Sandbox:
             if self._unsummarised is not None:
                 self.store.refresh_traces(after_batch=self._unsummarised)
                 self._unsummarised = None
-            if self._mirrored:
+            if self._mirrored and self.mirror is not None:
                 try:
                     # Test data: what QA and replays send stays out of analysis, as below.
                     self.mirror.write_dataset_row(
@@ -435,7 +439,7 @@ class _Writer:
                 except duckdb.ConnectionException:
                     return  # the store was closed: the sandbox is gone
                 except Exception as exc:  # noqa: BLE001 - keep serving; the next flush retries
-                    log.warning("sandbox: the trace summary is behind: %s", _first(exc))
+                    log.warning("sandbox: the trace summary is behind: %s", first_line(exc))
                 continue
             batch = [first]
             while len(batch) < self.MAX_BATCH:
@@ -454,21 +458,15 @@ class _Writer:
         try:
             return list(self.sandbox.insert(bodies))
         except Exception as exc:  # noqa: BLE001 - answer every waiter, one at a time
-            log.warning("sandbox batch insert failed (%s); inserting one by one", _first(exc))
+            log.warning("sandbox batch insert failed (%s); inserting one by one", first_line(exc))
         results: list[bool | None] = []
         for body in bodies:
             try:
                 results.extend(self.sandbox.insert([body]))
             except Exception as exc:  # noqa: BLE001
-                log.warning("sandbox insert failed: %s", _first(exc))
+                log.warning("sandbox insert failed: %s", first_line(exc))
                 results.append(None)
         return results
-
-
-def _first(exc: Exception) -> str:
-    """An error's first line, for the log (no traceback, no request body)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 def answer(waiters: list[Waiter], results: list[bool | None]) -> None:
@@ -564,7 +562,7 @@ def serve(
     key: str | None = None,
     faults: Faults | None = None,
     reads: ReadOptions | None = None,
-    mirror: Any = None,
+    mirror: ClickHouseStore | None = None,
 ) -> None:
     """Run the sandbox until interrupted (the `eventlens sandbox` command); SIGTERM exits 0."""
     import signal

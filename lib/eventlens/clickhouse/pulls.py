@@ -10,17 +10,21 @@ revision and read FINAL, as the datasets catalogue is.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import math
 import os
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from eventlens.clickhouse.store import EVENT_COLUMNS, REJECT_COLUMNS, ClickHouseStore
+from eventlens.clickhouse.store import (
+    EVENT_COLUMNS,
+    REJECT_COLUMNS,
+    ClickHouseStore,
+    utc_from_ms,
+    utc_now,
+)
 from eventlens.sync.apply import SOURCE_PREFIX, Applied, CursorUpdate, split
 from eventlens.sync.journal import Cursor, cursor_of, without_dead_runs
 from eventlens.sync.mapping import PulledTrace
@@ -89,7 +93,7 @@ def start(
         pull_id=pull_id,
         endpoint=endpoint,
         dataset=dataset,
-        started_at=_now(),
+        started_at=utc_now(),
         since_ms=since_ms,
         until_ms=until_ms,
         outcome="running",
@@ -109,7 +113,7 @@ def finish(
 ) -> None:
     row = _pull_row(store, pull_id)
     row.update(
-        finished_at=_now(),
+        finished_at=utc_now(),
         outcome=outcome,
         updated_through_ms=updated_through_ms,
         message=message,
@@ -150,10 +154,6 @@ def _pull_row(store: ClickHouseStore, pull_id: str) -> dict[str, Any]:
 def _write_pull(store: ClickHouseStore, row: dict[str, Any]) -> None:
     row["revision"] = _revision()
     store.insert("pulls", [tuple(row[c] for c in PULL_COLUMNS)], list(PULL_COLUMNS))
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 # -- one page -------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def _stored_rows(events: Any, dataset: str, source: str) -> list[tuple]:
             event_id,
             trace_id,
             event_type,
-            None if ts is None else _from_ms(ts),
+            None if ts is None else utc_from_ms(ts),
             metrics,
             details,
             dataset,
@@ -326,7 +326,7 @@ def _replace_metadata(
             columns["thread_id"][i],
             columns["customer_id"][i],
             [str(label) for label in columns["labels"][i] or []],
-            None if columns["updated_at"][i] is None else _from_ms(columns["updated_at"][i]),
+            None if columns["updated_at"][i] is None else utc_from_ms(columns["updated_at"][i]),
         )
         for i in range(metas.num_rows)
     ]
@@ -344,7 +344,7 @@ def _replace_rejects(
         store.execute(f"DELETE FROM rejects WHERE {IN_PAGE}", [dataset, ids])
     if not rejects.num_rows:
         return
-    now = _now()
+    now = utc_now()
     columns = rejects.to_pydict()
     rows = [
         (
@@ -361,11 +361,3 @@ def _replace_rejects(
         for i in range(rejects.num_rows)
     ]
     store.insert("rejects", rows, REJECT_COLUMNS)
-
-
-def _from_ms(ms: float) -> dt.datetime:
-    """Epoch ms (a float) as a UTC wall time, rounded to the millisecond as DuckDB rounds."""
-    return _EPOCH + dt.timedelta(milliseconds=math.floor(ms + 0.5))
-
-
-_EPOCH = dt.datetime(1970, 1, 1)

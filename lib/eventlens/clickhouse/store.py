@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import math
 import os
 import re
 import threading
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventlens.clickhouse import schema
 from eventlens.clickhouse.explore_sql import CLICKHOUSE, LEFT_OUT_DATASETS
+from eventlens.errors import first_line
 from eventlens.location import Location
 from eventlens.store import Store, StoreError
 
@@ -121,6 +123,21 @@ def bind(sql: str, params: Sequence[Any] | None) -> tuple[str, dict[str, Any]]:
     if len(bound) != len(values):
         raise ValueError(f"{len(values)} parameters for {len(bound)} placeholders")
     return text, bound
+
+
+def utc_now() -> dt.datetime:
+    """Now as the UTC wall time a DateTime64(..., 'UTC') column takes."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def utc_from_ms(ms: float) -> dt.datetime:
+    """Epoch milliseconds (a float from JSON) as a UTC wall time, rounded to the millisecond half
+    away from zero as DuckDB's round() does where the same events go into DuckDB (times are
+    positive: floor(x + 0.5))."""
+    return _EPOCH + dt.timedelta(milliseconds=math.floor(ms + 0.5))
+
+
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 def _utc_aware(value: Any) -> Any:
@@ -397,7 +414,7 @@ class ClickHouseStore:
                 "SELECT file_hash, line FROM rejects WHERE dataset = ?", [rejects[0][0]]
             )
         }
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = utc_now()
         fresh = [(*r, now) for r in rejects if (r[2], r[3]) not in kept]
         if fresh:
             self.insert("rejects", fresh, REJECT_COLUMNS)
@@ -423,7 +440,7 @@ class ClickHouseStore:
                 row["event_id"],
                 row["trace_id"],
                 row["event_type"],
-                dt.datetime.fromtimestamp(round(row["ts"]) / 1000, dt.UTC).replace(tzinfo=None),
+                utc_from_ms(row["ts"]),
                 row["metrics"],
                 row["details"],
                 dataset,
@@ -444,7 +461,7 @@ class ClickHouseStore:
             path: (sha, fmt)
             for path, sha, fmt in staging.rows("SELECT path, sha256, format FROM files")
         }
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = utc_now()
         rows = [
             (result.dataset, f.path, *digests[f.path], now, f.loaded, f.rejected, f.duplicates)
             for f in result.files
@@ -494,7 +511,7 @@ class ClickHouseStore:
         rejects = int(self.scalar("SELECT count() FROM rejects WHERE dataset = ?", [dataset]))
         marked = self.scalar("SELECT any(test) FROM datasets FINAL WHERE name = ?", [dataset])
         test = bool(marked) if test is None else test
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = utc_now()
         self.insert(
             "datasets",
             [(dataset, files, content_hash, now, events, rejects, int(duplicates or 0),
@@ -566,10 +583,5 @@ def _check_chdb_folder_free(path: str) -> None:
 
 def _scrubbed(exc: Exception, password: str) -> str:
     """The error's first line, the password masked (a driver may echo what it was given)."""
-    reason = _first_line(exc)
+    reason = first_line(exc)
     return reason.replace(password, "***") if password else reason
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
