@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from eventlens import client, settings
+from eventlens.analytics import dialect
 from eventlens.client import Outcome
 from eventlens.replay.journal import invalid_reasons, save_run
 from eventlens.replay.specs import Endpoint, Pacing, ReplayError, Run, Source, Transforms
@@ -234,9 +235,9 @@ def _journal_rejects(store: Store, run: Run, staging_path: Path) -> None:
             cur.execute(f"DETACH {alias}")
 
 
-def _source_filters(src: Source, member: str) -> tuple[list[str], list[Any]]:
-    """A store source's filters as conditions with bound values; `member` is the engine's test
-    of a column against a bound list ({column} filled in from the constant names below)."""
+def _source_filters(src: Source, in_list: str) -> tuple[list[str], list[Any]]:
+    """A store source's filters as conditions with bound values; `in_list` is the engine's test
+    of a column against a bound list (its Dialect's, filled in from the constant names below)."""
     conds: list[str] = ["true"]
     params: list[Any] = []
     for values, column in (
@@ -245,7 +246,7 @@ def _source_filters(src: Source, member: str) -> tuple[list[str], list[Any]]:
         (src.trace_ids, "trace_id"),
     ):
         if values:
-            conds.append(member.format(column=column))
+            conds.append(in_list.format(column))
             params.append(list(values))
     if src.start is not None:
         conds.append("timestamp >= ?")
@@ -261,7 +262,7 @@ def _plan_store(store: Store, run: Run) -> None:
     if store.events_from is not None:
         _plan_clickhouse(store.events_from, run)
         return
-    conds, params = _source_filters(run.source, "list_contains(?, {column})")
+    conds, params = _source_filters(run.source, dialect(store).in_list)
     select = _PLAN_SELECT.format(
         order="dataset, source_file, source_line, event_key",
         line="source_line",
@@ -295,7 +296,7 @@ def _plan_clickhouse(house: Any, run: Run) -> None:
     """The plan of a ClickHouse store's events: those under the source's filters (bound, as
     ClickHouse parameters), streamed as Arrow into a DuckDB file beside the plan, then the same
     plan SQL as for a DuckDB store (the same order, the same ids: the keys are the same)."""
-    conds, params = _source_filters(run.source, "has(?, {column})")
+    conds, params = _source_filters(run.source, dialect(house).in_list)
     staging = Path(run.plan_path).with_suffix(".staging.duckdb")
     staging.unlink(missing_ok=True)
     try:
