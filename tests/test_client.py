@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -755,3 +756,12 @@ def test_async_sender_sends_the_same_bytes_both_ways():
     assert received[0] == received[1] and received[2] == received[3]
     assert b"x-auth-token: " + KEY.encode() in received[0]
     assert b"authorization: Bearer " + KEY.encode() in received[2]
+
+
+def test_one_tls_context_serves_every_client_and_still_verifies():
+    """Built once per process (loading the CA bundle costs ~30 ms a client), and as strict as
+    httpx's own: the server's certificate and host name are checked."""
+    context = client.tls_context()
+    assert client.tls_context() is context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0  # a CA bundle is loaded

@@ -18,6 +18,8 @@ import math
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from eventlens.client import tls_context
+
 
 class VirtualClock:
     """Virtual monotonic seconds from 0 for replay sessions, one after another."""
@@ -65,7 +67,7 @@ class VirtualClock:
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """The engine's transport (aiohttp), holding time still while a request is answered."""
-        return _HeldTransport(self, AiohttpTransport())
+        return _HeldTransport(self, AiohttpTransport(verify=tls_context()))
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         """The running loop; a new session's loop drops what the ended one was waiting for."""

@@ -20,6 +20,7 @@ import click
 import httpx
 
 from eventlens import location
+from eventlens.client import tls_context
 from eventlens.handoff.context import in_job
 from eventlens.handoff.published import JOBS, Published, find_live
 from eventlens.store import resolve_db_path
@@ -99,7 +100,12 @@ def run_remote(
     job_id: str | None = None
     asked_to_stop = False
     try:
-        with signals, httpx.Client(timeout=httpx.Timeout(10.0, read=READ_TIMEOUT_S)) as http:
+        with (
+            signals,
+            httpx.Client(
+                timeout=httpx.Timeout(10.0, read=READ_TIMEOUT_S), verify=tls_context()
+            ) as http,
+        ):
             with http.stream(
                 "POST", server.url + JOBS, json=body, headers=server.headers()
             ) as answer:

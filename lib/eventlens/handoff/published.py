@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from eventlens.client import tls_context
+
 SUFFIX = ".server.json"
 HELLO = "/v1/hello"
 JOBS = "/v1/jobs"
@@ -105,6 +107,7 @@ def find_live(store_path: str, timeout: float = 5.0) -> Published | None:
             params={"nonce": nonce},
             headers=published.headers(),
             timeout=timeout,
+            verify=tls_context(),
         )
         body = answer.json()
     except (httpx.HTTPError, ValueError):

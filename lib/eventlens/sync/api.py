@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
-from eventlens.client import Target, retry_after_s
+from eventlens.client import Target, retry_after_s, tls_context
 from eventlens.errors import EventlensError
 
 SEARCH_PATH = "/api/traces/search"
@@ -58,7 +58,7 @@ class ReadClient:
         self.on_retry = on_retry
         self.requests = 0
         self.retries = 0
-        self._http = httpx.Client(timeout=TIMEOUT, transport=transport)
+        self._http = httpx.Client(timeout=TIMEOUT, transport=transport, verify=tls_context())
         self._random = random.Random(0)
 
     def close(self) -> None:
