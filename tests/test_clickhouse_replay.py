@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,18 +30,38 @@ from eventlens.clickhouse.store import ClickHouseStore  # noqa: E402
 _numbers = itertools.count()
 
 
+def write_export(folder: Path) -> Path:
+    """60 events over 12 traces (half without an event_id), and three invalid lines."""
+    events = make_events(60, traces=12)
+    return write_jsonl(folder / "export.jsonl", [*events[:30], *INVALID, *events[30:]])
+
+
 @pytest.fixture
-def url(chdb_url, tmp_path, monkeypatch) -> str:
-    """A fresh chDB database, its replay journal in this test's folder."""
+def state(tmp_path, monkeypatch) -> Path:
+    """This test's folder for the replay journal (EVENTLENS_STATE_DIR)."""
     monkeypatch.setenv("EVENTLENS_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def url(chdb_url, state) -> str:
+    """A fresh chDB database, its replay journal in this test's folder."""
     return chdb_url(f"replay{next(_numbers)}")
 
 
 @pytest.fixture
 def export(tmp_path) -> Path:
-    """60 events over 12 traces (half without an event_id), and three invalid lines."""
-    events = make_events(60, traces=12)
-    return write_jsonl(tmp_path / "export.jsonl", [*events[:30], *INVALID, *events[30:]])
+    return write_export(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def web(chdb_url, tmp_path_factory) -> Iterator[tuple[str, ClickHouseStore]]:
+    """A chDB database holding the export as dataset "web", and the store open on it: the
+    tests that replay from it only read it (replay journals and plans in local files)."""
+    url, export = chdb_url("replay_web"), write_export(tmp_path_factory.mktemp("web"))
+    with stores.open_store(url) as house:
+        assert stores.load(house, [export], "web").loaded == 60
+        yield url, house
 
 
 def planned(store: Store, run: rp.Run) -> list[tuple]:
@@ -51,15 +72,15 @@ def planned(store: Store, run: rp.Run) -> list[tuple]:
     ]
 
 
-def test_a_plan_from_clickhouse_is_the_plan_from_duckdb(url, export, tmp_path):
+def test_a_plan_from_clickhouse_is_the_plan_from_duckdb(web, state, export, tmp_path):
     """The same events, filtered the same way, give the same plan: order, ids, bodies."""
     source = rp.Source(datasets=("web",))  # half without an event_id: ids made from the key
     transforms = rp.Transforms(trace_ids="fresh")
-    with Store(tmp_path / "duck.duckdb") as duck, stores.open_store(url) as house:
-        for store in (duck, house):
-            assert stores.load(store, [export], "web").loaded == 60
+    _, house = web
+    with Store(tmp_path / "duck.duckdb") as duck:
+        assert stores.load(duck, [export], "web").loaded == 60
         journal = stores.replay_store(house)
-        assert journal.path == str(tmp_path / "state" / "journal.duckdb")
+        assert journal.path == str(state / "journal.duckdb")
         try:
             a = rp.plan(duck, source, transforms, run_id="r1")
             b = rp.plan(journal, source, transforms, run_id="r1")
@@ -76,10 +97,9 @@ def test_a_plan_from_clickhouse_is_the_plan_from_duckdb(url, export, tmp_path):
             journal.close()
 
 
-def test_the_command_replays_a_clickhouse_store_once_and_resumes(env, url, export, tmp_path):
-    with stores.open_store(url) as house:
-        stores.load(house, [export], "web")
-        wanted = house.rows("SELECT trace_id FROM events WHERE event_type = 'search'")
+def test_the_command_replays_a_clickhouse_store_once_and_resumes(env, web, state):
+    url, house = web
+    wanted = house.rows("SELECT trace_id FROM events WHERE event_type = 'search'")
     with live_sandbox(key=KEY) as box:
         args = ["store", "--db", url, "--type", "search", "--endpoint", box.url, "--json"]
         result = replay(env, *args)
@@ -95,7 +115,7 @@ def test_the_command_replays_a_clickhouse_store_once_and_resumes(env, url, expor
         assert again.exit_code == 0, again.output
         assert "has finished" in again.output
         assert box.total_requests() == 30
-    journal = tmp_path / "state" / "journal.duckdb"
+    journal = state / "journal.duckdb"
     assert journal.is_file()
     assert KEY not in journal.read_bytes().decode("latin-1")
 
@@ -127,14 +147,12 @@ def test_the_local_files_sit_beside_a_chdb_folder_or_under_the_state_folder(monk
     assert replay_journal(parse("chdb:///x")) == str(tmp_path / "mine" / "journal.duckdb")
 
 
-def test_the_replay_page_sends_a_clickhouse_dataset(url, export, monkeypatch):
+def test_the_replay_page_sends_a_clickhouse_dataset(web, state, monkeypatch):
     """The page on a chDB store: its datasets offered, a dry run, Start, every event once."""
     from apptest_helpers import ok, run_app
     from test_app_replay import aim, choose, dry_run, received, start, wait_until_ended
 
-    with stores.open_store(url) as house:
-        stores.load(house, [export], "web")
-    monkeypatch.setenv("EVENTLENS_DB", url)
+    monkeypatch.setenv("EVENTLENS_DB", web[0])
     monkeypatch.delenv("LANGWATCH_API_KEY", raising=False)
     monkeypatch.delenv("LANGWATCH_ENDPOINT", raising=False)
     page = run_app(page="pages/replay.py")

@@ -243,18 +243,20 @@ def test_delete_a_dataset_through_the_server(in_folder):
 def test_the_hand_off_refuses_a_request_without_the_secret(served):
     url = served.published.url
     assert url.startswith("http://127.0.0.1:")
-    assert httpx.get(url + HELLO, params={"nonce": "n"}).status_code == 401
-    wrong = {"Authorization": "Bearer " + "x" * 43}
-    assert httpx.get(url + HELLO, params={"nonce": "n"}, headers=wrong).status_code == 401
-    job = {"command": "info", "params": {"db": served.published.store, "as_json": True}}
-    assert httpx.post(url + JOBS, json=job).status_code == 401
-    assert httpx.post(url + JOBS, json=job, headers=wrong).status_code == 401
-    # With the secret: only the store it holds, only the store's commands.
-    right = served.published.headers()
-    other = {**job, "params": {"db": str(served.folder / "alone.duckdb"), "as_json": True}}
-    assert httpx.post(url + JOBS, json=other, headers=right).status_code == 400
-    ui = {**job, "command": "ui"}
-    assert httpx.post(url + JOBS, json=ui, headers=right).status_code == 400
+    # One client (each new one loads the CA bundle), a connection per request as httpx.get makes.
+    with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        assert http.get(url + HELLO, params={"nonce": "n"}).status_code == 401
+        wrong = {"Authorization": "Bearer " + "x" * 43}
+        assert http.get(url + HELLO, params={"nonce": "n"}, headers=wrong).status_code == 401
+        job = {"command": "info", "params": {"db": served.published.store, "as_json": True}}
+        assert http.post(url + JOBS, json=job).status_code == 401
+        assert http.post(url + JOBS, json=job, headers=wrong).status_code == 401
+        # With the secret: only the store it holds, only the store's commands.
+        right = served.published.headers()
+        other = {**job, "params": {"db": str(served.folder / "alone.duckdb"), "as_json": True}}
+        assert http.post(url + JOBS, json=other, headers=right).status_code == 400
+        ui = {**job, "command": "ui"}
+        assert http.post(url + JOBS, json=ui, headers=right).status_code == 400
 
 
 def test_the_server_file_is_private_and_the_listener_on_loopback(served):
@@ -378,10 +380,12 @@ def test_kill_9_of_the_server_mid_load_leaves_the_store_and_exits_1(tmp_path):
         from eventlens.ingest import load_files
 
         load_files(store, [tmp_path / "seed.jsonl"], "seed")
+    # Big enough that the load writes rows into the file seconds before it commits (about half
+    # way through), so the kill below lands between the two.
     big = tmp_path / "big.jsonl"
     duckdb.sql(
         "COPY (SELECT 'k' || (i % 200000) AS trace_id, 'big' AS event_type,"
-        " {'m': i} AS metrics, 1700000000000 + i AS timestamp FROM range(1500000) t(i))"
+        " {'m': i} AS metrics, 1700000000000 + i AS timestamp FROM range(500000) t(i))"
         f" TO '{big}' (FORMAT json)"
     )
     proc, _, _ = start_ui(db, tmp_path)

@@ -21,6 +21,15 @@ from eventlens.store import Store
 
 T0 = 1_700_000_000_000  # event times (ms) start here; the sandbox clock runs apart from them
 EVERYTHING = {"startDate": 0, "endDate": 4_000_000_000_000}
+# One client for the module's requests: a new httpx client loads the CA bundle (30-150 ms of
+# CPU), even for http:// on loopback. A connection per request, as httpx.post makes.
+HTTP = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_http() -> Iterator[None]:
+    yield
+    HTTP.close()
 
 
 @pytest.fixture
@@ -31,6 +40,14 @@ def clock() -> SetClock:
 @pytest.fixture
 def live(clock: SetClock) -> Iterator[Live]:
     with live_sandbox(clock=clock) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def idle() -> Iterator[Live]:
+    """One empty sandbox for the module's refusals, which store nothing (a server's start and
+    stop take about 0.3 s)."""
+    with live_sandbox(clock=SetClock(1_800_000_000_000)) as served:
         yield served
 
 
@@ -52,11 +69,10 @@ def add(live: Live, *bodies: dict[str, Any]) -> None:
 
 
 def search(live: Live, key: str | None = None, **body: Any) -> tuple[int, Any]:
-    answer = httpx.post(
+    answer = HTTP.post(
         live.url + "/api/traces/search",
         json={**EVERYTHING, **body},
         headers=live.headers(key),
-        timeout=30,
     )
     return answer.status_code, answer.json()
 
@@ -93,7 +109,7 @@ def span(trace: str, event_id: str) -> str:
 def test_a_tracked_event_comes_back_in_the_three_shapes(live):
     sent = [event("t1", 2, ts=T0 + 20), event("t1", 1, ts=T0 + 10)]
     for body in sent:  # over HTTP, as a client sends them
-        answer = httpx.post(live.url + "/api/track_event", json=body, headers=live.headers())
+        answer = HTTP.post(live.url + "/api/track_event", json=body, headers=live.headers())
         assert answer.status_code == 200
     add(live, event("t2", 1, ts=T0 + 5))
 
@@ -280,7 +296,7 @@ def test_select_cuts_a_trace_at_1000_events_and_get_does_not(live):
     add(live, *(event("big", i, ts=T0 + i) for i in range(1005)))
     selected = ok(live, select=["events.timestamp"])["traces"][0]["events"]
     assert len(selected) == 1000 and selected[-1] == {"timestamp": T0 + 999}  # the first 1000
-    whole = httpx.get(live.url + "/api/traces/big", headers=live.headers()).json()
+    whole = HTTP.get(live.url + "/api/traces/big", headers=live.headers()).json()
     assert len(whole["events"]) == len(whole["spans"]) == 1005
     assert whole["events"][-1]["event_id"] == span("big", "big-e1004")
     assert len(ok(live, includeSpans=True)["traces"][0]["events"]) == 1005
@@ -291,14 +307,14 @@ def test_select_cuts_a_trace_at_1000_events_and_get_does_not(live):
 
 def test_get_answers_the_whole_trace_or_langwatchs_404(live):
     add(live, event("t1", 2), event("t1", 1))
-    answer = httpx.get(live.url + "/api/traces/t1", headers={"Authorization": "Bearer sandbox-key"})
+    answer = HTTP.get(live.url + "/api/traces/t1", headers={"Authorization": "Bearer sandbox-key"})
     assert answer.status_code == 200
     trace = answer.json()
     assert [e["event_id"] for e in trace["events"]] == [span("t1", "t1-e1"), span("t1", "t1-e2")]
     searched = ok(live, includeSpans=True)["traces"][0]
     assert {k: v for k, v in trace.items() if k != "ascii_tree"} == searched
     assert "langwatch.track_event" in trace["ascii_tree"]
-    missing = httpx.get(live.url + "/api/traces/nope", headers=live.headers())
+    missing = HTTP.get(live.url + "/api/traces/nope", headers=live.headers())
     assert missing.status_code == 404
     assert missing.json() == {"error": "Trace not found.", "message": "Trace not found."}
 
@@ -328,17 +344,17 @@ def reasons(answer: dict[str, Any]) -> list[tuple[str, str]]:
         ),
     ],
 )
-def test_schema_failures_answer_422_naming_each_field(live, body, expected):
-    status, answer = search(live, **body)
+def test_schema_failures_answer_422_naming_each_field(idle, body, expected):
+    status, answer = search(idle, **body)
     assert status == 422
     assert answer["error"] == "validation_error" and answer["target"] == "json"
     assert reasons(answer) == expected
     assert answer["fields"] == [field for field, _ in expected]
 
 
-def test_a_missing_start_date_and_an_unknown_path_word_as_langwatch_does(live):
-    answer = httpx.post(
-        live.url + "/api/traces/search", json={"endDate": 1}, headers=live.headers()
+def test_a_missing_start_date_and_an_unknown_path_word_as_langwatch_does(idle):
+    answer = HTTP.post(
+        idle.url + "/api/traces/search", json={"endDate": 1}, headers=idle.headers()
     ).json()
     assert answer["message"] == "The request body didn't match the expected shape."
     assert answer["reasons"] == [
@@ -349,7 +365,7 @@ def test_a_missing_start_date_and_an_unknown_path_word_as_langwatch_does(live):
             "meta": {"field": "startDate", "type": "invalid_union", "message": "Invalid input"},
         }
     ]
-    _, unknown = search(live, select=["events.id"])
+    _, unknown = search(idle, select=["events.id"])
     assert unknown["reasons"][0]["meta"] == {
         "field": "select",
         "type": "unknown_path",
@@ -364,14 +380,14 @@ def test_a_page_size_over_1000_is_cut_to_1000_as_langwatch_does(live):
     assert status == 200 and ids(answer) == ["t1"]
 
 
-def test_malformed_json_is_a_400_and_a_non_json_body_validates_as_empty(live):
-    url = live.url + "/api/traces/search"
-    headers = {**live.headers(), "Content-Type": "application/json"}
+def test_malformed_json_is_a_400_and_a_non_json_body_validates_as_empty(idle):
+    url = idle.url + "/api/traces/search"
+    headers = {**idle.headers(), "Content-Type": "application/json"}
     for raw in (b"{", b"", b'{"startDate": NaN, "endDate": 1}'):
-        answer = httpx.post(url, content=raw, headers=headers)
+        answer = HTTP.post(url, content=raw, headers=headers)
         assert answer.status_code == 400
         assert answer.json()["error"] == "malformed_request"
-    text = httpx.post(url, content=json.dumps(EVERYTHING), headers=live.headers())
+    text = HTTP.post(url, content=json.dumps(EVERYTHING), headers=idle.headers())
     assert text.status_code == 422  # no JSON content type: Hono reads the body as {}
 
 
@@ -382,10 +398,10 @@ def test_a_bad_or_missing_key_is_a_401_on_both_routes(live):
         ({"X-Auth-Token": "wrong"}, sandbox_reads.INVALID_KEY),
         ({"Authorization": "Bearer wrong"}, sandbox_reads.INVALID_KEY),
     ):
-        found = httpx.post(live.url + "/api/traces/search", json=EVERYTHING, headers=headers)
-        got = httpx.get(live.url + "/api/traces/t1", headers=headers)
+        found = HTTP.post(live.url + "/api/traces/search", json=EVERYTHING, headers=headers)
+        got = HTTP.get(live.url + "/api/traces/t1", headers=headers)
         assert (found.status_code, found.json()) == (got.status_code, got.json()) == (401, message)
-    bad = httpx.post(live.url + "/api/traces/search", content=b"{", headers={"X-Auth-Token": "x"})
+    bad = HTTP.post(live.url + "/api/traces/search", content=b"{", headers={"X-Auth-Token": "x"})
     assert bad.status_code == 401  # the key is checked before the body
 
 
@@ -416,7 +432,7 @@ def test_faults_apply_to_the_read_routes(live):
     live.sandbox.faults = Faults(fail_rate=1)
     assert search(live)[0] == 500
     live.sandbox.faults = Faults(throttle_rate=1, retry_after_s=3)
-    answer = httpx.get(live.url + "/api/traces/t1", headers=live.headers())
+    answer = HTTP.get(live.url + "/api/traces/t1", headers=live.headers())
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "3"
     live.sandbox.faults = Faults(drop_rate=1)
     with pytest.raises(httpx.HTTPError):
