@@ -48,9 +48,9 @@ pytestmark = pytest.mark.usefixtures("app_error_details")
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory) -> str:
-    """A store file that does not exist yet: the first run of the module loads the sample."""
-    return str(tmp_path_factory.mktemp("replay") / "app.duckdb")
+def db(sample_copy) -> str:
+    """The module's copy of the sample store, as the app's first start makes it."""
+    return str(sample_copy)
 
 
 @pytest.fixture
@@ -164,9 +164,9 @@ def report_metric(at: AppTest, label: str) -> int:
 
 def aim(at: AppTest, live: Live, key: str = SECRET) -> AppTest:
     """Point the page's target at a served sandbox, as the 'other' endpoint with a typed key."""
-    at.selectbox(key="r_endpoint_choice").select("other").run()
-    at.text_input(key="r_endpoint_other").input(live.url).run()
-    at.text_input(key="r_key").input(key).run()
+    at.selectbox(key="r_endpoint_choice").select("other").run()  # enables the endpoint field
+    at.text_input(key="r_endpoint_other").input(live.url)
+    at.text_input(key="r_key").input(key).run()  # both fields in one rerun
     ok(at)
     return at
 
@@ -177,13 +177,21 @@ def choose(
     datasets: list[str] | None = None,
     types: list[str] | None = None,
     traces: list[str] | None = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> AppTest:
+    """Fill in the source's filters, all in one rerun (the fields are there and enabled)."""
     if datasets is not None:
-        at.multiselect(key="r_datasets").set_value(datasets).run()
+        at.multiselect(key="r_datasets").set_value(datasets)
     if types is not None:
-        at.multiselect(key="r_types").set_value(types).run()
+        at.multiselect(key="r_types").set_value(types)
     if traces is not None:
-        at.text_area(key="r_traces").input("\n".join(traces)).run()
+        at.text_area(key="r_traces").input("\n".join(traces))
+    if since is not None:
+        at.text_input(key="r_since").input(since)
+    if until is not None:
+        at.text_input(key="r_until").input(until)
+    at.run()
     ok(at)
     return at
 
@@ -208,17 +216,18 @@ def start(at: AppTest) -> str:
 
 
 def wait_until_ended(at: AppTest, run_id: str, timeout: float = 60) -> AppTest:
-    """Rerun the page (its live fragment) until the run's thread ends, then once more."""
+    """Rerun the page every second while the run's thread lives, as its live fragment
+    (run_every=1.0) is in a browser, then once more when it has ended."""
     deadline = time.monotonic() + timeout
     while True:
         session = registry().get(run_id)
         assert session is not None, f"run {run_id} has no session"
+        session.thread.join(timeout=1.0)  # back as soon as it ends
         if not session.alive:
             break
         assert time.monotonic() < deadline, f"run {run_id} still sending after {timeout} s"
         at.run()
         ok(at)
-        time.sleep(0.2)
     at.run()  # the page draws the ended run's report
     ok(at)
     return at
@@ -348,11 +357,7 @@ def day_filter(event_type: str, since: str, until: str) -> tuple[str, list]:
 
 def window(at: AppTest, event_type: str, since: str, until: str) -> AppTest:
     """The form's source: the sample's events of one type in [since, until)."""
-    choose(at, datasets=["sample"], types=[event_type])
-    at.text_input(key="r_since").input(since).run()
-    at.text_input(key="r_until").input(until).run()
-    ok(at)
-    return at
+    return choose(at, datasets=["sample"], types=[event_type], since=since, until=until)
 
 
 def live_progress(at: AppTest, run_id: str) -> tuple[int, str]:
@@ -385,10 +390,9 @@ def quiet_for(live: Live, seconds: float = 1.0, grace: float = 0.5) -> tuple[int
 
 def paced_checkouts(at: AppTest, concurrency: int, until: str) -> None:
     """The sample's checkout events from 1 Nov until `until`, at 20 events/s."""
-    window(at, "checkout", "2025-11-01", until)
-    at.number_input(key="r_rate").set_value(20.0).run()
-    at.slider(key="r_concurrency").set_value(concurrency).run()
-    ok(at)
+    at.number_input(key="r_rate").set_value(20.0)
+    at.slider(key="r_concurrency").set_value(concurrency)
+    window(at, "checkout", "2025-11-01", until)  # one rerun takes the pacing along
 
 
 # -- tests -------------------------------------------------------------------------------------

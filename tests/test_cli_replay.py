@@ -74,7 +74,7 @@ def stub_server(answer: Callable[[dict], tuple[int, Any]]) -> Iterator[tuple[str
         return JSONResponse(payload, status)
 
     stub = Starlette(routes=[Route(p, handle, methods=["POST"]) for p in PATHS])
-    with serve_in_thread(stub) as url:
+    with serve_in_thread(stub, no_delay=True) as url:  # no delayed-ACK wait on each answer
         yield url, bodies
 
 
@@ -133,10 +133,11 @@ def replay(runner, *args: Any):
 # -- kill -9 and resume -------------------------------------------------------------------------
 
 
-def test_kill_9_half_way_then_resume_last(tmp_path, db):
+def test_kill_9_half_way_then_resume_last(env, tmp_path, db):
     """The command, killed with SIGKILL half way, then `--resume last`: the sandbox ends with
     every valid event exactly once; none lost, none doubled (outcomes not yet journalled when it
-    died are sent again and dropped by the server as repeats)."""
+    died are sent again and dropped by the server as repeats). Only the killed command needs a
+    process of its own: the resume runs in this one, as the other tests' commands do."""
     events = make_events(600, traces=150)
     source = write_jsonl(tmp_path / "big.jsonl", [*events[:300], *INVALID, *events[300:]])
     child_env = {k: v for k, v in os.environ.items() if k not in (DB_ENV, ENDPOINT_ENV)}
@@ -167,16 +168,10 @@ def test_kill_9_half_way_then_resume_last(tmp_path, db):
         assert 150 <= at_kill < 600, "the run was not cut short"
         run_id = first_run_id(out)
 
-        done = subprocess.run(
-            [*command, "--resume", "last", "--db", db, "--rate", "5000", "--concurrency", "64"]
-            + ["--json"],
-            cwd=tmp_path,
-            env=child_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        done = replay(
+            env, "--resume", "last", "--db", db, "--rate", 5000, "--concurrency", 64, "--json"
         )
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.exit_code == 0, done.output
         assert first_run_id(done.stdout) == run_id
         report = last_json(done.stdout)
         assert report["run_id"] == run_id

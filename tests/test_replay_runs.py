@@ -4,6 +4,7 @@ start. The runs list's state and counts are tested in test_replay.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,15 @@ def planned_run(store: Store, tmp_path: Path, url: str = "http://127.0.0.1:9") -
         tmp_path / "e.jsonl", [{"trace_id": "t", "event_type": "x", "metrics": {}}]
     )
     return replay.plan(store, replay.Source(path=str(source)), endpoint=replay.Endpoint(url))
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> Iterator[tuple[Store, replay.Run]]:
+    """One planned run and its journal, for the tests that only read them (a test's own state
+    goes on a copy of the Run)."""
+    folder = tmp_path_factory.mktemp("planned")
+    with Store(folder / "journal.duckdb") as store:
+        yield store, planned_run(store, folder)
 
 
 # -- options left out ---------------------------------------------------------------------------
@@ -101,9 +111,9 @@ def test_a_resume_sends_to_the_runs_own_endpoint(store, tmp_path):
         ("finished", None, False),  # nothing left to send
     ],
 )
-def test_a_run_may_start_unless_finished_or_at_work_here(store, tmp_path, state, alive, may):
-    run = planned_run(store, tmp_path)
-    run.state = replay.RunState(state)
+def test_a_run_may_start_unless_finished_or_at_work_here(planned, state, alive, may):
+    store, run = planned
+    run = dataclasses.replace(run, state=replay.RunState(state))
     if alive is None:
         assert replay.can_start(run, None) is may
         return
