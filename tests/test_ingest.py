@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -208,10 +209,21 @@ def test_detect_ignores_a_misleading_extension(formats_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def loaded_formats(formats_dir, event_rows) -> dict[str, tuple]:
+def ndjson_store(formats_dir) -> Iterator[tuple[Store, LoadResult]]:
+    """events.ndjson loaded once, under its default dataset name, into a store that the tests
+    only read: the store and the LoadResult."""
+    with Store(":memory:") as s:
+        yield s, load_files(s, [formats_dir / "events.ndjson"])
+
+
+@pytest.fixture(scope="module")
+def loaded_formats(formats_dir, event_rows, ndjson_store) -> dict[str, tuple]:
     """Each sample format loaded once into its own store: (FileResult, events, events sans id)."""
-    out = {}
+    s, result = ndjson_store
+    out = {"events.ndjson": (result.files[0], event_rows(s), event_rows(s, with_event_id=False))}
     for name in [*FORMAT_KINDS, "trace_document.json"]:
+        if name == "events.ndjson":
+            continue
         with Store(":memory:") as s:
             result = load_files(s, [formats_dir / name]).files[0]
             out[name] = (result, event_rows(s), event_rows(s, with_event_id=False))
@@ -562,9 +574,8 @@ def test_csv_text_timestamp_is_rejected(write_lines, load, rejects, store):
 # -- the store's shape ----------------------------------------------------------------------------
 
 
-def test_events_column_types(formats_dir, load, store):
-    load(formats_dir / "events.ndjson")
-    types = dict(store.rows("SELECT column_name, column_type FROM (DESCRIBE events)"))
+def test_events_column_types(ndjson_store):
+    types = dict(ndjson_store[0].rows("SELECT column_name, column_type FROM (DESCRIBE events)"))
     assert {
         name: types.get(name)
         for name in (
@@ -615,8 +626,8 @@ def test_dataset_content_hash_is_stable(formats_dir):
     assert other != hashes[0]
 
 
-def test_default_dataset_name_from_first_file(formats_dir, store):
-    assert load_files(store, [formats_dir / "events.ndjson"]).dataset == "events"
+def test_default_dataset_name_from_first_file(ndjson_store):
+    assert ndjson_store[1].dataset == "events"
 
 
 def test_files_table_records_each_file(formats_dir, store):
@@ -721,11 +732,7 @@ def test_small_chunks_give_the_same_result(formats_dir, tmp_path):
 
     whole = run(1_000_000)
     assert whole[0] == [(20, 8, 1), (0, 8, 21)]
-    assert run(7) == whole
-    with Store(":memory:") as s:  # the same, asked for by the caller (replay plans this way)
-        path = formats_dir / "bad_lines.jsonl"
-        r = load_files(s, [path, path], "d", chunk_records=7).files
-        assert [(f.loaded, f.rejected, f.duplicates) for f in r] == whole[0]
+    assert run(7) == whole  # the chunk size asked for by the caller (replay plans this way)
 
 
 def test_a_line_longer_than_max_line_bytes_fails_the_file_and_says_so(write_lines, store):
@@ -818,8 +825,9 @@ def test_fast_path_matches_in_small_chunks_with_repeats(write_lines):
         assert kept == {"e1": 1, "e2": 2, "e4": 9}
 
 
-def test_fast_path_takes_clean_events(formats_dir, store):
+def test_fast_path_takes_clean_events(ndjson_store):
     """The fast path is really used: a clean file's events come from one batch."""
-    result = load_files(store, [formats_dir / "events.ndjson"]).files[0]
+    store, loaded = ndjson_store
+    result = loaded.files[0]
     assert result.loaded == 120
     assert store.scalar("SELECT count(DISTINCT batch_id) FROM events") == 1

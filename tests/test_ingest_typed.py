@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def test_the_same_event_in_jsonl_has_the_same_key(tmp_path, write_lines, event_i
         ({"metrics": None}, "no metrics column"),
     ],
 )
-def test_a_file_whose_types_do_not_fit_takes_the_json_path(tmp_path, columns, why):
+def test_a_file_whose_types_do_not_fit_takes_the_json_path(tmp_path, scratch_store, columns, why):
     base: dict[str, Any] = {
         "trace_id": pa.string(),
         "event_type": pa.string(),
@@ -253,7 +254,7 @@ def test_a_file_whose_types_do_not_fit_takes_the_json_path(tmp_path, columns, wh
         if kind is not None
     }
     path = write_parquet(tmp_path / "e.parquet", spec)
-    described = _described(path)
+    described = _described(scratch_store, path)
     assert typed_rows(str(path), 3, described) is None, why
     both = load_both_ways([path])
     assert both[True] == both[False]
@@ -265,8 +266,15 @@ def _sample(kind: Any) -> Any:
     return {pa.string(): "t", pa.int64(): TS}[kind]
 
 
-def _described(path: Path) -> list[FileColumn]:
-    with Store(":memory:") as s, s.cursor() as cur:
+@pytest.fixture(scope="module")
+def scratch_store() -> Iterator[Store]:
+    """A store only used to read files' column types (it holds nothing)."""
+    with Store(":memory:") as s:
+        yield s
+
+
+def _described(store: Store, path: Path) -> list[FileColumn]:
+    with store.cursor() as cur:
         found = cur.execute("SELECT * FROM read_parquet(?) LIMIT 0", [str(path)]).description
     return file_columns(found)
 

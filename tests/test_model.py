@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -529,16 +530,27 @@ def generated() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def ingested(generated, tmp_path_factory) -> dict[int, list[str]]:
-    """The generated bodies loaded from one JSONL file: line -> its reject reasons."""
+def generated_file(generated, tmp_path_factory) -> Path:
+    """The generated bodies as one JSONL file."""
     path = tmp_path_factory.mktemp("model") / "bodies.jsonl"
     path.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in generated))
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated_store(generated_file) -> Iterator[Store]:
+    """generated_file loaded as a user would (the fast path on), for tests that only read it."""
     with Store(":memory:") as s:
-        result = load_files(s, [path]).files[0]
-        assert result.error is None
-        out: dict[int, list[str]] = {}
-        for line, reason in s.rows("SELECT line, reason FROM rejects"):
-            out.setdefault(int(line), []).append(reason)
+        assert load_files(s, [generated_file]).files[0].error is None
+        yield s
+
+
+@pytest.fixture(scope="module")
+def ingested(generated_store) -> dict[int, list[str]]:
+    """The generated bodies loaded from one JSONL file: line -> its reject reasons."""
+    out: dict[int, list[str]] = {}
+    for line, reason in generated_store.rows("SELECT line, reason FROM rejects"):
+        out.setdefault(int(line), []).append(reason)
     return out
 
 
@@ -657,18 +669,16 @@ def test_null_metric_value_is_rejected_by_ingest(tmp_path, bad):
     assert reasons == [model.reason(validate_body(bad))]
 
 
-def test_fast_and_full_paths_store_the_same_events(generated, tmp_path):
+def test_fast_and_full_paths_store_the_same_events(generated_file, generated_store):
     """The clean events the quick check lets through are stored as the full check stores them."""
-    path = tmp_path / "bodies.jsonl"
-    path.write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in generated))
-    stored = {}
-    for fast in (True, False):
-        with Store(":memory:") as s:
-            load_files(s, [path], fast_path=fast)
-            stored[fast] = s.rows(
-                "SELECT source_line, event_key, event_id, trace_id, event_type, timestamp,"
-                " metrics, event_details FROM events ORDER BY source_line"
-            )
+    events = (
+        "SELECT source_line, event_key, event_id, trace_id, event_type, timestamp,"
+        " metrics, event_details FROM events ORDER BY source_line"
+    )
+    stored = {True: generated_store.rows(events)}  # loaded with the fast path on
+    with Store(":memory:") as s:
+        load_files(s, [generated_file], fast_path=False)
+        stored[False] = s.rows(events)
     assert stored[True] == stored[False]
     assert len(stored[True]) >= 50
 

@@ -6,7 +6,9 @@ import datetime as dt
 import functools
 import json
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -182,8 +184,8 @@ def gen(tmp_path_factory) -> tuple[Store, pd.DataFrame]:
 
 
 def to_ms(values: pd.Series) -> pd.Series:
-    """Instants as epoch milliseconds."""
-    return ((values.dt.tz_convert("UTC") - EPOCH) // pd.Timedelta(milliseconds=1)).astype("int64")
+    """Instants as epoch milliseconds (floored, as numpy casts to a coarser unit)."""
+    return pd.Series(values.to_numpy("datetime64[ms]").view("int64"), index=values.index)
 
 
 def scalar_ms(when: dt.datetime) -> int:
@@ -227,15 +229,28 @@ def bucket_starts(ts: pd.Series, bucket: str, tz: str) -> pd.Series:
     return day.dt.tz_localize(tz).dt.tz_convert("UTC")
 
 
-_BUCKETS: dict[tuple, tuple[pd.DataFrame, pd.Series]] = {}
+_MEMO: dict[tuple, tuple[pd.DataFrame, Any]] = {}
+
+
+def memo(ev: pd.DataFrame, key: tuple, compute: Callable[[], Any]) -> Any:
+    """compute() once per frame and key: many tests ask the same of the module's frame. What it
+    returns is only read. The frame is kept too, so that its id stays its own."""
+    full = (id(ev), *key)
+    if full not in _MEMO:
+        _MEMO[full] = (ev, compute())
+    return _MEMO[full][1]
+
+
+def instant(when: dt.datetime | None) -> dt.datetime | None:
+    """A cache key for a time: the same instant in any zone (an hour repeated in one zone too)."""
+    return None if when is None else when.astimezone(UTC)
 
 
 def event_buckets(ev: pd.DataFrame, bucket: str, tz: str) -> pd.Series:
     """bucket_starts of every timed event in epoch ms, computed once per frame, bucket and zone."""
-    key = (id(ev), bucket, tz)
-    if key not in _BUCKETS:  # the frame is kept too, so that its id stays its own
-        _BUCKETS[key] = (ev, to_ms(bucket_starts(ev["ts"].dropna(), bucket, tz)))
-    return _BUCKETS[key][1]
+    return memo(
+        ev, ("buckets", bucket, tz), lambda: to_ms(bucket_starts(ev["ts"].dropna(), bucket, tz))
+    )
 
 
 def bucket_ends(starts: pd.Series, bucket: str, tz: str) -> pd.Series:
@@ -258,6 +273,17 @@ def grid(start: dt.datetime, end: dt.datetime, bucket: str, tz: str) -> tuple[np
     return to_ms(starts).to_numpy(), to_ms(bucket_ends(starts, bucket, tz)).to_numpy()
 
 
+def filters_key(
+    q: SeriesQuery, start: dt.datetime | None, end: dt.datetime | None, with_metric: bool
+) -> tuple:
+    """What select() depends on."""
+    needs_metric = with_metric and q.uses_metric
+    return (
+        q.datasets, q.event_types, q.details, q.thresholds,
+        needs_metric, q.metric if needs_metric else None, instant(start), instant(end),
+    )  # fmt: skip
+
+
 def select(
     ev: pd.DataFrame,
     q: SeriesQuery,
@@ -266,7 +292,19 @@ def select(
     *,
     with_metric: bool = True,
 ) -> pd.DataFrame:
-    """The events a query's filters keep."""
+    """The events a query's filters keep (once per frame and filters: callers only read it)."""
+    key = ("select", *filters_key(q, start, end, with_metric))
+    return memo(ev, key, lambda: _select(ev, q, start, end, with_metric=with_metric))
+
+
+def _select(
+    ev: pd.DataFrame,
+    q: SeriesQuery,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    *,
+    with_metric: bool,
+) -> pd.DataFrame:
     keep = ev["ts"].notna()
     if q.datasets:
         keep &= ev["dataset"].isin(q.datasets)
@@ -338,35 +376,27 @@ def expect(
     top: list[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """series(store, q).frame computed with pandas (buckets in epoch ms), and the top values."""
-    sel = select(ev, q, start, end)
-    if sel.empty:
-        return pd.DataFrame(columns=COLUMNS), top or []
-    names, top = label(sel, q, top)
-    sel = sel.assign(
-        series=names,
-        v=metric_of(sel, q.metric) if q.uses_metric else np.nan,
-        ts_ms=to_ms(sel["ts"]),
-        bucket=event_buckets(ev, bucket, q.tz).loc[sel.index],
-    )
-    series_names = sorted(sel["series"].unique())
-    starts, ends = grid(start, end, bucket, q.tz)
-    assert set(sel["bucket"]) <= set(starts), "the pandas grid misses a bucket"
-    index = pd.MultiIndex.from_product([series_names, starts], names=["series", "bucket"])
-    groups = sel.groupby(["series", "bucket"])
+    # The events, series and buckets do not depend on the measure: the aggregations share them.
+    key = (
+        "grouped", *filters_key(q, start, end, True), q.split, q.top,
+        None if top is None else tuple(top), bucket, q.tz,
+    )  # fmt: skip
+    grouped = memo(ev, key, lambda: _grouped(ev, q, bucket, start, end, top))
+    if grouped is None:
+        return pd.DataFrame(columns=COLUMNS), list(top or [])
+    sel, top, series_names, index, groups, ends, columns = grouped
     values = aggregate(groups, q.agg).reindex(index).to_numpy(float)
     if q.agg in ("count", "traces"):
         values = np.nan_to_num(values, nan=0.0)
     frame = pd.DataFrame(
         {
-            "series": index.get_level_values(0),
-            "bucket": index.get_level_values(1),
-            "bucket_end": np.tile(ends, len(series_names)),
+            "series": columns["series"],
+            "bucket": columns["bucket"],
+            "bucket_end": columns["bucket_end"],
             "value": values,
-            "events": groups.size().reindex(index, fill_value=0).to_numpy(),
+            "events": columns["events"],
+            "incomplete": columns["incomplete"],
         }
-    )
-    frame["incomplete"] = (frame["bucket"] < scalar_ms(start)) | (
-        frame["bucket_end"] > scalar_ms(end)
     )
     if q.cumulative:
         frame["value"] = np.concatenate(
@@ -379,7 +409,58 @@ def expect(
                 for n in series_names
             ]
         )
-    return frame, top
+    return frame, list(top)
+
+
+class Grouped(NamedTuple):
+    """expect()'s part that the measure does not change."""
+
+    sel: pd.DataFrame  # the selected events' trace, series, measured value, time and bucket
+    top: list[str]
+    series_names: list[str]
+    index: pd.MultiIndex  # (series, bucket start) of every row
+    groups: Any  # sel grouped by series and bucket
+    ends: np.ndarray  # the grid's bucket ends
+    columns: dict[str, Any]  # the frame's columns but the value
+
+
+def _grouped(
+    ev: pd.DataFrame,
+    q: SeriesQuery,
+    bucket: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    top: list[str] | None,
+) -> Grouped | None:
+    """None when no event is selected."""
+    sel = select(ev, q, start, end)
+    if sel.empty:
+        return None
+    names, top = label(sel, q, top)
+    sel = pd.DataFrame(  # only what the measures read: it is kept
+        {
+            "trace_id": sel["trace_id"],
+            "series": names,
+            "v": metric_of(sel, q.metric) if q.uses_metric else np.nan,
+            "ts_ms": to_ms(sel["ts"]),
+            "bucket": event_buckets(ev, bucket, q.tz).loc[sel.index],
+        }
+    )
+    series_names = sorted(sel["series"].unique())
+    starts, ends = grid(start, end, bucket, q.tz)
+    assert set(sel["bucket"]) <= set(starts), "the pandas grid misses a bucket"
+    index = pd.MultiIndex.from_product([series_names, starts], names=["series", "bucket"])
+    groups = sel.groupby(["series", "bucket"])
+    bucket_starts_ms = index.get_level_values(1).to_numpy()
+    bucket_ends_ms = np.tile(ends, len(series_names))
+    columns = {
+        "series": index.get_level_values(0),
+        "bucket": bucket_starts_ms,
+        "bucket_end": bucket_ends_ms,
+        "events": groups.size().reindex(index, fill_value=0).to_numpy(),
+        "incomplete": (bucket_starts_ms < scalar_ms(start)) | (bucket_ends_ms > scalar_ms(end)),
+    }
+    return Grouped(sel, top, series_names, index, groups, ends, columns)
 
 
 def running(part: pd.DataFrame, ends: np.ndarray, agg: str) -> np.ndarray:
@@ -411,18 +492,16 @@ def rolling_mean(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def as_ms_frame(got: pd.DataFrame) -> pd.DataFrame:
-    """A result frame with buckets as epoch ms, for comparing with expect()."""
-    return pd.DataFrame(
-        {
-            "series": got["series"].astype(object).tolist(),
-            "bucket": to_ms(got["bucket"]).tolist() if len(got) else [],
-            "bucket_end": to_ms(got["bucket_end"]).tolist() if len(got) else [],
-            "value": got["value"].to_numpy(float),
-            "events": got["events"].astype("int64").tolist(),
-            "incomplete": got["incomplete"].astype(bool).tolist(),
-        }
-    )
+def as_ms_columns(got: pd.DataFrame) -> dict[str, list | np.ndarray]:
+    """A result frame's columns with buckets as epoch ms, for comparing with expect()."""
+    return {
+        "series": got["series"].astype(object).tolist(),
+        "bucket": to_ms(got["bucket"]).tolist() if len(got) else [],
+        "bucket_end": to_ms(got["bucket_end"]).tolist() if len(got) else [],
+        "value": got["value"].to_numpy(float),
+        "events": got["events"].astype("int64").tolist(),
+        "incomplete": got["incomplete"].astype(bool).tolist(),
+    }
 
 
 def assert_same(got: pd.DataFrame, exp: pd.DataFrame, tz: str, *, lead_free: bool = False) -> None:
@@ -434,14 +513,15 @@ def assert_same(got: pd.DataFrame, exp: pd.DataFrame, tz: str, *, lead_free: boo
     assert list(got.columns) == COLUMNS
     if len(got):
         assert str(got["bucket"].dt.tz) == tz and str(got["bucket_end"].dt.tz) == tz
-    actual = as_ms_frame(got)
-    assert len(actual) == len(exp), (len(actual), len(exp))
+    actual = as_ms_columns(got)
+    assert len(got) == len(exp), (len(got), len(exp))
     for column in ("series", "bucket", "bucket_end", "events", "incomplete"):
-        a, e = actual[column].tolist(), exp[column].tolist()
+        a, e = actual[column], exp[column].tolist()
         if a != e:
             i = next(i for i, (x, y) in enumerate(zip(a, e, strict=True)) if x != y)
-            pytest.fail(f"{column} differs at row {i}:\n{actual.iloc[i]}\nexpected\n{exp.iloc[i]}")
-    a, e = actual["value"].to_numpy(float), exp["value"].to_numpy(float)
+            row = pd.DataFrame(actual).iloc[i]
+            pytest.fail(f"{column} differs at row {i}:\n{row}\nexpected\n{exp.iloc[i]}")
+    a, e = actual["value"], exp["value"].to_numpy(float)
     if lead_free:
         lead = np.isnan(e)
         assert np.all(np.isnan(a[lead]) | (a[lead] == 0))
@@ -682,13 +762,20 @@ def test_half_hour_dst_shift_keeps_every_event(store, write_bodies, load):
 # -- edge cases -----------------------------------------------------------------------------------
 
 
-def test_empty_store_gives_an_empty_result(store):
+@pytest.fixture(scope="module")
+def empty_store() -> Iterator[Store]:
+    """A store without events, for the tests that only query one (no query writes)."""
+    with Store(":memory:") as s:
+        yield s
+
+
+def test_empty_store_gives_an_empty_result(empty_store):
     """No events: an empty frame with the columns, no range, no previous."""
-    result = series(store, SeriesQuery(previous=True))
+    result = series(empty_store, SeriesQuery(previous=True))
     assert result.empty
     assert list(result.frame.columns) == COLUMNS
     assert (result.start, result.end, result.previous) == (None, None, None)
-    assert headline(store, SeriesQuery()) == {}
+    assert headline(empty_store, SeriesQuery()) == {}
 
 
 def test_empty_selection_without_range(gen):
@@ -1122,28 +1209,28 @@ START, END = utc(2024, 5, 1), utc(2024, 5, 2)
         ({"thresholds": (Threshold("m", ">", float("inf")),)}, "finite"),
     ],
 )
-def test_check_query_errors(store, kwargs, message):
+def test_check_query_errors(empty_store, kwargs, message):
     """Queries that cannot run raise QueryError naming the problem; series does too."""
     q = SeriesQuery(**kwargs)
     with pytest.raises(QueryError, match=message):
-        check_query(store, q)
+        check_query(empty_store, q)
     with pytest.raises(QueryError, match=message):
-        series(store, q)
+        series(empty_store, q)
 
 
 @pytest.mark.parametrize(
     ("start", "end"), [(dt.datetime(2024, 5, 1), END), (START, dt.datetime(2024, 5, 2))]
 )
-def test_check_query_mixed_naive_and_aware(store, start, end):
+def test_check_query_mixed_naive_and_aware(empty_store, start, end):
     """A naive start with an aware end is a QueryError, not a TypeError."""
     with pytest.raises(QueryError, match="time zone"):
-        check_query(store, SeriesQuery(start=start, end=end))
+        check_query(empty_store, SeriesQuery(start=start, end=end))
 
 
-def test_check_query_accepts_a_valid_query(store):
+def test_check_query_accepts_a_valid_query(empty_store):
     """A query using every option passes."""
     check_query(
-        store,
+        empty_store,
         SeriesQuery(
             agg="max", metric="m", bucket="1w", tz=AMS, split="detail:k", top=3,
             datasets=("d",), event_types=("x",), start=START, end=END,
@@ -1282,11 +1369,11 @@ def test_user_values_are_bound(store, write_bodies, load, nasty):
     )
 
 
-def test_evil_time_zone_is_a_query_error(store):
+def test_evil_time_zone_is_a_query_error(empty_store):
     """A time zone with SQL in it is only an unknown zone."""
     with pytest.raises(QueryError, match="unknown time zone"):
-        local_to_instant(store, dt.datetime(2024, 5, 1), EVIL)
-    assert store.event_count() == 0
+        local_to_instant(empty_store, dt.datetime(2024, 5, 1), EVIL)
+    assert empty_store.event_count() == 0
 
 
 # -- headline, leaderboard, traces ----------------------------------------------------------------
@@ -1474,12 +1561,12 @@ def test_keys_and_types_most_common_first(gen):
     assert event_types(store, ("spring",)) == ranked(spring["event_type"].value_counts())
 
 
-def test_local_to_instant(store):
+def test_local_to_instant(empty_store):
     """A wall-clock time in a zone becomes the instant it names."""
-    assert local_to_instant(store, dt.datetime(2024, 6, 1, 12), AMS) == utc(2024, 6, 1, 10)
-    assert local_to_instant(store, dt.datetime(2024, 1, 1, 12), AMS) == utc(2024, 1, 1, 11)
-    assert local_to_instant(store, dt.datetime(2024, 1, 1, 12), "Asia/Kolkata") == utc(
+    assert local_to_instant(empty_store, dt.datetime(2024, 6, 1, 12), AMS) == utc(2024, 6, 1, 10)
+    assert local_to_instant(empty_store, dt.datetime(2024, 1, 1, 12), AMS) == utc(2024, 1, 1, 11)
+    assert local_to_instant(empty_store, dt.datetime(2024, 1, 1, 12), "Asia/Kolkata") == utc(
         2024, 1, 1, 6, 30
     )
     with pytest.raises(QueryError, match="unknown time zone"):
-        local_to_instant(store, dt.datetime(2024, 1, 1), "Nowhere/Special")
+        local_to_instant(empty_store, dt.datetime(2024, 1, 1), "Nowhere/Special")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -116,12 +117,24 @@ def test_store_uses_utc(store):
 # -- catalogue ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_datasets(store, formats_dir) -> Store:
+def load_three_datasets(store: Store, formats_dir: Path) -> Store:
     load_files(store, [formats_dir / "events.ndjson"], "clean")
     load_files(store, [formats_dir / "search_response.json"], "search")
     load_files(store, [formats_dir / "bad_lines.jsonl"], "bad")
     return store
+
+
+@pytest.fixture
+def two_datasets(store, formats_dir) -> Store:
+    """The datasets, in the test's own store, for a test that changes them."""
+    return load_three_datasets(store, formats_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_datasets(formats_dir) -> Iterator[Store]:
+    """The datasets of two_datasets, loaded once for the tests that only read them."""
+    with Store(":memory:") as s:
+        yield load_three_datasets(s, formats_dir)
 
 
 def test_empty_store(store):
@@ -131,23 +144,23 @@ def test_empty_store(store):
     assert store.rejects().empty
 
 
-def test_datasets_lists_each_dataset(two_datasets):
-    frame = two_datasets.datasets().set_index("dataset")
+def test_datasets_lists_each_dataset(shared_datasets):
+    frame = shared_datasets.datasets().set_index("dataset")
     assert sorted(frame.index) == ["bad", "clean", "search"]
     assert frame.loc["clean", "events"] == 120
     assert frame.loc["search", "events"] == 120  # no event_id: not duplicates of "clean"
     assert frame.loc["bad", "events"] == 0  # all its good lines are already in "clean"
     assert frame.loc["bad", "rejects"] == 8
-    assert frame.loc["clean", "traces"] == two_datasets.scalar(
+    assert frame.loc["clean", "traces"] == shared_datasets.scalar(
         "SELECT count(DISTINCT trace_id) FROM events WHERE dataset = 'clean'"
     )
     assert frame.loc["clean", "first_event"] <= frame.loc["clean", "last_event"]
 
 
-def test_rejects_filtered_by_dataset(two_datasets):
-    assert len(two_datasets.rejects("bad")) == 8
-    assert two_datasets.rejects("clean").empty
-    assert len(two_datasets.rejects()) == 8
+def test_rejects_filtered_by_dataset(shared_datasets):
+    assert len(shared_datasets.rejects("bad")) == 8
+    assert shared_datasets.rejects("clean").empty
+    assert len(shared_datasets.rejects()) == 8
 
 
 def test_delete_dataset_removes_its_rows_only(two_datasets):

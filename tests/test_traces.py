@@ -11,6 +11,7 @@ import os
 import random
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
@@ -841,22 +842,34 @@ def test_body_omits_event_id_when_absent_in_a_mixed_trace(store, write_bodies):
         json.loads(line, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
 
 
-@pytest.mark.parametrize(
-    "ms",
-    [1717200000999, 1717200000001, 1717200000000, 0, 999, -1, -999, 1, 4102444799999],
-)
-def test_body_timestamps_are_exact(store, write_bodies, ms):
-    load_into(store, write_bodies, [ev("t", "a", ms, "e")], "d")
-    row = traces.events(store, "t").iloc[0]
-    assert traces.body(row, "t")["timestamp"] == ms
+EXACT_MS = [1717200000999, 1717200000001, 1717200000000, 0, 999, -1, -999, 1, 4102444799999]
+FAR_MS = [253_402_300_799_999, -62_135_596_800_000]
 
 
-@pytest.mark.parametrize("ms", [253_402_300_799_999, -62_135_596_800_000], ids=["y9999", "y1"])
-def test_body_timestamps_far_from_now(store, write_bodies, ms):
-    load_into(store, write_bodies, [ev("t", "a", ms, "e")], "d")
-    frame = traces.events(store, "t")
-    assert traces.body(frame.iloc[0], "t")["timestamp"] == ms
-    assert json.loads(traces.jsonl(frame, "t"))["timestamp"] == ms
+@pytest.fixture(scope="module")
+def one_event_traces(tmp_path_factory) -> Iterator[Store]:
+    """For each timestamp of EXACT_MS and FAR_MS, a trace named f"t{ms}" of one event at it;
+    loaded once, the tests only read it."""
+    bodies = [ev(f"t{ms}", "a", ms, "e") for ms in EXACT_MS + FAR_MS]
+    path = tmp_path_factory.mktemp("timestamps") / "events.jsonl"
+    path.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
+    with Store(":memory:") as s:
+        result = load_files(s, [path], "d").files[0]
+        assert result.error is None and result.rejected == 0 and result.loaded == len(bodies)
+        yield s
+
+
+@pytest.mark.parametrize("ms", EXACT_MS)
+def test_body_timestamps_are_exact(one_event_traces, ms):
+    row = traces.events(one_event_traces, f"t{ms}").iloc[0]
+    assert traces.body(row, f"t{ms}")["timestamp"] == ms
+
+
+@pytest.mark.parametrize("ms", FAR_MS, ids=["y9999", "y1"])
+def test_body_timestamps_far_from_now(one_event_traces, ms):
+    frame = traces.events(one_event_traces, f"t{ms}")
+    assert traces.body(frame.iloc[0], f"t{ms}")["timestamp"] == ms
+    assert json.loads(traces.jsonl(frame, f"t{ms}"))["timestamp"] == ms
 
 
 def assert_jsonl_reloads(store, frame, trace_id, tmp_path: Path, event_rows):
