@@ -19,9 +19,7 @@ def app(sample_store_file, tmp_path, monkeypatch) -> AppTest:
     shutil.copyfile(sample_store_file, tmp_path / "app.duckdb")
     monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "app.duckdb"))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/data.py")
-    at.run()
+    at.switch_page("pages/data.py").run()  # as a browser opening /data: no Explore run first
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -37,10 +35,9 @@ def text_input(at: AppTest, label: str, nth: int = 0):
 def load_path(at: AppTest, path: object, dataset: str | None = None) -> None:
     """Type a server path (and a dataset name), then press Load as a user would."""
     text_input(at, "File or folder on the machine running eventlens").input(str(path))
-    at.run()
-    if dataset is not None:
+    if dataset is not None:  # the two fields are drawn whatever they hold: one run for both
         text_input(at, "Dataset name", 1).input(dataset)
-        at.run()
+    at.run()
     button(at, "Load from path").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -49,8 +46,8 @@ def load_path(at: AppTest, path: object, dataset: str | None = None) -> None:
 def test_first_start_loads_the_sample_data(tmp_path, monkeypatch):
     """A store file that does not exist yet: the app's first run loads the sample export."""
     monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "new.duckdb"))
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    app.switch_page("pages/data.py").run()
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.switch_page("pages/data.py").run()  # app.py opens the store before any page runs
     assert not app.exception, [e.value for e in app.exception]
     assert metric(app, "Events") == "50,000"
     assert int(metric(app, "Event types")) >= 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 from sandbox_server import free_port
+
+from browser.app_utils import resize, wait_for_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -43,12 +46,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory: pytest.TempPathFactory, sample_store_file: Path) -> Iterator[str]:
+def app_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The app run by `streamlit run` on a free port, on a copy of the sample store (as a first
     start leaves it; tests/test_app_data.py checks the first start itself), once it answers."""
     port = free_port()
     db = tmp_path_factory.mktemp("db") / "browser.duckdb"
-    shutil.copyfile(sample_store_file, db)
     env = dict(os.environ, EVENTLENS_DB=str(db))
     log = tmp_path_factory.mktemp("log") / "streamlit.log"
     with open(log, "wb") as out:
@@ -75,6 +79,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, sample_store_file: Path) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
+        # The server opens the store on its first page request, not before: it starts (imports
+        # Streamlit) while the sample store is built, where this worker is the first to ask.
+        shutil.copyfile(request.getfixturevalue("sample_store_file"), db)
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -126,13 +133,34 @@ def _tab(context):
     page.close()
 
 
+SHOTS = pytest.StashKey[pytest.TempPathFactory]()
+
+
 @pytest.fixture
-def page(_tab):
+def page(_tab, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The session's one tab, at the default size; a test goes where it starts (see goto), and
     each page load is a new app session. One tab rather than one per test: its renderer keeps
     the app's compiled scripts, which made a page load about a fifth cheaper in CPU."""
-    _tab.set_viewport_size(VIEWPORT)
+    request.node.stash[SHOTS] = tmp_path_factory  # for a screenshot if the test fails
+    resize(_tab, VIEWPORT)
     return _tab
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """A screenshot of the tab when a browser test fails, named in the report: the page as the
+    failed check saw it."""
+    report = yield
+    tab = getattr(item, "funcargs", {}).get("_tab")
+    if report.when == "call" and report.failed and tab is not None and SHOTS in item.stash:
+        name = re.sub(r"[^\w.-]+", "_", item.name)[:80]  # parameters may hold a "/"
+        path = item.stash[SHOTS].mktemp("failed") / f"{name}.png"
+        try:
+            tab.screenshot(path=str(path), full_page=True)
+            report.sections.append(("screenshot", str(path)))
+        except Exception as exc:  # a closed tab or a crashed renderer: the failure says enough
+            report.sections.append(("screenshot", f"none: {exc}"))
+    return report
 
 
 @pytest.fixture
@@ -152,10 +180,3 @@ def goto(page, url: str) -> None:
 def wait_for_app():
     """The explicit wait to use after an interaction."""
     return wait_for_script
-
-
-def wait_for_script(page, timeout: float = 60_000) -> None:
-    """Wait until the app's script has finished running, as Streamlit's own e2e tests do."""
-    page.wait_for_selector(
-        '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout
-    )

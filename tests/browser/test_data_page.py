@@ -10,6 +10,8 @@ from langwatch_fake import KEY, FakeLangWatch, asgi_app, event
 from playwright.sync_api import expect
 from sandbox_server import serve_in_thread
 
+from browser.app_utils import promptly
+
 FORMATS = Path(__file__).resolve().parents[2] / "sample_data" / "formats"
 
 
@@ -21,15 +23,16 @@ def data_page(page, app_url, wait_for_app):
     return page
 
 
-def test_data_page_renders_the_sample_data(data_page, tmp_path):
+def test_data_page_renders_the_sample_data(data_page):
     page = data_page
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    # The server's first page: its script runs twice (ui.state.require_router), and the first
+    # run's end is what wait_for_app may have seen.
+    promptly(expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible)
     events = page.locator('[data-testid="stMetric"]').filter(has_text="Events").first
-    expect(events).to_contain_text("50,000")
+    promptly(expect(events).to_contain_text, "50,000")
     # The datasets, profile and metric tables are drawn (canvas grids).
-    expect(page.locator('[data-testid="stDataFrame"]').nth(2)).to_be_visible()
+    promptly(expect(page.locator('[data-testid="stDataFrame"]').nth(2)).to_be_visible)
     assert page.locator('[data-testid="stException"]').count() == 0
-    page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
 
 
 def test_uploading_a_bad_file_and_a_non_export(data_page, tmp_path, wait_for_app):
@@ -41,13 +44,12 @@ def test_uploading_a_bad_file_and_a_non_export(data_page, tmp_path, wait_for_app
     )
     page.get_by_role("button", name="Load uploaded files").click()
     alert = page.locator('[data-testid="stAlert"]')
-    expect(alert.filter(has_text="8 rejected")).to_be_visible(timeout=30_000)
+    promptly(expect(alert.filter(has_text="8 rejected")).to_be_visible, timeout_s=30)
     expect(alert.filter(has_text="not an event export")).to_be_visible()
     wait_for_app(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     rejected = page.locator('[data-testid="stMetric"]').filter(has_text="Rejected rows").first
     expect(rejected).to_contain_text("8")
-    page.screenshot(path=str(Path(tmp_path) / "upload.png"), full_page=True)
 
 
 def test_a_removed_file_chosen_again_loads_again(data_page, tmp_path, wait_for_app):
@@ -71,32 +73,29 @@ def test_a_removed_file_chosen_again_loads_again(data_page, tmp_path, wait_for_a
     alert = page.locator('[data-testid="stAlert"]')
 
     uploader.set_input_files(str(export))
-    expect(load).to_be_enabled()
+    promptly(expect(load).to_be_enabled)
     load.click()
-    expect(
-        alert.filter(has_text="chosen-twice: 3 loaded, 0 rejected, 0 duplicates.")
-    ).to_be_visible(timeout=30_000)
+    loaded = alert.filter(has_text="chosen-twice: 3 loaded, 0 rejected, 0 duplicates.")
+    promptly(expect(loaded).to_be_visible, timeout_s=30)
     wait_for_app(page)
 
     chosen.locator('[data-testid="stFileChipDeleteBtn"] button').click()
     expect(chosen).to_have_count(0)
-    expect(load).to_be_disabled()
+    promptly(expect(load).to_be_disabled)
     wait_for_app(page)
 
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(export))
-    expect(chosen).to_be_visible()
-    expect(load).to_be_enabled()
+    promptly(expect(chosen).to_be_visible)
+    promptly(expect(load).to_be_enabled)
     load.click()
-    expect(
-        alert.filter(has_text="chosen-twice: 0 loaded, 0 rejected, 3 duplicates.")
-    ).to_contain_text(
-        "Nothing new was added: those events were already in the store.", timeout=30_000
-    )
+    again = alert.filter(has_text="chosen-twice: 0 loaded, 0 rejected, 3 duplicates.")
+    nothing_new = "Nothing new was added: those events were already in the store."
+    promptly(expect(again).to_contain_text, nothing_new, timeout_s=30)
     wait_for_app(page)
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, tmp_path, wait_for_app):
+def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, wait_for_app):
     """Pull now against a LangWatch stand-in served by this test process (the app's server is
     another process): the form, the live part, the result, the counts and the past pulls."""
     page = data_page
@@ -122,15 +121,13 @@ def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, tmp_path, wa
         key.fill(KEY)
         key.press("Enter")
         wait_for_app(page)
-        expect(section).to_contain_text(f"Pulling from {url} with the key typed above.")
+        promptly(expect(section).to_contain_text, f"Pulling from {url} with the key typed above.")
         section.get_by_label("Dataset", exact=True).fill("browser-pulled")
         section.get_by_label("Dataset", exact=True).press("Enter")
         wait_for_app(page)
         section.get_by_role("button", name="Pull now").click()
         done = section.locator('[data-testid="stAlert"]').filter(has_text="Pulled 5 traces")
-        expect(done).to_contain_text(
-            "into dataset browser-pulled (5 events: 5 added", timeout=60_000
-        )
+        promptly(expect(done).to_contain_text, "into dataset browser-pulled (5 events: 5 added")
         wait_for_app(page)
     assert fake.requests, "the app's server never asked the stand-in"
     expect(events).to_contain_text(f"{before + 5:,}")
@@ -144,4 +141,3 @@ def test_pull_now_from_a_langwatch_reached_over_loopback(data_page, tmp_path, wa
     )
     assert KEY in page.content() and KEY not in elsewhere
     assert page.locator('[data-testid="stException"]').count() == 0
-    section.screenshot(path=str(tmp_path / "pulled.png"))

@@ -15,6 +15,8 @@ from browser.app_utils import (
     click_point,
     nav_labels,
     no_errors,
+    promptly,
+    resize,
     the_chart,
     traces_caption,
 )
@@ -38,7 +40,7 @@ DATAFRAME_BETWEEN = """([first, second]) => {
 def expect_traces_listed(page, wait_for_app) -> str:
     """Wait for the traces behind a selection; returns their caption."""
     caption = traces_caption(page)
-    expect(caption).to_be_visible(timeout=60_000)
+    promptly(expect(caption).to_be_visible)
     wait_for_app(page)
     page.wait_for_function(DATAFRAME_BETWEEN, arg=[TRACES_HEADING, BOARD_HEADING], timeout=30_000)
     text = caption.inner_text()
@@ -46,7 +48,7 @@ def expect_traces_listed(page, wait_for_app) -> str:
     return text
 
 
-def test_explore_is_the_default_page_and_draws_the_chart(explore, tmp_path):
+def test_explore_is_the_default_page_and_draws_the_chart(explore):
     page = explore
     expect(page.get_by_role("heading", name="Explore", exact=True)).to_be_visible()
     assert nav_labels(page) == NAV
@@ -58,12 +60,11 @@ def test_explore_is_the_default_page_and_draws_the_chart(explore, tmp_path):
     expect(chart.locator(".scatterlayer .trace").first).to_be_attached()
     assert chart.locator(".scatterlayer .trace").count() >= 10
     no_errors(page)
-    page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
 
 
 @pytest.mark.parametrize("chart_kind", ["line", "bar"])
 def test_a_click_on_a_point_lists_the_traces_of_its_bucket_and_series(
-    page, app_url, wait_for_app, chart_kind, tmp_path
+    page, app_url, wait_for_app, chart_kind
 ):
     page.goto(f"{app_url}/?chart={chart_kind}&tz=Europe%2FAmsterdam")
     wait_for_app(page)
@@ -78,10 +79,9 @@ def test_a_click_on_a_point_lists_the_traces_of_its_bucket_and_series(
         text,
     ), text
     no_errors(page)
-    page.screenshot(path=str(tmp_path / f"explore-click-{chart_kind}.png"), full_page=True)
 
 
-def test_box_select_on_the_chart_lists_the_traces_behind_it(explore, tmp_path, wait_for_app):
+def test_box_select_on_the_chart_lists_the_traces_behind_it(explore, wait_for_app):
     page = explore
     chart = the_chart(page)
     hint = (
@@ -94,17 +94,15 @@ def test_box_select_on_the_chart_lists_the_traces_behind_it(explore, tmp_path, w
     text = expect_traces_listed(page, wait_for_app)
     assert " with events of " in text
     no_errors(page)
-    page.screenshot(path=str(tmp_path / "explore-selection.png"), full_page=True)
 
 
 @pytest.mark.parametrize("path", ["/", "/?agg=p95&metric=latency_ms&by=detail%3Amodel", "/traces"])
-def test_an_800_pixel_window_cuts_no_label(page, app_url, wait_for_app, path, tmp_path):
+def test_an_800_pixel_window_cuts_no_label(page, app_url, wait_for_app, path):
     """The menu runs along the top, so the page keeps the whole width for its controls."""
-    page.set_viewport_size({"width": 800, "height": 1600})
+    resize(page, {"width": 800, "height": 1600})
     page.goto(app_url + path)
     wait_for_app(page)
     expect(page.locator('[data-testid="stMain"] h1')).to_be_visible(timeout=60_000)
     assert page.locator('[data-testid="stSidebar"]').count() == 0
     assert nav_labels(page) == NAV
     assert page.evaluate(CLIPPED_TEXT) == []
-    page.screenshot(path=str(tmp_path / "narrow.png"))

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 from sandbox_server import live_sandbox
 
-from browser.app_utils import eventually, no_errors, open_trace, sample_trace_id
+from browser.app_utils import eventually, no_errors, open_trace, promptly, sample_trace_id
 
 ROOT = Path(__file__).resolve().parents[2]
 FORMATS = ROOT / "sample_data" / "formats"
@@ -60,7 +60,7 @@ def sandbox(tmp_path):
 @pytest.fixture
 def replay_page(page, app_url, wait_for_app):
     page.goto(f"{app_url}/replay")
-    expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=60_000)
+    promptly(expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible)
     wait_for_app(page)
     return page
 
@@ -78,13 +78,13 @@ def type_into(page, label: str, text: str) -> None:
     field.press("Enter")
 
 
-def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_app, tmp_path):
+def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_app):
     page = replay_page
     page.get_by_text("An uploaded export", exact=True).click()
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    expect(uploader).to_be_attached(timeout=30_000)
+    promptly(expect(uploader).to_be_attached, timeout_s=30)
     uploader.set_input_files(str(FORMATS / "bad_lines.jsonl"))
-    expect(page.get_by_text("bad_lines.jsonl").first).to_be_visible(timeout=30_000)
+    promptly(expect(page.get_by_text("bad_lines.jsonl").first).to_be_visible, timeout_s=30)
     wait_for_app(page)
     choose_option(page, "Endpoint", "other")
     wait_for_app(page)
@@ -93,10 +93,10 @@ def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_
     type_into(page, "API key (leave empty to use LANGWATCH_API_KEY or Streamlit secrets)", KEY)
     wait_for_app(page)
     aimed = re.compile(r"^Sending to .* with the key typed above\.$")
-    expect(page.get_by_text(aimed)).to_be_visible()
+    promptly(expect(page.get_by_text(aimed)).to_be_visible)
 
     page.get_by_role("button", name="Dry run", exact=True).click()
-    expect(metric(page, "Events to send")).to_have_text("20", timeout=60_000)
+    promptly(expect(metric(page, "Events to send")).to_have_text, "20")
     wait_for_app(page)
     expect(metric(page, "Invalid \\(dead letters\\)")).to_have_text("8")
     heading = page.get_by_text(re.compile(r"^Dry run · run \S+$"))
@@ -105,14 +105,13 @@ def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_
     assert len(reasons) == 8 and all(r["reason"] for r in reasons), reasons
     assert sandbox.total_requests() == 0
     no_errors(page)
-    page.screenshot(path=str(tmp_path / "replay-dry-run.png"), full_page=True)
 
     # The form's Start (primary); the run's own button below is also "Start" until it starts.
     page.get_by_role("button", name="Start", exact=True).and_(
         page.locator('[data-testid="stBaseButton-primary"]')
     ).click()
     # The report replaces the live progress once the run has ended.
-    expect(page.get_by_text("Latency p50")).to_be_visible(timeout=60_000)
+    promptly(expect(page.get_by_text("Latency p50")).to_be_visible)
     wait_for_app(page)
     expect(metric(page, "Accepted", -1)).to_have_text("20")
     expect(metric(page, "Dead-lettered", -1)).to_have_text("8")
@@ -131,14 +130,13 @@ def test_an_uploaded_export_is_dry_run_then_sent(replay_page, sandbox, wait_for_
     # The typed key is nowhere on the page (the password field keeps it as its value only).
     assert KEY not in page.inner_text("body") and KEY not in page.url
     no_errors(page)
-    page.screenshot(path=str(tmp_path / "replay-done.png"), full_page=True)
 
 
 def test_replay_this_trace_opens_replay_with_the_trace(page, app_url, wait_for_app):
     trace_id = sample_trace_id()
     open_trace(page, app_url, trace_id)
     page.get_by_role("button", name="Replay this trace").click()
-    expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible(timeout=60_000)
+    promptly(expect(page.get_by_role("heading", name="Replay", exact=True)).to_be_visible)
     wait_for_app(page)
     assert urlparse(page.url).path.rstrip("/").endswith("/replay")
     assert parse_qs(urlparse(page.url).query).get("trace") == [trace_id]
