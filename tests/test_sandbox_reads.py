@@ -16,14 +16,18 @@ import pytest
 from sandbox_server import Live, SetClock, live_sandbox
 
 from eventlens import sandbox_reads
+from eventlens.client import tls_context
 from eventlens.sandbox import Faults, ReadOptions, Sandbox
 from eventlens.store import Store
 
 T0 = 1_700_000_000_000  # event times (ms) start here; the sandbox clock runs apart from them
 EVERYTHING = {"startDate": 0, "endDate": 4_000_000_000_000}
-# One client for the module's requests: a new httpx client loads the CA bundle (30-150 ms of
-# CPU), even for http:// on loopback. A connection per request, as httpx.post makes.
-HTTP = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+# One client for the module's requests, a connection per request as httpx.post makes. Built
+# at import, in every worker that collects this module: with the shared TLS context it does
+# not load the CA bundle there (30-150 ms of CPU).
+HTTP = httpx.Client(
+    timeout=30, limits=httpx.Limits(max_keepalive_connections=0), verify=tls_context()
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
