@@ -191,32 +191,39 @@ def _load_file(
         try:
             _replace_earlier_rejects(cur, source, staged)
             added = _insert_chunks(cur, source, staged, options)
-            result = _summarise(cur, source, detected.label, added)
+            result = _summarise(cur, source, detected.label, added, bool(staged.rejects))
             _record_file(cur, source, result)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
     finally:
-        for table in (*_WORK_TABLES, *reader.temp_tables):
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        _drop_tables(cur, (*_WORK_TABLES, *reader.temp_tables))
     return result
+
+
+def _drop_tables(cur: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
+    """Drop the tables that exist, in one call (each call costs ~0.3 ms, a small file's ~1%)."""
+    cur.execute("; ".join(f"DROP TABLE IF EXISTS {table}" for table in tables))
 
 
 @dataclass(frozen=True)
 class _Added:
     """What inserting some records did: events stored, valid events that were stored already,
-    and the valid events by type as (event_type, count, first time, last time)."""
+    the valid events by type as (event_type, count, first time, last time), and how many
+    rejects it wrote."""
 
     loaded: int = 0
     duplicates: int = 0
     by_type: tuple[tuple[Any, int, Any, Any], ...] = ()
+    rejected: int = 0
 
     def __add__(self, other: _Added) -> _Added:
         return _Added(
             self.loaded + other.loaded,
             self.duplicates + other.duplicates,
             self.by_type + other.by_type,
+            self.rejected + other.rejected,
         )
 
 
@@ -245,18 +252,15 @@ def _insert_chunks(
         if staged.typed is not None:  # its rejects, all of _src, made by _insert_typed
             left = stop - start - clean.loaded - clean.duplicates
             rest = Staged(staged.unit, left, typed_sql.LEFT_LINES)
-            _normalise(cur, rest, 0, sql.ALL_ROWIDS, only_left=False)
+            counts = _normalise(cur, rest, 0, sql.ALL_ROWIDS, only_left=False)
         else:
             rest = staged
-            _normalise(cur, staged, start, stop, only_left=clean.loaded > 0)
+            counts = _normalise(cur, staged, start, stop, only_left=clean.loaded > 0)
         if start == 0 and clean.loaded == 0 and clean.duplicates == 0:
-            _check_is_export(cur, rest)
-        explained = _write_rejects(cur, source, staged.unit, explained)
-        total += _insert_checked(cur, source)
-        cur.execute("DROP TABLE _norm")
-        cur.execute("DROP TABLE IF EXISTS _left")
-        if staged.typed is not None:
-            cur.execute("DROP TABLE _src")
+            _check_is_export(cur, rest, counts)
+        explained, rejected = _write_rejects(cur, source, staged.unit, explained, counts)
+        total += _insert_checked(cur, source, counts) + _Added(rejected=rejected)
+        _drop_tables(cur, ("_norm", "_left", "_src") if staged.typed else ("_norm", "_left"))
     return total
 
 
@@ -283,15 +287,18 @@ def _insert_clean(
     inserted = fetch_scalar(cur, *insert)
     if not inserted:
         return _Added()
-    inserted -= _drop_repeats(cur, batch)
+    inserted -= _drop_repeats(cur, batch, inserted)
     by_type = tuple(cur.execute(*sql.batch_summary(batch)).fetchall())
     if inserted < stop - start:
         cur.execute(*sql.left_over(staged.lines, start, stop, batch))
     return _Added(int(inserted), 0, by_type)
 
 
-def _drop_repeats(cur: duckdb.DuckDBPyConnection, batch: int) -> int:
-    """Delete the later copies of an event inserted twice by one batch; returns how many."""
+def _drop_repeats(cur: duckdb.DuckDBPyConnection, batch: int, inserted: int) -> int:
+    """Delete the later copies of an event inserted twice by one batch of `inserted` events;
+    returns how many."""
+    if inserted < 2:  # nothing to repeat
+        return 0
     repeats = fetch_scalar(cur, *sql.count_repeats(batch))
     if repeats:
         cur.execute(*sql.delete_repeats(batch))
@@ -310,7 +317,7 @@ def _insert_typed(
     inserted = int(fetch_scalar(cur, *typed_sql.insert_typed(typed, start, stop, source, batch)))
     by_type: tuple[tuple[Any, int, Any, Any], ...] = ()
     if inserted:
-        inserted -= _drop_repeats(cur, batch)
+        inserted -= _drop_repeats(cur, batch, inserted)
         by_type = tuple(cur.execute(*sql.batch_summary(batch)).fetchall())
     duplicates = 0
     if inserted < stop - start:
@@ -327,33 +334,33 @@ def _insert_typed(
 
 def _normalise(
     cur: duckdb.DuckDBPyConnection, staged: Staged, start: int, stop: int, *, only_left: bool
-) -> None:
+) -> sql.NormCounts:
     """Create _norm for records start..stop (or those in _left): checked events, and the rest's
-    status, with the events nested in containers expanded."""
+    status, with the events nested in containers expanded; what it holds, counted."""
     cur.execute(*sql.normalise(staged.lines, staged.unit, start, stop, only_left=only_left))
-    if fetch_scalar(cur, "SELECT count(*) FROM _norm WHERE status = 'container'"):
+    counts = sql.NormCounts(*cur.execute(sql.NORM_COUNTS).fetchall()[0])
+    if counts.containers:
         cur.execute(*sql.expand_containers(staged.unit))
+        counts = sql.NormCounts(*cur.execute(sql.NORM_COUNTS).fetchall()[0])
+    return counts
 
 
-def _check_is_export(cur: duckdb.DuckDBPyConnection, staged: Staged) -> None:
+def _check_is_export(
+    cur: duckdb.DuckDBPyConnection, staged: Staged, counts: sql.NormCounts
+) -> None:
     """A file none of whose records looks like an event is not an event export."""
-    events, eventish, records, bad_json = cur.execute(
-        "SELECT count(*) FILTER (WHERE status = 'ok'),"
-        " count(*) FILTER (WHERE status = 'ok' AND has_event_fields),"
-        " count(*) FILTER (WHERE status <> 'blank' AND sub = 0),"
-        " count(*) FILTER (WHERE status = 'invalid') FROM _norm"
-    ).fetchall()[0]
+    records, bad_json = counts.records, counts.malformed
     if records == 0:
         raise NotAnExport("it holds no records")
-    if eventish or staged.rejects:
+    if counts.eventish or staged.rejects:
         return
     if bad_json == records:
         raise NotAnExport(f"it is not an event export: none of its {records} records is JSON")
-    if events == 0 and bad_json == 0:
+    if counts.events == 0 and bad_json == 0:
         raise NotAnExport(
             "it is not an event export: no record holds an event or a trace with events"
         )
-    if events and bad_json == 0:
+    if counts.events and bad_json == 0:
         keys = _sample_keys(cur)
         raise NotAnExport(
             "it is not an event export: no record has trace_id, event_type or metrics"
@@ -389,10 +396,19 @@ def _replace_earlier_rejects(
 
 
 def _write_rejects(
-    cur: duckdb.DuckDBPyConnection, source: Source, unit: str, explained: int
-) -> int:
-    """Reject _norm's failures; returns how many malformed records Python has explained so far."""
-    cur.execute(*sql.reject_failures(unit, source))
+    cur: duckdb.DuckDBPyConnection,
+    source: Source,
+    unit: str,
+    explained: int,
+    counts: sql.NormCounts,
+) -> tuple[int, int]:
+    """Reject _norm's failures; returns how many malformed records Python has explained so far
+    and how many rejects this wrote. (A statement with nothing to write is not run.)"""
+    rejected = 0
+    if counts.failures:
+        rejected = int(fetch_scalar(cur, *sql.reject_failures(unit, source)))
+    if not counts.malformed:
+        return explained, rejected
     # Python's parser explains the first malformed records; the rest get a plain reason.
     room = DETAILED_JSON_ERRORS - explained
     bad = cur.execute(*sql.first_malformed(room)).fetchall() if room > 0 else []
@@ -404,9 +420,11 @@ def _write_rejects(
                 for rec, raw in bad
             ],
         )
+    rejected += len(bad)
     if len(bad) == max(room, 0):
-        cur.execute(*sql.reject_malformed_after(unit, source, bad[-1][0] if bad else -1))
-    return explained + len(bad)
+        after = bad[-1][0] if bad else -1
+        rejected += int(fetch_scalar(cur, *sql.reject_malformed_after(unit, source, after)))
+    return explained + len(bad), rejected
 
 
 def _json_error(raw: str) -> str:
@@ -420,13 +438,14 @@ def _json_error(raw: str) -> str:
     return "not valid JSON"
 
 
-def _insert_checked(cur: duckdb.DuckDBPyConnection, source: Source) -> _Added:
+def _insert_checked(
+    cur: duckdb.DuckDBPyConnection, source: Source, counts: sql.NormCounts
+) -> _Added:
     """Insert _norm's valid events not stored yet; the rest of them are duplicates."""
-    valid, distinct = cur.execute(
-        "SELECT count(*), count(DISTINCT event_key) FROM _norm WHERE problem IS NULL"
-        " AND status = 'ok'"
-    ).fetchall()[0]
-    batch = _next_batch(cur)
+    valid, distinct = counts.valid, counts.distinct_valid
+    batch = _next_batch(cur)  # taken even for none, so later batches keep their numbers
+    if not valid:  # nothing to insert or summarise (~10 ms of planning for a file's rejects)
+        return _Added()
     # Repeats inside a chunk are rare; pay for the window only when there are some.
     insert = sql.insert_checked(source, batch, first_copy_only=distinct < valid)
     inserted = int(fetch_scalar(cur, *insert))
@@ -441,28 +460,36 @@ def _insert_checked(cur: duckdb.DuckDBPyConnection, source: Source) -> _Added:
 
 
 def _summarise(
-    cur: duckdb.DuckDBPyConnection, source: Source, label: str, added: _Added
+    cur: duckdb.DuckDBPyConnection,
+    source: Source,
+    label: str,
+    added: _Added,
+    reader_rejected: bool,
 ) -> FileResult:
     """The file's result: what its chunks added, its event types by count, its rejects."""
     where = [source.dataset, source.sha256]
-    rejected = fetch_scalar(
-        cur, "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
-    )
-    # One reject may break several rules; count each rule on its own.
-    top_reasons = [
-        (str(reason), int(n))
-        for reason, n in cur.execute(
-            "SELECT part, count(*) AS n FROM (SELECT unnest(string_split(reason, '; '))"
-            " AS part FROM rejects WHERE dataset = ? AND file_hash = ?)"
-            " GROUP BY part ORDER BY n DESC, part LIMIT 10",
+    rejected, top_reasons, first_rejects = 0, [], []
+    # The file's earlier rejects were deleted in this transaction, so with none written
+    # since there are none to read (three queries, ~3 ms of a clean file's ~35 ms).
+    if added.rejected or reader_rejected:
+        rejected = fetch_scalar(
+            cur, "SELECT count(*) FROM rejects WHERE dataset = ? AND file_hash = ?", where
+        )
+        # One reject may break several rules; count each rule on its own.
+        top_reasons = [
+            (str(reason), int(n))
+            for reason, n in cur.execute(
+                "SELECT part, count(*) AS n FROM (SELECT unnest(string_split(reason, '; '))"
+                " AS part FROM rejects WHERE dataset = ? AND file_hash = ?)"
+                " GROUP BY part ORDER BY n DESC, part LIMIT 10",
+                where,
+            ).fetchall()
+        ]
+        first_rejects = cur.execute(
+            "SELECT location, reason FROM rejects WHERE dataset = ? AND file_hash = ?"
+            " ORDER BY line LIMIT 10",
             where,
         ).fetchall()
-    ]
-    first_rejects = cur.execute(
-        "SELECT location, reason FROM rejects WHERE dataset = ? AND file_hash = ?"
-        " ORDER BY line LIMIT 10",
-        where,
-    ).fetchall()
     event_types: dict[str, int] = {}
     for event_type, n, _first, _last in added.by_type:
         event_types[str(event_type)] = event_types.get(str(event_type), 0) + int(n)

@@ -77,10 +77,6 @@ def _compression(detected: Detected) -> str:
     return "gzip" if detected.gzip else "none"
 
 
-def _count(cur: duckdb.DuckDBPyConnection) -> int:
-    return int(fetch_scalar(cur, "SELECT count(*) FROM _src"))
-
-
 @reader("jsonl")
 def _jsonl(
     cur: duckdb.DuckDBPyConnection, path: str, detected: Detected, options: LoadOptions
@@ -88,14 +84,16 @@ def _jsonl(
     # Each line as text, so a malformed line is kept (and reported) with its number.
     # An explicit buffer: with a large max_line_size DuckDB would allocate 1 GB buffers.
     longest = options.max_line_bytes
-    cur.execute(
+    # CREATE TABLE AS answers with its row count: no count(*) after it.
+    records = fetch_scalar(
+        cur,
         "CREATE TEMP TABLE _src AS SELECT raw FROM read_csv(?, columns={'raw': 'VARCHAR'},"
         " header=false, delim='\x01', quote='', escape='', auto_detect=false,"
         f" strict_mode=false, max_line_size={int(longest)},"
         f" buffer_size={2 * int(longest)}, compression=?)",
         [path, _compression(detected)],
     )
-    return Staged("line", _count(cur))
+    return Staged("line", int(records))
 
 
 # DuckDB's buffers are about twice maximum_object_size: an array's elements are events (a
@@ -105,8 +103,7 @@ def _json_array(
     cur: duckdb.DuckDBPyConnection, path: str, detected: Detected, options: LoadOptions
 ) -> Staged:
     largest = max(options.max_line_bytes, MIN_OBJECT_BYTES)
-    _read_json_objects(cur, path, detected, "array", largest)
-    return Staged("element", _count(cur))
+    return Staged("element", _read_json_objects(cur, path, detected, "array", largest))
 
 
 @reader("json-document", read_as="JSON")
@@ -114,17 +111,20 @@ def _json_document(
     cur: duckdb.DuckDBPyConnection, path: str, detected: Detected, options: LoadOptions
 ) -> Staged:
     largest = _document_bytes(path, detected.gzip)
-    _read_json_objects(cur, path, detected, "unstructured", largest)
-    return Staged("document", _count(cur))
+    return Staged("document", _read_json_objects(cur, path, detected, "unstructured", largest))
 
 
 def _read_json_objects(
     cur: duckdb.DuckDBPyConnection, path: str, detected: Detected, layout: str, largest: int
-) -> None:
-    cur.execute(
-        "CREATE TEMP TABLE _src AS SELECT json::VARCHAR AS raw FROM read_json_objects(?,"
-        f" format='{layout}', compression=?, maximum_object_size={int(largest)})",
-        [path, _compression(detected)],
+) -> int:
+    """Create _src from a file's JSON values; returns how many it holds."""
+    return int(
+        fetch_scalar(
+            cur,
+            "CREATE TEMP TABLE _src AS SELECT json::VARCHAR AS raw FROM read_json_objects(?,"
+            f" format='{layout}', compression=?, maximum_object_size={int(largest)})",
+            [path, _compression(detected)],
+        )
     )
 
 
@@ -150,7 +150,7 @@ def _csv(
         [path, _compression(detected)],
     )
     rejects = _csv_structure_rejects(cur)
-    _columns_to_json(cur, "_cells", text_cells=True)
+    records = _columns_to_json(cur, "_cells", text_cells=True)
     lines = LineNumbers("rowid + 2")  # the header is line 1
     if rejects:
         # Lines DuckDB skipped as malformed shift the numbering of the rows after them:
@@ -159,7 +159,7 @@ def _csv(
         lines = LineNumbers(
             lines.sql + " + len(list_filter(?::BIGINT[], lambda t: t <= rowid))", (skipped,)
         )
-    return Staged("line", _count(cur), lines, rejects)
+    return Staged("line", records, lines, rejects)
 
 
 def _csv_structure_rejects(cur: duckdb.DuckDBPyConnection) -> tuple[tuple[int, str, str], ...]:
@@ -196,12 +196,11 @@ def _parquet(
         if typed is not None:
             return Staged("row", rows, typed=typed)
     cur.execute("CREATE TEMP TABLE _cells AS SELECT * FROM read_parquet(?)", [path])
-    _columns_to_json(cur, "_cells", text_cells=False)
-    return Staged("row", _count(cur))
+    return Staged("row", _columns_to_json(cur, "_cells", text_cells=False))
 
 
-def _columns_to_json(cur: duckdb.DuckDBPyConnection, table: str, *, text_cells: bool) -> None:
-    """Create _src(raw) from a CSV or Parquet table, one JSON object per row."""
+def _columns_to_json(cur: duckdb.DuckDBPyConnection, table: str, *, text_cells: bool) -> int:
+    """Create _src(raw) from a CSV or Parquet table, one JSON object per row; returns how many."""
     columns = cur.execute(
         "SELECT column_name, column_type FROM (DESCRIBE " + table + ")"
     ).fetchall()
@@ -212,5 +211,8 @@ def _columns_to_json(cur: duckdb.DuckDBPyConnection, table: str, *, text_cells: 
             f"it is not an event export: no trace_id or event_type column (columns: {names})."
             f" {ACCEPTED_FORMATS}"
         )
-    cur.execute(f"CREATE TEMP TABLE _src AS SELECT {sql} AS raw FROM {table}", params)
+    records = fetch_scalar(
+        cur, f"CREATE TEMP TABLE _src AS SELECT {sql} AS raw FROM {table}", params
+    )
     cur.execute(f"DROP TABLE {table}")
+    return int(records)

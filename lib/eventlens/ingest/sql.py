@@ -125,8 +125,15 @@ def events_sql(source: str) -> str:
     """SQL turning records (rec, rid, sub, loc, status, ctx_trace, ev_raw, f) into checked events.
 
     Clean events take the quick check; the rest get the full one. Maps are not built here but
-    once, on insert (see maps_sql), so they are materialised only in the events table.
+    once, on insert (see maps_sql), so they are materialised only in the events table. Each
+    layer computes what the ones above read more than once (entry pairs, entries, the rules'
+    metric values) as a column: DuckDB binds an expression wherever it is written, and
+    planning this statement is most of what a small file's load costs.
     """
+    rule_values = ",\n".join(
+        f"CASE WHEN _skip THEN NULL ELSE {value} END AS {column}"
+        for column, value in model.sql_rule_values().items()
+    )
     return f"""
     SELECT rec, rid, sub, loc, status, ev_raw, has_event_fields, event_type, problem, quick,
            CASE WHEN ok THEN j_metrics END AS j_metrics,
@@ -135,25 +142,37 @@ def events_sql(source: str) -> str:
     FROM (
         SELECT *, status = 'ok' AND problem IS NULL AS ok
         FROM (
-            SELECT *, CASE WHEN status <> 'ok' OR quick THEN NULL
-                           ELSE {model.sql_problems()} END AS problem
+            SELECT *, CASE WHEN _skip THEN NULL ELSE {model.sql_problems()} END AS problem
             FROM (
-                SELECT *,
-                       CASE WHEN status <> 'ok' OR quick THEN NULL
-                            ELSE {entries_sql("j_metrics")} END AS metric_entries,
-                       CASE WHEN status <> 'ok' OR quick THEN NULL
-                            ELSE {entries_sql("j_details")} END AS detail_entries
-                FROM ({fields_sql(source)})
+                SELECT *, {rule_values}
+                FROM (
+                    SELECT *,
+                           CASE WHEN _skip THEN NULL
+                                ELSE {last_entries_sql("_metric_pairs")} END AS metric_entries,
+                           CASE WHEN _skip THEN NULL
+                                ELSE {last_entries_sql("_detail_pairs")} END AS detail_entries
+                    FROM (
+                        SELECT *,
+                               CASE WHEN _skip THEN NULL
+                                    ELSE {entry_pairs_sql("j_metrics")} END AS _metric_pairs,
+                               CASE WHEN _skip THEN NULL
+                                    ELSE {entry_pairs_sql("j_details")} END AS _detail_pairs
+                        FROM (
+                            SELECT *, status <> 'ok' OR quick AS _skip
+                            FROM ({fields_sql(source)})
+                        )
+                    )
+                )
             )
         )
     )
     """
 
 
-def entries_map_sql(col: str, value: str) -> str:
-    """A MAP from a metrics/details JSON value's entries; `value` converts one entry's JSON."""
+def entries_map_sql(pairs: str, value: str) -> str:
+    """A MAP from a column of entry pairs (entry_pairs_sql); `value` converts one entry's JSON."""
     return (
-        f"map_from_entries(list_transform(coalesce({entries_sql(col)}, []),"
+        f"map_from_entries(list_transform(coalesce({last_entries_sql(pairs)}, []),"
         f" lambda e: {{'key': e.key, 'value': {value}}}))"
     )
 
@@ -324,26 +343,33 @@ def object_json(column: Column) -> str:
     return f"to_json({c})"
 
 
-def entries_sql(col: str) -> str:
-    """A metrics/details JSON value as key/value entries: an object, or the older list form.
-
-    A key given twice keeps its last value, as JSON.parse (and so LangWatch) does; entries
-    without a key cannot form a map, so the value counts as malformed.
-    """
-    entries = (
+def entry_pairs_sql(col: str) -> str:
+    """A metrics/details JSON value's key/value pairs as written (an object, or the older list
+    form), repeats and missing keys included; last_entries_sql makes them entries."""
+    return (
         f"CASE json_type({col}) "
         f"WHEN 'OBJECT' THEN list_transform(list_zip(json_keys({col}), json_extract({col}, '$.*')),"
         " lambda z: {'key': z[1], 'value': z[2]}) "
         f"WHEN 'ARRAY' THEN TRY_CAST({col} AS STRUCT(key VARCHAR, value JSON)[]) END"
     )
+
+
+def last_entries_sql(pairs: str) -> str:
+    """A metrics/details value's entries from its pairs (entry_pairs_sql, as a column).
+
+    A key given twice keeps its last value, as JSON.parse (and so LangWatch) does; entries
+    without a key cannot form a map, so the value counts as malformed (NULL). The pairs are a
+    column because this reads them six times: inlined, DuckDB bound them six times (~5 ms
+    more to plan each statement building entries).
+    """
     last_wins = (
-        f"list_filter(({entries}), lambda e, i: NOT list_contains(list_transform("
-        f"list_slice(({entries}), i + 1, 2147483647), lambda x: x.key), e.key))"
+        f"list_filter({pairs}, lambda e, i: NOT list_contains(list_transform("
+        f"list_slice({pairs}, i + 1, 2147483647), lambda x: x.key), e.key))"
     )
     return (
-        f"CASE WHEN list_bool_or(list_transform(({entries}), lambda e: e.key IS NULL)) THEN NULL "
-        f"WHEN len(list_distinct(list_transform(({entries}), lambda e: e.key))) < len({entries}) "
-        f"THEN {last_wins} ELSE {entries} END"
+        f"CASE WHEN list_bool_or(list_transform({pairs}, lambda e: e.key IS NULL)) THEN NULL "
+        f"WHEN len(list_distinct(list_transform({pairs}, lambda e: e.key))) < len({pairs}) "
+        f"THEN {last_wins} ELSE {pairs} END"
     )
 
 
@@ -357,19 +383,26 @@ def maps_sql(table: str) -> str:
     return f"""
     SELECT *,
            CASE WHEN cast_metrics IS NOT NULL THEN cast_metrics
-                ELSE {entries_map_sql("j_metrics", "e.value::DOUBLE")} END AS metrics,
+                ELSE {entries_map_sql("_metric_pairs", "e.value::DOUBLE")} END AS metrics,
            CASE WHEN cast_details IS NOT NULL THEN cast_details
-                ELSE {entries_map_sql("j_details", "e.value ->> '$'")}::MAP(VARCHAR, VARCHAR)
+                ELSE {entries_map_sql("_detail_pairs", "e.value ->> '$'")}::MAP(VARCHAR, VARCHAR)
            END AS event_details
     FROM (
         SELECT *,
-               CASE WHEN quick THEN TRY_CAST(j_metrics AS MAP(VARCHAR, DOUBLE)) END
-                   AS cast_metrics,
-               CASE WHEN quick AND (j_details IS NULL OR j_details::VARCHAR = 'null')
-                    THEN MAP()::MAP(VARCHAR, VARCHAR)
-                    WHEN quick THEN TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)) END
-                   AS cast_details
-        FROM {table}
+               CASE WHEN cast_metrics IS NULL THEN {entry_pairs_sql("j_metrics")} END
+                   AS _metric_pairs,
+               CASE WHEN cast_details IS NULL THEN {entry_pairs_sql("j_details")} END
+                   AS _detail_pairs
+        FROM (
+            SELECT *,
+                   CASE WHEN quick THEN TRY_CAST(j_metrics AS MAP(VARCHAR, DOUBLE)) END
+                       AS cast_metrics,
+                   CASE WHEN quick AND (j_details IS NULL OR j_details::VARCHAR = 'null')
+                        THEN MAP()::MAP(VARCHAR, VARCHAR)
+                        WHEN quick THEN TRY_CAST(j_details AS MAP(VARCHAR, VARCHAR)) END
+                       AS cast_details
+            FROM {table}
+        )
     )
     """
 
@@ -540,6 +573,33 @@ def expand_containers(unit: str) -> Query:
         )
     """
     return Query(f"INSERT INTO _norm {events_sql(nested)}", [])
+
+
+class NormCounts(NamedTuple):
+    """What _norm holds (NORM_COUNTS): the rows the later steps of a chunk act on, counted."""
+
+    containers: int  # records holding events, to expand
+    events: int  # records (or nested events) that are JSON objects
+    eventish: int  # those with any event field
+    records: int  # records that are not blank
+    malformed: int  # records that are not JSON
+    valid: int  # events that pass every rule
+    distinct_valid: int  # their distinct identities
+    failures: int  # rows reject_failures rejects
+
+
+# One scan of _norm for every count a chunk's later steps need (each query costs ~1 ms).
+NORM_COUNTS = """
+    SELECT count(*) FILTER (WHERE status = 'container'),
+           count(*) FILTER (WHERE status = 'ok'),
+           count(*) FILTER (WHERE status = 'ok' AND has_event_fields),
+           count(*) FILTER (WHERE status <> 'blank' AND sub = 0),
+           count(*) FILTER (WHERE status = 'invalid'),
+           count(*) FILTER (WHERE problem IS NULL AND status = 'ok'),
+           count(DISTINCT event_key) FILTER (WHERE problem IS NULL AND status = 'ok'),
+           count(*) FILTER (WHERE problem IS NOT NULL OR status = 'not_object')
+    FROM _norm
+"""
 
 
 def insert_checked(source: Source, batch: int, *, first_copy_only: bool) -> Query:
