@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from eventlens import store as store_module
 from eventlens.ingest import load_files
 from eventlens.store import DB_ENV, DEFAULT_DB, Store, StoreError, resolve_db_path
 
@@ -101,6 +102,28 @@ def test_a_store_from_before_batch_ids_is_upgraded(formats_dir, db_path):
     with Store(db_path) as s:
         assert load_files(s, [formats_dir / "events.ndjson"]).loaded == 120
         assert s.scalar("SELECT count(*) FROM events WHERE batch_id IS NOT NULL") == 120
+
+
+def test_opening_skips_the_schema_only_where_it_would_change_nothing(db_path):
+    """A store at the current schema is opened without running it; one missing a column, a
+    table or a default, or holding rows an UPDATE of the schema fixes, is brought up to date."""
+    assert store_module._SCHEMA_CHECKS is not None  # every SCHEMA statement is understood
+    with Store(db_path) as s:
+        full = s.rows(store_module.CATALOGUE_SQL)[0]
+    damage = [
+        "ALTER TABLE rejects DROP COLUMN trace_id",
+        "DROP TABLE pull_cursors",
+        "ALTER TABLE datasets ALTER COLUMN test DROP DEFAULT",
+        "INSERT INTO datasets (name, files, content_hash, loaded_at, events, rejects,"
+        " duplicates, test) VALUES ('sandbox', [], 'h', now(), 0, 0, 0, NULL)",
+    ]
+    for statement in damage:
+        con = duckdb.connect(db_path)
+        con.execute(statement)
+        con.close()
+        with Store(db_path) as s:
+            assert s.rows(store_module.CATALOGUE_SQL)[0] == full, statement
+            assert s.scalar("SELECT count(*) FROM datasets WHERE test IS NULL") == 0
 
 
 def test_read_only_store(formats_dir, db_path):
