@@ -425,6 +425,15 @@ def _where(
     if end is not None:
         conds.append("timestamp < ?")
         params.append(end)
+    _add_filters(q, conds, params, sql)
+    if with_metric and q.uses_metric:
+        conds.append("metrics[?] IS NOT NULL")
+        params.append(q.metric)
+    return " AND ".join(conds), params
+
+
+def _add_filters(q: SeriesQuery, conds: list[str], params: list[Any], sql: Dialect | None) -> None:
+    """Append the conditions of the query's detail filters and thresholds, and their values."""
     for f in q.details:
         # The operator comes from DETAIL_OPS (checked), never from the user's text.
         conds.append("event_details[?] = ?" if f.op == "=" else (sql or _duckdb()).detail_differs)
@@ -432,10 +441,6 @@ def _where(
     for t in q.thresholds:
         conds.append(f"metrics[?] {THRESHOLD_OPS[THRESHOLD_OPS.index(t.op)]} ?")
         params += [t.key, float(t.value)]
-    if with_metric and q.uses_metric:
-        conds.append("metrics[?] IS NOT NULL")
-        params.append(q.metric)
-    return " AND ".join(conds), params
 
 
 def time_bounds(store: Queryable, q: SeriesQuery) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -457,12 +462,32 @@ def resolve_range(
     """The query's [start, end): as given, else from the first to just after the last event."""
     start, end = q.start, q.end
     if start is None or end is None:
-        first, last = time_bounds(store, q)
-        if first is None:
-            return start, end
-        start = start or first
-        end = end or (last or first) + dt.timedelta(milliseconds=1)
+        return _range_from(q, *time_bounds(store, q))
     return start, end
+
+
+def _range_from(
+    q: SeriesQuery, first: dt.datetime | None, last: dt.datetime | None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """resolve_range's answer given the first and last matching event."""
+    start, end = q.start, q.end
+    if first is None:
+        return start, end
+    return start or first, end or (last or first) + dt.timedelta(milliseconds=1)
+
+
+def _untimed_sql(q: SeriesQuery, sql: Dialect) -> tuple[str, list[Any]]:
+    """A query of one row: how many events the filters (not the range) keep that cannot be
+    placed in time, then the first and last timestamp time_bounds gives (for a query without
+    a metric: with one, the timestamps of the events without it had to be left out, which cost
+    a store of 1M events 15% more than the two statements)."""
+    conds, params = _scope_conds(q, sql)
+    _add_filters(q, conds, params, sql)
+    return (
+        "SELECT count(*) - count(timestamp), min(timestamp), max(timestamp) FROM events"
+        f" WHERE {_and(conds or ['TRUE'])}",
+        params,
+    )
 
 
 def auto_bucket(start: dt.datetime, end: dt.datetime) -> str:
@@ -588,9 +613,16 @@ def series(store: Queryable, q: SeriesQuery) -> SeriesResult:
         if frame.empty:
             frame = None
         else:
-            start = frame["range_start"].iloc[0].to_pydatetime()
-            end = frame["range_end"].iloc[0].to_pydatetime()
-    if frame is None:
+            start = _instant(frame["range_start"].iloc[0])
+            end = _instant(frame["range_end"].iloc[0])
+    untimed = None
+    if frame is None and (start is None or end is None) and not q.uses_metric:
+        # The untimed events counted in the scan for the range: one statement less (2 of the
+        # default chart's 23 ms on 3,200 events; 6.5 -> 5.3 ms on 1M).
+        sql, params = _untimed_sql(q, dialect(store))
+        untimed, first, last = store.rows(sql, params)[0]
+        start, end = _range_from(q, first, last)
+    elif frame is None:
         start, end = resolve_range(store, q)
     if start is None or end is None:
         import pandas as pd
@@ -606,12 +638,13 @@ def series(store: Queryable, q: SeriesQuery) -> SeriesResult:
         before = _bucketed(store, q, bucket, start - span, start, top)
         before = _finish(before, q, start - span, start)
         previous = _align(before, frame)
-    where, params = _where(q, with_metric=False, sql=dialect(store))
-    untimed = store.scalar(
-        "SELECT count(*) FROM events WHERE "
-        + where.replace("timestamp IS NOT NULL", "timestamp IS NULL", 1),
-        params,
-    )
+    if untimed is None:
+        where, params = _where(q, with_metric=False, sql=dialect(store))
+        untimed = store.scalar(
+            "SELECT count(*) FROM events WHERE "
+            + where.replace("timestamp IS NOT NULL", "timestamp IS NULL", 1),
+            params,
+        )
     return SeriesResult(
         frame[columns],
         previous,
@@ -624,16 +657,32 @@ def series(store: Queryable, q: SeriesQuery) -> SeriesResult:
     )
 
 
+def _instant(when: pd.Timestamp) -> dt.datetime:
+    """A time from an engine's frame as a UTC datetime (a naive one is a UTC reading)."""
+    return (when.tz_localize("UTC") if when.tzinfo is None else when).to_pydatetime()
+
+
 def _finish(
     frame: pd.DataFrame, q: SeriesQuery, start: dt.datetime, end: dt.datetime
 ) -> pd.DataFrame:
     """Local bucket times, the incomplete flags and the rolling mean."""
     import pandas as pd
 
-    frame = frame.copy()
-    frame["incomplete"] = (frame["bucket"] < start) | (frame["bucket_end"] > end)
-    for column in ("bucket", "bucket_end"):
-        frame[column] = pd.to_datetime(frame[column], utc=True).dt.tz_convert(q.tz)
+    # An engine may give the bucket times as instants or as UTC wall-clock readings (naive
+    # times reach pandas faster: DuckDB's TIMESTAMPTZ columns cost ~1.3 ms each in df()).
+    bucket = pd.to_datetime(frame["bucket"], utc=True)
+    bucket_end = pd.to_datetime(frame["bucket_end"], utc=True)
+    # Only the columns a result keeps, in one new frame: no copy of the others.
+    frame = pd.DataFrame(
+        {
+            "bucket": bucket.dt.tz_convert(q.tz),
+            "bucket_end": bucket_end.dt.tz_convert(q.tz),
+            "series": frame["series"],
+            "value": frame["value"],
+            "events": frame["events"],
+            "incomplete": (bucket < start) | (bucket_end > end),
+        }
+    )
     if q.rolling > 1:
         frame["value"] = (
             frame.groupby("series", sort=False)["value"]

@@ -135,7 +135,8 @@ def bucketed(
     top: list[str],
 ) -> pd.DataFrame:
     """analytics._bucketed on DuckDB: columns bucket, bucket_end, series, value, events, total,
-    measured, low, high, range_start, range_end.
+    measured, low, high, range_start, range_end; the times as UTC readings (TIMESTAMP): a
+    TIMESTAMPTZ column cost ~1.3 ms more to turn into pandas, four of the chart's ~14 ms.
 
     With no start and end, over the whole selection: its first and last event come out of the
     same scan (columns range_start and range_end) instead of a scan of their own before it.
@@ -157,11 +158,12 @@ def bucketed(
         bounds AS ({SELECTION_RANGE if whole else GIVEN_RANGE}),
         grid AS ({grid_sql(bucket, q.tz)}),
         names AS (SELECT DISTINCT series FROM agg)
-        SELECT g.bucket, g.bucket_end, n.series,
+        SELECT timezone('UTC', g.bucket) AS bucket, timezone('UTC', g.bucket_end) AS bucket_end,
+               n.series,
                coalesce(a.value, {empty})::DOUBLE AS value,
                coalesce(a.events, 0) AS events, coalesce(a.total, 0) AS total,
                coalesce(a.measured, 0) AS measured, a.low, a.high,
-               r.s AS range_start, r.e AS range_end
+               timezone('UTC', r.s) AS range_start, timezone('UTC', r.e) AS range_end
         FROM grid g CROSS JOIN names n CROSS JOIN bounds r
         LEFT JOIN agg a ON a.bucket = g.bucket AND a.series = n.series
         ORDER BY n.series, g.bucket
@@ -184,7 +186,7 @@ def new_traces(
     return store.df(
         f"""
         WITH sel AS ({selection})
-        SELECT bucket, series, count(*) AS new_traces FROM (
+        SELECT timezone('UTC', bucket) AS bucket, series, count(*) AS new_traces FROM (
             SELECT series, trace_id, {bucket_sql(bucket, q.tz, "min(timestamp)")} AS bucket
             FROM sel GROUP BY series, trace_id, zone
         ) GROUP BY ALL

@@ -332,37 +332,41 @@ class Sandbox:
         # more to take in than the insert itself.
         columns = [list(column) for column in zip(*(row.values() for row in rows), strict=True)]
         cur.execute(
-            "WITH batch AS (SELECT nextval('event_batches') AS id)"
-            " INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,"
+            "INSERT INTO events (event_key, event_id, trace_id, event_type, timestamp, metrics,"
             " event_details, dataset, source_file, source_line, batch_id)"
             " SELECT key::UHUGEINT, event_id, trace_id, event_type,"
             " epoch_ms(round(ts)::BIGINT)::TIMESTAMPTZ,"
             " json_transform(metrics, '\"MAP(VARCHAR, DOUBLE)\"'),"
             " json_transform(details, '\"MAP(VARCHAR, VARCHAR)\"'), ?, 'sandbox', NULL,"
-            " (SELECT id FROM batch)"
+            " (SELECT nextval('event_batches'))"  # one value for the batch: not correlated
             " FROM (SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS event_id,"
             " unnest(?::VARCHAR[]) AS trace_id, unnest(?::VARCHAR[]) AS event_type,"
             " unnest(?::DOUBLE[]) AS ts, unnest(?::VARCHAR[]) AS metrics,"
             " unnest(?::VARCHAR[]) AS details)",
             [DATASET, *columns],
         )
-        # A new event moves its trace's updated_at, however old the trace.
+        # A new event moves its trace's updated_at, however old the trace. Each trace's first
+        # time is taken here, not by a GROUP BY in SQL (which took the statement 2.5 ms, not 2.2).
+        starts: dict[str, float] = {}
+        for row in rows:
+            trace_id, ts = row["trace_id"], row["ts"]
+            starts[trace_id] = min(ts, starts.get(trace_id, ts))
         cur.execute(
-            "INSERT INTO sandbox_traces SELECT trace_id, ?, ?, min(round(ts)::BIGINT), '{}'"
+            "INSERT INTO sandbox_traces SELECT trace_id, ?, ?, round(ts)::BIGINT, '{}'"
             " FROM (SELECT unnest(?::VARCHAR[]) AS trace_id, unnest(?::DOUBLE[]) AS ts)"
-            " GROUP BY trace_id ON CONFLICT (trace_id) DO UPDATE SET updated_at ="
+            " ON CONFLICT (trace_id) DO UPDATE SET updated_at ="
             " excluded.updated_at, started_at = least(sandbox_traces.started_at,"
             " excluded.started_at)",
-            [now, now, columns[2], columns[4]],
+            [now, now, list(starts), list(starts.values())],
         )
         # Counted up: a count(*) per batch would grow with the store. An UPDATE costs half
-        # the upsert, which is needed only for the first event (or after a delete).
+        # the upsert, which is needed only for the first event (or after a delete). Its
+        # count of rows changed says which (RETURNING cost 0.5 ms more).
         counted = cur.execute(
-            "UPDATE datasets SET events = events + ?, loaded_at = now() WHERE name = ?"
-            " RETURNING name",
+            "UPDATE datasets SET events = events + ?, loaded_at = now() WHERE name = ?",
             [len(rows), DATASET],
         ).fetchall()
-        if not counted:
+        if not counted[0][0]:
             cur.execute(
                 # Test data: what QA and replays send stays out of analysis.
                 "INSERT INTO datasets (name, files, content_hash, loaded_at, events,"
