@@ -226,6 +226,31 @@ def _scan_streamlit_components_once() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compile_each_page_once() -> Iterator[None]:
+    """Each new AppTest has a script cache of its own, so every run of a page parsed it, added
+    Streamlit's magic and compiled it again (about 30 ms, over 200 AppTests a run). A page's
+    code is kept for the session, keyed by its path, size and modification time (and whether
+    magic is on)."""
+    from streamlit import config
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    compile_page = ScriptCache.get_bytecode
+    compiled: dict[tuple[str, int, int, bool], Any] = {}
+
+    def get_bytecode(self: ScriptCache, script_path: str) -> Any:
+        stat = os.stat(script_path)
+        magic = bool(config.get_option("runner.magicEnabled"))
+        key = (os.path.abspath(script_path), stat.st_size, stat.st_mtime_ns, magic)
+        if key not in compiled:
+            compiled[key] = compile_page(self, script_path)
+        return compiled[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ScriptCache, "get_bytecode", get_bytecode)
+        yield
+
+
 @pytest.fixture(scope="session")
 def chdb_url(tmp_path_factory) -> Iterator[Callable[[str], str]]:
     """chdb:// URLs of fresh databases. chDB opens one folder per process, so every ClickHouse
