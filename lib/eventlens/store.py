@@ -502,7 +502,8 @@ class Store:
 
     def last_batch(self) -> int:
         """The newest insert batch id in events (0 when empty); loads after it are newer."""
-        return int(self.scalar("SELECT coalesce(max(batch_id), 0) FROM events"))
+        with self.cursor() as cur:
+            return _newest_batch(cur)
 
     def refresh_traces(self, after_batch: int | None = None) -> None:
         """Bring the trace summary up to date with the events added after `after_batch`.
