@@ -12,7 +12,7 @@ import streamlit as st
 from eventlens import analytics, stores
 from eventlens.export import safe_csv
 from eventlens.ingest import LoadResult, default_dataset_name
-from eventlens.ui import pulls
+from eventlens.ui import cache, pulls
 from eventlens.ui.errors import guarded
 from eventlens.ui.format import human_bytes, md_escape
 from eventlens.ui.scope import TEST_DATA_HELP
@@ -237,7 +237,8 @@ names = datasets["dataset"].tolist() if not datasets.empty else []
 scope = st.selectbox("Dataset", ["All datasets", *names], key="profile_dataset")
 dataset = None if scope == "All datasets" else scope
 totals = analytics.overview(store, dataset) if dataset else everything
-profile = analytics.event_type_profile(store, dataset)
+version = cache.version()
+profile = cache.event_type_profile(version, dataset)
 if profile.empty:
     st.info("No events in this selection.")
 else:
@@ -252,13 +253,13 @@ else:
     with left:
         profile_table(
             "Metrics",
-            analytics.metric_profile(store, event_type, dataset),
+            cache.metric_profile(version, event_type, dataset),
             "This event type carries no metrics.",
         )
     with right:
         profile_table(
             "Event details",
-            analytics.detail_profile(store, event_type, dataset),
+            cache.detail_profile(version, event_type, dataset),
             "This event type carries no details.",
         )
 

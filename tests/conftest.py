@@ -14,12 +14,20 @@ import pytest
 from click.testing import CliRunner
 
 from eventlens.ingest import FileResult, load_files
+from eventlens.settings import THREADS
 from eventlens.store import DB_ENV, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS_DIR = ROOT / "sample_data" / "formats"
 
 EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_details"
+
+# One DuckDB thread per store, in the test processes and every command and app they start. The
+# suite's two workers (and Chromium) share two cores, and fixture data is far smaller than a
+# row group, so DuckDB's second thread had nothing to scan and only cost CPU scheduling it:
+# 14-17% of a run's CPU (tests/test_store.py checks the default as well). EVENTLENS_THREADS=2
+# runs the suite with two.
+os.environ.setdefault(THREADS.name, "1")
 
 
 # The test files that take longest, longest first (per-file totals of `--durations=0`). The

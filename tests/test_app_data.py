@@ -120,6 +120,29 @@ def test_profile_scoped_to_a_dataset(app):
     assert profile["events"].sum() == 120
 
 
+def test_the_cached_profiles_follow_a_load_and_a_delete(app):
+    """The profiles are cached per store version (ui/cache.py): a load or a delete shows at once."""
+
+    def profiled() -> tuple[int, int]:
+        """Events in the by-type profile of all datasets, and rows of the chosen type's details."""
+        frames = [f.value for f in app.dataframe]
+        by_type = next(f for f in frames if "event type" in f.columns)
+        details = next(f for f in frames if "detail" in f.columns)
+        return int(by_type["events"].sum()), len(details)
+
+    before = profiled()
+    assert before[0] == 50_000
+    load_path(app, str(FORMATS / "search_response.json"), "search")
+    assert profiled()[0] == 50_120
+    app.selectbox(key="delete_choice").select("search")
+    app.checkbox(key="delete_sure").check()
+    app.run()
+    button(app, "Delete dataset").click()
+    app.run()
+    assert not app.exception
+    assert profiled() == before
+
+
 def test_rejects_can_be_filtered_and_downloaded(app):
     load_path(app, FORMATS / "bad_lines.jsonl", "qa")
     app.text_input(key="reject_words").input("metrics.vote")

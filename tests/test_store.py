@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -350,6 +351,29 @@ def test_a_bad_memory_limit_is_a_plain_error(monkeypatch):
     monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "lots")
     with pytest.raises(StoreError, match="EVENTLENS_MEMORY_LIMIT"):
         Store(":memory:")
+
+
+def test_threads_are_duckdbs_own_unless_the_environment_sets_them(monkeypatch, db_path):
+    """The suite runs with EVENTLENS_THREADS=1 (tests/conftest.py); unset, a store keeps
+    DuckDB's default, a thread per core, as users get it."""
+    monkeypatch.delenv("EVENTLENS_THREADS")
+    with duckdb.connect() as bare, Store(":memory:") as s:
+        default = bare.execute("SELECT current_setting('threads')").fetchone()[0]
+        assert s.scalar("SELECT current_setting('threads')") == default == os.cpu_count()
+    monkeypatch.setenv("EVENTLENS_THREADS", "1")
+    with Store(db_path) as s:
+        assert s.scalar("SELECT current_setting('threads')") == 1
+    monkeypatch.setenv("EVENTLENS_THREADS", " 3 ")
+    with Store(db_path) as s:
+        assert s.scalar("SELECT current_setting('threads')") == 3
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_thread_count_is_a_plain_error_before_the_store_opens(monkeypatch, db_path, value):
+    monkeypatch.setenv("EVENTLENS_THREADS", value)
+    with pytest.raises(StoreError, match=f"EVENTLENS_THREADS='{re.escape(value)}' is not a"):
+        Store(db_path)
+    assert not os.path.exists(db_path)  # nothing was opened, so nothing was made
 
 
 def test_the_apps_store_has_a_budget_the_environment_overrides(monkeypatch):

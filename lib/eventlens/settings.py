@@ -59,6 +59,13 @@ MEMORY_LIMIT = Setting(
     "1 GB, for the app; DuckDB's 80% of RAM for commands; replay plans within 96 MB unless it "
     "is set); past it, a big load or query spills to disk instead of growing.",
 )
+THREADS = Setting(
+    "EVENTLENS_THREADS",
+    None,
+    "DuckDB's threads for a DuckDB store, e.g. `1` (default: one per core); fewer leave cores "
+    "to other work, and on data smaller than a row group (122,880 rows) a second thread only "
+    "costs CPU: the test suite runs with `1`.",
+)
 API_KEY = Setting(
     "LANGWATCH_API_KEY",
     None,
@@ -88,6 +95,7 @@ SETTINGS = (
     DB,
     CLICKHOUSE_PASSWORD,
     MEMORY_LIMIT,
+    THREADS,
     API_KEY,
     ENDPOINT,
     SANDBOX_KEY,

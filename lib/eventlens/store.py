@@ -43,6 +43,7 @@ def analysed_datasets_sql(column: str = "dataset") -> str:
 
 
 MEMORY_ENV = settings.MEMORY_LIMIT.name
+THREADS_ENV = settings.THREADS.name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -364,6 +365,14 @@ def resolve_db_path(path: str | os.PathLike[str] | None = None) -> str:
     return str(settings.DB.value())
 
 
+def _thread_count(text: str) -> int:
+    """EVENTLENS_THREADS as a number of threads, or a StoreError that says what is wrong."""
+    count = int(text) if text.strip().isdigit() else 0
+    if count < 1:
+        raise StoreError(f"{THREADS_ENV}={text!r} is not a number of threads (try 1)")
+    return count
+
+
 class Store:
     """A DuckDB database of events; each call takes its own cursor, so threads may share it."""
 
@@ -392,6 +401,7 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             if not read_only and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
                 os.remove(self.path)  # an empty file (touch, mktemp) holds nothing: start afresh
+        threads = _thread_count(text) if (text := settings.THREADS.from_env()) else None
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
@@ -405,9 +415,12 @@ class Store:
             try:
                 self._con.execute("SET GLOBAL memory_limit = ?", [limit])
             except duckdb.Error:
+                self._con.close()
                 raise StoreError(
                     f"{MEMORY_ENV}={limit!r} is not a memory size DuckDB understands (try 2GB)"
                 ) from None
+        if threads:
+            self._con.execute("SET GLOBAL threads = ?", [threads])
         if read_only:
             has_test, columns = self.rows(
                 "SELECT count(*) FILTER (WHERE column_name = 'test'), count(*)"

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from browser.app_utils import (
     CLIPPED_TEXT,
+    WAIT_POLL_MS,
     box_select,
     click_point,
     nav_labels,
@@ -42,7 +43,12 @@ def expect_traces_listed(page, wait_for_app) -> str:
     caption = traces_caption(page)
     promptly(expect(caption).to_be_visible)
     wait_for_app(page)
-    page.wait_for_function(DATAFRAME_BETWEEN, arg=[TRACES_HEADING, BOARD_HEADING], timeout=30_000)
+    page.wait_for_function(
+        DATAFRAME_BETWEEN,
+        arg=[TRACES_HEADING, BOARD_HEADING],
+        polling=WAIT_POLL_MS,
+        timeout=30_000,
+    )
     text = caption.inner_text()
     assert not text.startswith("0 traces")
     return text
