@@ -25,8 +25,8 @@ EVENT_COLUMNS = "trace_id, event_id, event_type, timestamp, metrics, event_detai
 # One DuckDB thread per store, in the test processes and every command and app they start. The
 # suite's two workers (and Chromium) share two cores, and fixture data is far smaller than a
 # row group, so DuckDB's second thread had nothing to scan and only cost CPU scheduling it:
-# 14-17% of a run's CPU (tests/test_store.py checks the default as well). EVENTLENS_THREADS=2
-# runs the suite with two.
+# three heavy test files took 53 core-seconds against 55-58 with two (tests/test_store.py
+# checks the default as well). EVENTLENS_THREADS=2 runs the suite with two.
 os.environ.setdefault(THREADS.name, "1")
 
 
