@@ -92,3 +92,17 @@ def test_metrics_and_details_are_stored_as_sent(tmp_path) -> None:
         got_metrics, got_details = store.rows("SELECT metrics, event_details FROM events")[0]
     assert got_metrics == {k: float(v) for k, v in metrics.items()}
     assert got_details == details
+
+
+def test_faults_set_on_a_running_sandbox_follow_their_seed():
+    """A seeded Faults gives the same sequence whether the sandbox started with it or was given
+    it later (tests/test_sync_sandbox.py sets its faults on a live sandbox)."""
+    seeded = sandbox.Faults(fail_rate=0.2, throttle_rate=0.2, drop_rate=0.1, seed=3)
+    with Store(":memory:") as first, Store(":memory:") as second:
+        from_the_start = sandbox.Sandbox(first, faults=seeded)
+        given_later = sandbox.Sandbox(second)
+        given_later.fault()  # its first, unseeded sequence has begun
+        given_later.faults = seeded
+        expected = [from_the_start.fault() for _ in range(40)]
+        assert [given_later.fault() for _ in range(40)] == expected
+        assert {"fail", "throttle", "drop", None} == set(expected)

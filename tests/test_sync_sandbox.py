@@ -100,8 +100,9 @@ def test_under_500s_429s_and_dropped_connections(store, live):
     live.sandbox.faults = Faults(
         fail_rate=0.2, throttle_rate=0.2, drop_rate=0.1, retry_after_s=0, seed=3
     )
-    # Half the answers are faults, and which request meets which depends on the ask-ahead's
-    # timing: 10 attempts ran out once in a CI run (0.5**10 a request), 30 never will.
+    # Half the answers are faults. The seed fixes their order (a 429 and a 500 among the first
+    # seven requests); which request meets which depends on the ask-ahead's timing: 10
+    # attempts ran out once in a CI run (0.5**10 a request), 30 never will.
     run(store, live, attempts=30, page_size=2)
     statuses = live.counter.statuses
     live.sandbox.faults = Faults()

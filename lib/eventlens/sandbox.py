@@ -125,7 +125,6 @@ class Sandbox:
         self.faults = faults or Faults()
         self.clock = clock
         self.reads = reads or ReadOptions()
-        self.random = random.Random(self.faults.seed)
         self.lock = threading.Lock()  # guards counts and the writer
         self._writer: _Writer | None = None
         self._unsummarised: int | None = None  # the batch after which the summary is behind
@@ -180,6 +179,17 @@ class Sandbox:
             )
         if not found:
             raise KeyError(f"the sandbox holds no trace {trace_id!r}")
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        """New faults start their own sequence, the same on every run where they have a seed
+        (a test sets them on a running sandbox; the first ones' sequence was kept before)."""
+        self._faults = faults
+        self.random = random.Random(faults.seed)
 
     def fault(self) -> str | None:
         """Which fault, if any, this request meets."""
