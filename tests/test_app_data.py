@@ -43,6 +43,17 @@ def load_path(at: AppTest, path: object, dataset: str | None = None) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def delete_dataset(at: AppTest, name: str | None = None) -> None:
+    """Choose a dataset (else the first one listed), confirm, then press Delete dataset."""
+    if name is not None:
+        at.selectbox(key="delete_choice").select(name)
+    at.checkbox(key="delete_sure").check()
+    at.run()
+    button(at, "Delete dataset").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
 def test_first_start_loads_the_sample_data(tmp_path, monkeypatch):
     """A store file that does not exist yet: the app's first run loads the sample export."""
     monkeypatch.setenv("EVENTLENS_DB", str(tmp_path / "new.duckdb"))
@@ -90,11 +101,7 @@ def test_a_folder_loads_every_file_in_it(app):
 
 
 def test_deleting_a_dataset_removes_its_events(app):
-    app.checkbox(key="delete_sure").check()
-    app.run()
-    button(app, "Delete dataset").click()
-    app.run()
-    assert not app.exception
+    delete_dataset(app)
     assert any("Deleted sample" in s.value for s in app.success)
     assert metric(app, "Events") == "0"
 
@@ -134,12 +141,7 @@ def test_the_cached_profiles_follow_a_load_and_a_delete(app):
     assert before[0] == 50_000
     load_path(app, str(FORMATS / "search_response.json"), "search")
     assert profiled()[0] == 50_120
-    app.selectbox(key="delete_choice").select("search")
-    app.checkbox(key="delete_sure").check()
-    app.run()
-    button(app, "Delete dataset").click()
-    app.run()
-    assert not app.exception
+    delete_dataset(app, "search")
     assert profiled() == before
 
 
@@ -228,12 +230,7 @@ def test_counts_of_one_read_in_the_singular(app, tmp_path):
     app.run()
     assert any("1 row did not pass LangWatch's rules in one." in c.value for c in app.caption)
     assert [b.label for b in app.get("download_button")] == ["Download this reject as CSV"]
-    app.selectbox(key="delete_choice").select("one")
-    app.checkbox(key="delete_sure").check()
-    app.run()
-    button(app, "Delete dataset").click()
-    app.run()
-    assert not app.exception
+    delete_dataset(app, "one")
     assert [plain(s.value) for s in app.success] == ["Deleted one: 1 event removed."]
 
 
