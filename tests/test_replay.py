@@ -632,9 +632,14 @@ def test_hold_memory_caps_a_replaying_process_unless_the_user_chose(monkeypatch)
         return store.rows("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
 
     monkeypatch.delenv("EVENTLENS_MEMORY_LIMIT", raising=False)
+    monkeypatch.delenv("EVENTLENS_THREADS", raising=False)  # conftest.py sets it for the suite
     with Store(":memory:") as store:
         rp.hold_memory(store)
         assert settings(store) == ("91.5 MiB", rp.PLAN_THREADS)  # 96 MB in DuckDB's units
+    monkeypatch.setenv("EVENTLENS_THREADS", "2")
+    with Store(":memory:") as store:
+        rp.hold_memory(store)
+        assert settings(store) == ("91.5 MiB", 2)
     monkeypatch.setenv("EVENTLENS_MEMORY_LIMIT", "1GB")
     with Store(":memory:") as store:
         rp.hold_memory(store)

@@ -118,11 +118,12 @@ def hold_memory(store: Store) -> None:
 
     Without it DuckDB keeps the growing journal and the store's pages cached (up to 80% of RAM),
     and the report's pass over a 10M-event journal takes about a gigabyte.
-    $EVENTLENS_MEMORY_LIMIT, when set, wins.
+    $EVENTLENS_MEMORY_LIMIT, when set, wins, and so does $EVENTLENS_THREADS (Store set it).
     """
     if not settings.MEMORY_LIMIT.from_env():
         store.execute("SET GLOBAL memory_limit = ?", [PLAN_MEMORY])
-        store.execute("SET GLOBAL threads = ?", [PLAN_THREADS])
+        if not settings.THREADS.from_env():
+            store.execute("SET GLOBAL threads = ?", [PLAN_THREADS])
 
 
 def _small_duckdb() -> duckdb.DuckDBPyConnection:
