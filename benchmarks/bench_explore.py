@@ -18,6 +18,10 @@
      b. trace list    analytics.traces_for(store, that query, bucket start, bucket end,
                       [event type]) for the busiest (bucket, event type) of the series
      b'. baseline     GROUP BY trace_id over that bucket and event type, same columns and order
+     c. days in a zone analytics.series(store, SeriesQuery(agg="count", bucket="1d",
+                      split="event_type", tz="Europe/Amsterdam")): events per local day
+     c'. baseline     the same from one bare DuckDB query with DuckDB's own zone bucketing,
+                      time_bucket(INTERVAL '1 day', timestamp, 'Europe/Amsterdam')
      c. (--apptest)   the Explore page in streamlit.testing.v1.AppTest with EVENTLENS_DB set to
                       the store: the first at.run() is reported, then R more at.run() are timed
                       (the default view, and the p95 view above given as URL parameters)
@@ -58,6 +62,7 @@ from eventlens.store import DB_ENV, Store
 SERIES_TARGET_MS_PER_MILLION = 150.0
 APPTEST_TARGET_MS = 1000.0  # at 1,000,000 events
 APPTEST_TARGET_EVENTS = 1_000_000
+ZONE = "Europe/Amsterdam"  # row c: calendar buckets in a zone with DST
 
 
 def describe_sql(sql: str) -> str:
@@ -93,6 +98,17 @@ def baseline_series(con: duckdb.DuckDBPyConnection, metric: str) -> pd.DataFrame
         GROUP BY ALL ORDER BY series, bucket
         """,
         [metric, metric],
+    ).df()
+
+
+def baseline_zone_days(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.execute(
+        f"""
+        SELECT time_bucket(INTERVAL '1 day', timestamp, '{ZONE}') AS bucket,
+               event_type AS series, count(*) AS value, count(*) AS events
+        FROM events WHERE timestamp IS NOT NULL
+        GROUP BY ALL ORDER BY series, bucket
+        """
     ).df()
 
 
@@ -265,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
         f"({int(busiest['events']):,} events with {q.metric}, the busiest of the series)"
     )
 
+    zone_q = SeriesQuery(agg="count", bucket="1d", split="event_type", tz=ZONE)
     series_row, series_base = Row("a. series p95 1h by event_type"), Row("a'. bare DuckDB")
+    zone_row, zone_base = Row("c. series count 1d, Amsterdam"), Row("c'. bare DuckDB")
     traces_row, traces_base = Row("b. trace list (one bucket)"), Row("b'. bare DuckDB")
     calls: Calls = [
         (series_row, lambda: analytics.series(store, q)),
         (series_base, lambda: baseline_series(con, args.metric)),
         (traces_row, lambda: analytics.traces_for(store, q, t_start, t_end, [t_type])),
         (traces_base, lambda: baseline_traces(con, args.metric, t_start, t_end, t_type)),
+        (zone_row, lambda: analytics.series(store, zone_q)),
+        (zone_base, lambda: baseline_zone_days(con)),
     ]
     harness.warm_up(calls)
     harness.wait_quiet(args.wait_quiet)
@@ -279,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [
         "series " + check_series(series_row.last, series_base.last),
         "trace list " + check_traces(traces_row.last, traces_base.last),
+        "days in a zone " + check_series(zone_row.last, zone_base.last),
     ]
     breakdowns = [
         ("a. series", *log.capture(lambda: analytics.series(store, q))),
@@ -303,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     table: list[Judged] = [
         (series_row, series_base, series_target, ""),
         (traces_row, traces_base, None, "none"),
+        (zone_row, zone_base, None, "none"),
     ]
     for row in app_rows:
         if n == APPTEST_TARGET_EVENTS:

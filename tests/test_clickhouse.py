@@ -99,6 +99,45 @@ def test_every_bucket_in_every_zone(engines, tz, period, bucket):
     )
 
 
+# Calendar edges outside the seeded data (tests/test_series.py checks them against the rules):
+# Pacific/Apia skipped 2011-12-30, and Havana's midnight came twice on 2020-11-01.
+ZONE_EDGES = {
+    "Pacific/Apia": [1577577600000 + day * 86_400_000 for day in range(3)],  # 29-31 Dec 2019
+    "America/Havana": [1604201400000 + i * 600_000 for i in range(18)],  # from 23:30 on 31 Oct
+}
+
+
+def edge_dataset(zone: str) -> str:
+    return zone.split("/")[-1].lower()
+
+
+@pytest.fixture(scope="module")
+def edge_engines(tmp_path_factory, chdb_url) -> tuple[Store, ClickHouseStore]:
+    """ZONE_EDGES' events in both engines, a dataset per zone."""
+    folder = tmp_path_factory.mktemp("edges")
+    duck = Store(":memory:")
+    house = ClickHouseStore(parse(chdb_url("edges")))
+    for zone, times in ZONE_EDGES.items():
+        path = folder / f"{edge_dataset(zone)}.jsonl"
+        rows = [
+            {"trace_id": "t", "event_type": "tick", "metrics": {}, "timestamp": t} for t in times
+        ]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        assert load_files(duck, [path], edge_dataset(zone)).loaded == len(rows)
+        assert house.load([path], edge_dataset(zone)).loaded == len(rows)
+    yield duck, house
+    duck.close()
+    house.close()
+
+
+@pytest.mark.parametrize("bucket", ["1d", "1w", "1mo"])
+@pytest.mark.parametrize("tz", ZONE_EDGES)
+def test_calendar_buckets_at_a_zone_s_edges(edge_engines, tz, bucket):
+    """A skipped day and a repeated midnight bucket alike on both engines."""
+    q = SeriesQuery(bucket=bucket, tz=tz, split="none", datasets=(edge_dataset(tz),))
+    assert same(edge_engines, q).frame["value"].sum() == len(ZONE_EDGES[tz])
+
+
 @pytest.mark.parametrize("split", ["none", "event_type", "detail:product", "detail:country"])
 def test_splits_and_the_top_values(engines, split):
     same(engines, ranged("1h", agg="count", split=split, top=3, tz=AMS))

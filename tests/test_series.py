@@ -759,6 +759,44 @@ def test_half_hour_dst_shift_keeps_every_event(store, write_bodies, load):
     assert series(store, q).frame["value"].sum() == 60
 
 
+def test_weeks_start_on_monday_where_a_zone_skipped_a_day(store, write_bodies, load):
+    """Pacific/Apia skipped 2011-12-30: weeks after it still start on a Monday (DuckDB's own
+    zone bucketing counted 7-day steps from a 2000 origin, and began them on Tuesdays)."""
+    apia = ZoneInfo("Pacific/Apia")
+    times = [dt.datetime(2019, 12, d, 12, tzinfo=apia) for d in (29, 30, 31)]
+    bodies = [
+        {"trace_id": "t", "event_type": "tick", "metrics": {}, "timestamp": scalar_ms(t)}
+        for t in times
+    ]
+    load(write_bodies(bodies), "apia")
+    q = SeriesQuery(bucket="1w", tz="Pacific/Apia", split="none")
+    frame = series(store, q).frame
+    weeks = zip(frame["bucket"], frame["value"], strict=True)
+    assert [(b.strftime("%a %Y-%m-%d %H:%M"), n) for b, n in weeks] == [
+        ("Mon 2019-12-23 00:00", 1),
+        ("Mon 2019-12-30 00:00", 2),
+    ]
+
+
+def test_a_repeated_midnight_keeps_every_event(store, write_bodies, load):
+    """Havana turned 01:00 back to 00:00 on 2020-11-01, so that day's midnight came twice.
+    Day and month buckets count every event of that hour (the month's lost them)."""
+    start = ms(2020, 11, 1, 3, 30)  # 23:30 CDT on Oct 31; 04:00 UTC is the first 00:00
+    bodies = [
+        {"trace_id": "t", "event_type": "tick", "metrics": {}, "timestamp": start + i * 600_000}
+        for i in range(18)  # to 06:20 UTC, 01:20 CST
+    ]
+    load(write_bodies(bodies), "havana")
+    for bucket in ("1d", "1w", "1mo"):
+        q = SeriesQuery(bucket=bucket, tz="America/Havana", split="none")
+        assert series(store, q).frame["value"].sum() == 18, bucket
+    day = SeriesQuery(bucket="1d", tz="America/Havana", split="none")
+    assert local_rows(series(store, day).frame) == [
+        ("2020-10-31T00:00:00-04:00", "2020-11-01T00:00:00-04:00", 3),
+        ("2020-11-01T00:00:00-04:00", "2020-11-02T00:00:00-05:00", 15),
+    ]
+
+
 # -- edge cases -----------------------------------------------------------------------------------
 
 
