@@ -1,7 +1,9 @@
-"""What the ingest tests share: loading files both ways, and Parquet files written by pyarrow."""
+"""What the ingest tests share: loading files both ways, Parquet files written by pyarrow, and
+small in-memory stores built from event bodies."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,17 @@ import pyarrow.parquet as pq
 
 from eventlens.ingest import load_files
 from eventlens.store import Store
+
+
+def store_holding(folder: Path, datasets: dict[str, list[dict[str, Any]]]) -> Store:
+    """An in-memory store holding each dataset's bodies, loaded from a JSONL file in `folder`.
+    For a module's read-only fixture (scope="module"): one load instead of one per test."""
+    store = Store(":memory:")
+    for name, bodies in datasets.items():
+        path = folder / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
+        assert load_files(store, [path], name).loaded == len(bodies)
+    return store
 
 
 def write_parquet(path: Path, columns: dict[str, tuple[Any, list[Any]]]) -> Path:

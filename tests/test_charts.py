@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from ingest_helpers import store_holding
 
 from eventlens import analytics
 from eventlens.analytics import SeriesQuery
 from eventlens.charts import ChartSelection, measure_label, selection_from_points, series_figure
-from eventlens.ingest import load_files
 
 EVIL = "<img src=x onerror=alert(1)>"
 TZ = "Europe/Amsterdam"
@@ -23,9 +23,10 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-@pytest.fixture
-def tiny(store, write_bodies):
-    """Types a and b twice an hour from 00:05 to 05:35 UTC; details name (EVIL or ok)."""
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Types a and b twice an hour from 00:05 to 05:35 UTC; details name (EVIL or ok). Shared
+    by the module's tests, which only read it."""
     bodies, i = [], 0
     for hour in range(6):
         for minute in (5, 35):
@@ -42,8 +43,8 @@ def tiny(store, write_bodies):
                         "event_details": {"name": EVIL if i % 3 else "ok"},
                     }
                 )
-    load_files(store, [write_bodies(bodies)], "tiny")
-    return store
+    with store_holding(tmp_path_factory.mktemp("tiny"), {"tiny": bodies}) as store:
+        yield store
 
 
 # 02:30 to 05:30 UTC in hour buckets: the first and last bucket are only partly covered, and

@@ -7,13 +7,13 @@ import functools
 import json
 import random
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import pytest
+from ingest_helpers import store_holding
 
 from eventlens import analytics, traces
 from eventlens.analytics import (
@@ -622,15 +622,6 @@ def test_series_frame_is_sorted_by_series_then_bucket(gen):
 # -- daylight saving time -------------------------------------------------------------------------
 
 
-def small_store(folder: Path, bodies: list[dict]) -> Store:
-    """An in-memory store holding the bodies (read-only use: it is shared by a module)."""
-    path = folder / "events.jsonl"
-    path.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
-    s = Store(":memory:")
-    assert load_files(s, [path], "small").loaded == len(bodies)
-    return s
-
-
 @pytest.fixture(scope="module")
 def dst_store(tmp_path_factory):
     """Events in Amsterdam's repeated hour (2024-10-27) and skipped hour (2024-03-31)."""
@@ -649,7 +640,7 @@ def dst_store(tmp_path_factory):
         {"trace_id": f"t{i}", "event_type": "tick", "metrics": {}, "timestamp": t}
         for i, t in enumerate(times)
     ]
-    with small_store(tmp_path_factory.mktemp("dst"), bodies) as s:
+    with store_holding(tmp_path_factory.mktemp("dst"), {"small": bodies}) as s:
         yield s
 
 
@@ -991,7 +982,7 @@ HOURS = [
 @pytest.fixture(scope="module")
 def hours_store(tmp_path_factory):
     """Events at 10:05, 11:30, 13:30 UTC on 2024-05-01 (traces a, b, a; m = 3, 1, 2)."""
-    with small_store(tmp_path_factory.mktemp("hours"), HOURS) as s:
+    with store_holding(tmp_path_factory.mktemp("hours"), {"small": HOURS}) as s:
         yield s
 
 
@@ -1181,7 +1172,7 @@ def plans_store(tmp_path_factory):
             {"trace_id": f"t{i}", "event_type": "x", "metrics": {}, "event_details": details,
              "timestamp": ms(2024, 5, 1, 10, i)}
         )  # fmt: skip
-    with small_store(tmp_path_factory.mktemp("plans"), bodies) as s:
+    with store_holding(tmp_path_factory.mktemp("plans"), {"small": bodies}) as s:
         yield s
 
 

@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
+from ingest_helpers import store_holding
 
 from eventlens import analytics, view
 from eventlens.analytics import DetailFilter, SeriesQuery, Threshold
-from eventlens.ingest import load_files
 from eventlens.view import (
     ExploreView,
     check_against_store,
@@ -413,9 +413,10 @@ def body(i: int, event_type: str, when: str, metrics: dict, details: dict) -> di
     }
 
 
-@pytest.fixture
-def small(store, write_bodies):
-    """web: llm_call and search (latency_ms; country, model); mobile: click (n; plan)."""
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """web: llm_call and search (latency_ms; country, model); mobile: click (n; plan). Shared
+    by the module's tests, which only read it."""
     web = [
         body(0, "llm_call", "2021-03-01T10:00:00Z", {"latency_ms": 100}, {"country": "NL"}),
         body(1, "llm_call", "2021-03-02T10:00:00Z", {"latency_ms": 300}, {"model": "m1"}),
@@ -426,10 +427,9 @@ def small(store, write_bodies):
         body(10, "click", "2021-02-01T00:00:00Z", {"n": 1}, {"plan": "free"}),
         body(11, "click", "2021-02-20T12:00:00Z", {"n": 2}, {"plan": "pro"}),
     ]
-    load_files(store, [write_bodies(web, "web.jsonl")], "web")
-    load_files(store, [write_bodies(mobile, "mobile.jsonl")], "mobile")
-    assert store.event_count() == 6
-    return store
+    with store_holding(tmp_path_factory.mktemp("small"), {"web": web, "mobile": mobile}) as store:
+        assert store.event_count() == 6
+        yield store
 
 
 def checked(store, **query):
