@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from eventlens import settings
 from eventlens import store as store_module
 from eventlens.ingest import load_files
 from eventlens.store import DB_ENV, DEFAULT_DB, Store, StoreError, resolve_db_path
@@ -366,6 +367,30 @@ def test_threads_are_duckdbs_own_unless_the_environment_sets_them(monkeypatch, d
     monkeypatch.setenv("EVENTLENS_THREADS", " 3 ")
     with Store(db_path) as s:
         assert s.scalar("SELECT current_setting('threads')") == 3
+
+
+def test_a_handed_off_command_keeps_the_apps_duckdb_settings(monkeypatch, db_path):
+    """A command the running app took over opens its own Store on the app's file, in the app's
+    process: DuckDB gives it the app's database, so its environment's budget and threads would
+    have been the app's until a restart. The first Store's settings stay; once every Store on
+    the file is closed, the next one sets its own again."""
+    app = Store(db_path, memory_limit="1GB")  # the app's own store, its budget set
+    job = {"EVENTLENS_MEMORY_LIMIT": "3GB", "EVENTLENS_THREADS": "2"}  # the command's env
+    token = settings.ENVIRONMENT.set(job)
+    try:
+        with Store(db_path) as command:
+            assert command.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+            assert command.scalar("SELECT current_setting('threads')") == 1
+    finally:
+        settings.ENVIRONMENT.reset(token)
+    assert app.scalar("SELECT current_setting('memory_limit')") == "953.6 MiB"
+    assert app.scalar("SELECT current_setting('threads')") == 1  # the suite's (conftest)
+    app.close()
+    app.close()  # twice is harmless, and counts once
+    monkeypatch.setenv("EVENTLENS_THREADS", "2")
+    with Store(db_path, memory_limit="2GB") as alone:
+        assert alone.scalar("SELECT current_setting('memory_limit')") == "1.8 GiB"
+        assert alone.scalar("SELECT current_setting('threads')") == 2
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])

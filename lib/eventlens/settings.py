@@ -57,14 +57,16 @@ MEMORY_LIMIT = Setting(
     None,
     "DuckDB's memory_limit, e.g. `4GB` (default: a quarter of the machine's memory, at least "
     "1 GB, for the app; DuckDB's 80% of RAM for commands; replay plans within 96 MB unless it "
-    "is set); past it, a big load or query spills to disk instead of growing.",
+    "is set); past it, a big load or query spills to disk instead of growing. A command the "
+    "running app takes over runs with the app's.",
 )
 THREADS = Setting(
     "EVENTLENS_THREADS",
     None,
     "DuckDB's threads for a DuckDB store, e.g. `1` (default: one per core); fewer leave cores "
     "to other work, and on data smaller than a row group (122,880 rows) a second thread only "
-    "costs CPU: the test suite runs with `1`.",
+    "costs CPU: the test suite runs with `1`. A command the running app takes over runs with "
+    "the app's.",
 )
 API_KEY = Setting(
     "LANGWATCH_API_KEY",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import threading
@@ -389,7 +390,12 @@ class Store:
         memory_limit: str | None = None,
     ):
         """`memory_limit` is DuckDB's budget when EVENTLENS_MEMORY_LIMIT is unset (None: DuckDB's
-        own default, 80% of RAM); past it, sorts, joins and aggregations spill to disk."""
+        own default, 80% of RAM); past it, sorts, joins and aggregations spill to disk.
+
+        A file another Store of this process holds open shares that Store's DuckDB (DuckDB keeps
+        one database per file and process), so it keeps its settings: memory_limit, threads and
+        the environment's are not applied. That is a command the running app took over
+        (eventlens.handoff): it runs with the app's budget, as the app's own pages do."""
         self.path = resolve_db_path(path)
         self.read_only = read_only
         if location.is_url(self.path):
@@ -402,6 +408,8 @@ class Store:
             if not read_only and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
                 os.remove(self.path)  # an empty file (touch, mktemp) holds nothing: start afresh
         threads = _thread_count(text) if (text := settings.THREADS.from_env()) else None
+        self._file = None if self.path == ":memory:" else os.path.realpath(self.path)
+        shared = _open_count(self._file) > 0
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
@@ -411,7 +419,7 @@ class Store:
         # app's own Store and a handed-off command's (eventlens.handoff) share it.
         self.write_lock = _write_lock(self.path)
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
-        if limit := settings.MEMORY_LIMIT.from_env() or memory_limit:
+        if limit := None if shared else settings.MEMORY_LIMIT.from_env() or memory_limit:
             try:
                 self._con.execute("SET GLOBAL memory_limit = ?", [limit])
             except duckdb.Error:
@@ -419,7 +427,7 @@ class Store:
                 raise StoreError(
                     f"{MEMORY_ENV}={limit!r} is not a memory size DuckDB understands (try 2GB)"
                 ) from None
-        if threads:
+        if threads and not shared:
             self._con.execute("SET GLOBAL threads = ?", [threads])
         if read_only:
             has_test, columns = self.rows(
@@ -434,6 +442,8 @@ class Store:
                 )
         if not read_only:
             self._bring_up_to_date()
+        _count_open(self._file, +1)
+        self._closed = False
 
     def _bring_up_to_date(self) -> None:
         """Make the schema current and build the summaries a store made before them lacks."""
@@ -500,6 +510,9 @@ class Store:
     def close(self) -> None:
         """Close the database (checkpointing it to the file)."""
         self._con.close()
+        if not self._closed:
+            self._closed = True
+            _count_open(self._file, -1)
 
     def __enter__(self) -> Store:
         return self
@@ -809,6 +822,26 @@ _WRITE_LOCKS_GUARD = threading.Lock()
 def _newest_batch(cur: duckdb.DuckDBPyConnection) -> int:
     """The newest insert batch id in events (0 when empty)."""
     return int(fetch_scalar(cur, "SELECT coalesce(max(batch_id), 0) FROM events"))
+
+
+# How many Stores of this process hold each file open: a second one shares the first one's
+# DuckDB, and so its settings (Store.__init__).
+_OPEN_FILES: collections.Counter[str] = collections.Counter()
+
+
+def _open_count(file: str | None) -> int:
+    if file is None:  # each connect to ':memory:' is a database of its own
+        return 0
+    with _WRITE_LOCKS_GUARD:
+        return _OPEN_FILES[file]
+
+
+def _count_open(file: str | None, step: int) -> None:
+    if file is not None:
+        with _WRITE_LOCKS_GUARD:
+            _OPEN_FILES[file] += step
+            if _OPEN_FILES[file] <= 0:
+                del _OPEN_FILES[file]
 
 
 def _write_lock(path: str) -> threading.RLock:
