@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -86,6 +87,24 @@ def page(open_page) -> AppTest:
 def store(page, db):
     """The app's own Store (the one open_store cached for the page's process)."""
     return open_store(db)
+
+
+@pytest.fixture
+def ticks(monkeypatch) -> list[float]:
+    """The intervals of the fragment timers the page's runs set (st.fragment's run_every): the
+    browser asks the server for a fragment rerun at each one."""
+    from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+
+    seen: list[float] = []
+    enqueue = ForwardMsgQueue.enqueue
+
+    def recording(queue: ForwardMsgQueue, msg: Any) -> None:
+        if msg.HasField("auto_rerun"):
+            seen.append(msg.auto_rerun.interval)
+        enqueue(queue, msg)
+
+    monkeypatch.setattr(ForwardMsgQueue, "enqueue", recording)
+    return seen
 
 
 @pytest.fixture
@@ -852,8 +871,16 @@ def test_every_number_in_the_runs_table_has_thousands_separators_and_sorts_as_a_
         assert pd.api.types.is_numeric_dtype(table[column]), (column, table[column].dtype)
 
 
+def test_an_idle_page_sets_no_timer(page, ticks):
+    """With no run sending, the live section does not tick: each tick cost the server about
+    0.1 s of CPU a second for as long as the page stayed open in a browser."""
+    page.run()
+    ok(page)
+    assert ticks == []
+
+
 def test_a_started_run_is_listed_running_then_paused_with_its_live_counts(
-    page, store, box, held_at_start
+    page, store, box, held_at_start, ticks
 ):
     aim(page, box)
     paced_checkouts(page, concurrency=2, until="2025-11-03")
@@ -874,8 +901,10 @@ def test_a_started_run_is_listed_running_then_paused_with_its_live_counts(
         assert time.monotonic() < deadline, "the run did not start sending"
         time.sleep(0.02)
     before = session.replay.progress()
+    ticks.clear()
     page.run()
     ok(page)
+    assert ticks == [1.0]  # while it sends, the live section is redrawn every second
     after = session.replay.progress()
     row = run_row(page, run_id)
     assert row["state"] == "running", row.to_dict()
