@@ -620,11 +620,19 @@ def test_report_latency_is_exact_up_to_a_million_events_then_estimated(
     assert (lat.p50, lat.p95, lat.p99) == pytest.approx(
         (exact[49], exact[94], exact[98]), abs=0.05 + 1e-9
     )
+    # The estimate against the exact figures, on known latencies: measured ones carry the
+    # machine's noise, and one slow request of the 40 once moved the p99 estimate by a third
+    # (68.3 against 49.6 ms, on a busy CI run).
+    journal.execute(
+        "UPDATE replay_outcomes SET latency_ms = seq * 1.25 WHERE run_id = ?", [run.run_id]
+    )
+    known = rp.build_report(journal, rp.get_run(journal, run.run_id)).latency_ms
+    assert known.estimated is False
     monkeypatch.setattr(rp_report, "EXACT_QUANTILES", 39)  # 40 accepted: one past it
     estimate = rp.build_report(journal, rp.get_run(journal, run.run_id)).latency_ms
     assert estimate.estimated is True
-    assert estimate.p50 == pytest.approx(lat.p50, rel=0.1)
-    assert estimate.p99 == pytest.approx(lat.p99, rel=0.1)
+    assert estimate.p50 == pytest.approx(known.p50, rel=0.1)
+    assert estimate.p99 == pytest.approx(known.p99, rel=0.1)
 
 
 def test_hold_memory_caps_a_replaying_process_unless_the_user_chose(monkeypatch):
