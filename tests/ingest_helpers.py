@@ -3,12 +3,12 @@ small in-memory stores built from event bodies."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from replay_helpers import write_jsonl
 
 from eventlens.ingest import load_files
 from eventlens.store import Store
@@ -19,9 +19,8 @@ def store_holding(folder: Path, datasets: dict[str, list[dict[str, Any]]]) -> St
     For a module's read-only fixture (scope="module"): one load instead of one per test."""
     store = Store(":memory:")
     for name, bodies in datasets.items():
-        path = folder / f"{name}.jsonl"
-        path.write_text("".join(json.dumps(b) + "\n" for b in bodies), encoding="utf-8")
-        assert load_files(store, [path], name).loaded == len(bodies)
+        result = load_files(store, [write_jsonl(folder / f"{name}.jsonl", bodies)], name)
+        assert (result.loaded, result.rejected) == (len(bodies), 0)
     return store
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from replay_helpers import write_jsonl
 from test_series import AUTUMN, AUTUMN_SHORT, SPRING, SPRING_SHORT, make_bodies
 
 from eventlens import analytics, stores, traces
@@ -31,20 +34,26 @@ pytest.importorskip("chdb", reason="chDB (ClickHouse in process) is not installe
 AMS = "Europe/Amsterdam"
 
 
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory, chdb_url) -> tuple[Store, ClickHouseStore]:
-    """The seeded events in an in-memory DuckDB and in a chDB store, loaded the same way."""
-    folder = tmp_path_factory.mktemp("generated")
+def both_engines(
+    folder: Path, url: str, datasets: dict[str, list[dict]]
+) -> Iterator[tuple[Store, ClickHouseStore]]:
+    """Each dataset's bodies in an in-memory DuckDB and in a chDB store, loaded the same way
+    (for a module's fixture)."""
     duck = Store(":memory:")
-    house = ClickHouseStore(parse(chdb_url("seeded")))
-    for dataset, rows in make_bodies().items():
-        path = folder / f"{dataset}.jsonl"
-        path.write_text("".join(json.dumps(b) + "\n" for b in rows), encoding="utf-8")
+    house = ClickHouseStore(parse(url))
+    for dataset, rows in datasets.items():
+        path = write_jsonl(folder / f"{dataset}.jsonl", rows)
         assert load_files(duck, [path], dataset).loaded == len(rows)
         assert house.load([path], dataset).loaded == len(rows)
     yield duck, house
     duck.close()
     house.close()
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory, chdb_url) -> Iterator[tuple[Store, ClickHouseStore]]:
+    """The seeded events in both engines."""
+    yield from both_engines(tmp_path_factory.mktemp("generated"), chdb_url("seeded"), make_bodies())
 
 
 def same(engines, q: SeriesQuery) -> analytics.SeriesResult:
@@ -112,22 +121,15 @@ def edge_dataset(zone: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def edge_engines(tmp_path_factory, chdb_url) -> tuple[Store, ClickHouseStore]:
+def edge_engines(tmp_path_factory, chdb_url) -> Iterator[tuple[Store, ClickHouseStore]]:
     """ZONE_EDGES' events in both engines, a dataset per zone."""
-    folder = tmp_path_factory.mktemp("edges")
-    duck = Store(":memory:")
-    house = ClickHouseStore(parse(chdb_url("edges")))
-    for zone, times in ZONE_EDGES.items():
-        path = folder / f"{edge_dataset(zone)}.jsonl"
-        rows = [
+    datasets = {
+        edge_dataset(zone): [
             {"trace_id": "t", "event_type": "tick", "metrics": {}, "timestamp": t} for t in times
         ]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        assert load_files(duck, [path], edge_dataset(zone)).loaded == len(rows)
-        assert house.load([path], edge_dataset(zone)).loaded == len(rows)
-    yield duck, house
-    duck.close()
-    house.close()
+        for zone, times in ZONE_EDGES.items()
+    }
+    yield from both_engines(tmp_path_factory.mktemp("edges"), chdb_url("edges"), datasets)
 
 
 @pytest.mark.parametrize("bucket", ["1d", "1w", "1mo"])

@@ -21,6 +21,7 @@ import duckdb
 import httpx
 import pytest
 from click.testing import CliRunner
+from replay_helpers import write_jsonl
 from sandbox_server import free_port
 
 from eventlens import location
@@ -64,11 +65,6 @@ MORE = [
         "event_details": {"model": "m"},
     },
 ]
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
-    return path
 
 
 def start_ui(db: Path | str, cwd: Path) -> tuple[subprocess.Popen, Published, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -35,7 +34,6 @@ from eventlens.analytics import (
     series,
     traces_for,
 )
-from eventlens.ingest import load_files
 from eventlens.store import Store
 
 UTC = dt.UTC
@@ -169,14 +167,8 @@ def events_frame(bodies_by_dataset: dict[str, list[dict]]) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory) -> tuple[Store, pd.DataFrame]:
     """A store of about 3,200 seeded events in three datasets, and the same events in pandas."""
-    folder = tmp_path_factory.mktemp("generated")
     bodies = make_bodies()
-    with Store(":memory:") as s:
-        for dataset, rows in bodies.items():
-            path = folder / f"{dataset}.jsonl"
-            path.write_text("".join(json.dumps(b) + "\n" for b in rows), encoding="utf-8")
-            result = load_files(s, [path], dataset)
-            assert (result.loaded, result.rejected) == (len(rows), 0)
+    with store_holding(tmp_path_factory.mktemp("generated"), bodies) as s:
         yield s, with_columns(events_frame(bodies))
 
 

@@ -417,9 +417,10 @@ class Store:
         # A write lock per store file and process: DuckDB allows one writer at a time per table
         # anyway, and serialising loads gives clear counts instead of transaction conflicts. The
         # app's own Store and a handed-off command's (eventlens.handoff) share it.
-        self.write_lock = _write_lock(self.path)
+        self.write_lock = _write_lock(self._file)
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
-        if limit := None if shared else settings.MEMORY_LIMIT.from_env() or memory_limit:
+        limit = None if shared else settings.MEMORY_LIMIT.from_env() or memory_limit
+        if limit:
             try:
                 self._con.execute("SET GLOBAL memory_limit = ?", [limit])
             except duckdb.Error:
@@ -844,11 +845,12 @@ def _count_open(file: str | None, step: int) -> None:
                 del _OPEN_FILES[file]
 
 
-def _write_lock(path: str) -> threading.RLock:
-    if path == ":memory:":  # each connect is a database of its own
+def _write_lock(file: str | None) -> threading.RLock:
+    """The write lock of a store file (its real path); None, ':memory:', gets one of its own."""
+    if file is None:  # each connect to ':memory:' is a database of its own
         return threading.RLock()
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(os.path.realpath(path), threading.RLock())
+        return _WRITE_LOCKS.setdefault(file, threading.RLock())
 
 
 def fetch_scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> Any:
